@@ -1,0 +1,1 @@
+"""The search service: Optuna-driven, Ray-distributed, constraint-aware hyperparameter search."""

@@ -1,0 +1,213 @@
+"""The Ray Tune trainable that launches one training and streams its log.
+
+This is the one way a training is launched, for `search.run` and
+`search.promote` alike (contract in docs/design.md). A trial runs its script in
+a child process (`torchrun --standalone` on the GPUs Ray assigned, or a plain
+`python script` with 0 processes per trial), streams each intermediate
+`val_bpb` line to Tune, and ends with one report of the trial's metrics plus
+`training_done: True`. The child dies with its Ray worker (PR_SET_PDEATHSIG),
+so a killed driver leaves no orphan training.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping
+
+from pgolf.logs import LogSummary, TrainStep, ValStep, parse_line
+
+LOG_TAIL_LINES = 40
+_PR_SET_PDEATHSIG = 1
+# Keys the runner adds to env.json on top of config["env"]; not part of a trial's identity.
+_RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES")
+
+
+class TrainingFailed(RuntimeError):
+    """A training crashed or produced a NaN loss; carries the reason and log tail."""
+
+    def __init__(self, reason: str, log_tail: str, message: str = ""):
+        super().__init__(f"{reason}: {message}\n{log_tail}" if message else f"{reason}\n{log_tail}")
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+def trial_resources(gpus_per_trial: int, cpus_per_trial: int = 1):
+    """What to pass to `tune.with_resources` for one trial (one bundle, one node)."""
+    from ray.tune import PlacementGroupFactory
+
+    bundle: dict[str, float] = {"CPU": max(1, int(cpus_per_trial))}
+    if gpus_per_trial > 0:
+        bundle["GPU"] = int(gpus_per_trial)
+    return PlacementGroupFactory([bundle])
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: have the kernel SIGKILL the child when its parent thread dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass  # not Linux: cleanup in train_trial's finally still applies
+
+
+def launch_command(script: Path, nproc: int) -> list[str]:
+    """`torchrun --standalone --nproc_per_node=N script` for N > 0, else `python script`."""
+    if nproc > 0:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={nproc}", str(script)]
+    return [sys.executable, str(script)]
+
+
+def _identity(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in _RUNNER_KEYS}
+
+
+def load_finished_metrics(trial_dir: Path, env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """metrics.json of a finished training in trial_dir (for env, when given), else None."""
+    metrics_path, env_path = trial_dir / "metrics.json", trial_dir / "env.json"
+    if not metrics_path.is_file():
+        return None
+    try:
+        metrics = json.loads(metrics_path.read_text())
+        if env is not None and _identity(json.loads(env_path.read_text())) != _identity(env):
+            return None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or "val_bpb" not in metrics or "bytes_total" not in metrics:
+        return None
+    return metrics
+
+
+def _prepare_data(env: dict[str, str]) -> None:
+    """Fill DATA_PATH/TOKENIZER_PATH from the bundled corpus for the trial's VOCAB_SIZE."""
+    if "DATA_PATH" in env and "TOKENIZER_PATH" in env:
+        return
+    import pgolf.data
+
+    vocab = int(env.get("VOCAB_SIZE", "1024"))
+    prepared = pgolf.data.prepare(vocab, pgolf.data.default_cache_dir())
+    env.setdefault("DATA_PATH", str(prepared.data_path))
+    env.setdefault("TOKENIZER_PATH", str(prepared.tokenizer_path))
+
+
+def metrics_from_log(summary: LogSummary, script: Path) -> dict[str, Any] | None:
+    """Metrics of an upstream script that writes no metrics.json, from its final log lines."""
+    final, total = summary.final, summary.bytes_total
+    if final is None or total is None:
+        return None
+    code = len(script.read_bytes())
+    return {"val_loss": final.val_loss, "val_bpb": final.val_bpb, "bytes_total": total,
+            "bytes_code": code, "bytes_model": total - code, "steps": summary.last_step,
+            "scheme": final.label, "source": "log"}
+
+
+def _fail(trial_dir: Path, reason: str, tail: str, message: str = "") -> TrainingFailed:
+    (trial_dir / "failure.json").write_text(json.dumps({"reason": reason, "message": message,
+                                                        "log_tail": tail}, indent=1))
+    return TrainingFailed(reason, tail, message)
+
+
+def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Path, nproc: int = 0,
+                 cwd: str | Path | None = None, report=None) -> dict[str, Any]:
+    """Run one training to the end; return its metrics (plus timing), raise TrainingFailed.
+
+    `report(dict)` is called for each intermediate validation line.
+    """
+    script, trial_dir = Path(script).resolve(), Path(trial_dir).resolve()
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "failure.json").unlink(missing_ok=True)
+    child_env = {**os.environ, **env, "OUT_DIR": str(trial_dir)}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    recorded = {**env, "OUT_DIR": str(trial_dir)}
+    if visible is not None:
+        recorded["CUDA_VISIBLE_DEVICES"] = visible
+    (trial_dir / "env.json").write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    (trial_dir / "metrics.json").unlink(missing_ok=True)
+
+    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+    summary = LogSummary()
+    start = time.time()
+    nan_seen = False
+    proc = subprocess.Popen(launch_command(script, nproc), env=child_env, cwd=str(cwd or os.getcwd()),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent,
+                            start_new_session=True)
+    try:
+        with open(trial_dir / "stdout.log", "w") as out:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                out.write(line)
+                out.flush()
+                tail.append(line.rstrip("\n"))
+                event = parse_line(line)
+                summary.add(event)
+                loss = event.train_loss if isinstance(event, TrainStep) else (
+                    event.val_loss if isinstance(event, ValStep) else 0.0)
+                if not math.isfinite(loss):
+                    nan_seen = True
+                    break
+                if isinstance(event, ValStep) and report is not None and math.isfinite(event.val_bpb):
+                    report({"val_bpb": event.val_bpb, "val_loss": event.val_loss, "step": event.step})
+        if nan_seen:
+            os.killpg(proc.pid, signal.SIGKILL)
+        returncode = proc.wait()
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    wall = time.time() - start
+    tail_text = "\n".join(tail)
+    if nan_seen:
+        raise _fail(trial_dir, "nan_loss", tail_text, "a loss became NaN")
+    if returncode != 0:
+        raise _fail(trial_dir, "crashed", tail_text, f"exit code {returncode}")
+    metrics = load_finished_metrics(trial_dir)
+    if metrics is None:
+        metrics = metrics_from_log(summary, script)
+        if metrics is None:
+            raise _fail(trial_dir, "crashed", tail_text, "no metrics.json and no final score line")
+    if not all(isinstance(metrics.get(k), (int, float)) and math.isfinite(metrics[k])
+               for k in ("val_bpb", "val_loss")):
+        raise _fail(trial_dir, "nan_loss", tail_text, "the final val_bpb/val_loss is not finite")
+    gpus = len([d for d in (visible or "").split(",") if d.strip()])
+    train_ms = metrics.get("train_time_ms")
+    metrics.update({
+        "train_seconds": float(train_ms) / 1000 if isinstance(train_ms, (int, float)) else wall,
+        "wall_seconds": wall,
+        "gpu_seconds": wall * gpus,
+        "log_path": str(trial_dir / "train.log") if (trial_dir / "train.log").is_file()
+        else str(trial_dir / "stdout.log"),
+    })
+    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable; see docs/design.md for `config`.
+
+    Optional keys beyond the contract: `prepare_data` (fill DATA_PATH and
+    TOKENIZER_PATH from the bundled corpus for the trial's VOCAB_SIZE, used by
+    `--smoke`) and `cwd` (working directory of the training, default the
+    driver's, so relative paths in a space file mean the same everywhere).
+    """
+    from ray import tune
+
+    env = {str(k): str(v) for k, v in config["env"].items()}
+    trial_dir = Path(config["trial_dir"])
+    if config.get("prepare_data"):
+        _prepare_data(env)
+    done = load_finished_metrics(trial_dir, env)
+    if done is None:
+        done = run_training(env, config["script"], trial_dir, int(config.get("nproc", 0)),
+                            cwd=config.get("cwd"), report=tune.report)
+    tune.report({**done, "training_done": True})
