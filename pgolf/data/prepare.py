@@ -1,0 +1,247 @@
+"""Turn a corpus into a tokenizer plus train/val shards in the competition's layout, cached.
+
+A search over vocabulary sizes calls `prepare` from many concurrent trials; each
+(corpus content, vocab, settings) is built once under a file lock and then served
+from its manifest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .corpus import Corpus, load_corpus
+from .shards import read_shard_header, shard_name, write_shard
+from .tokenizer import BOS_ID, TokenizerSettings, check_vocab_size, train_tokenizer
+
+MANIFEST_NAME = "prepared.json"
+FORMAT_VERSION = 1
+DEFAULT_VAL_FRACTION = 0.06  # ~6% of documents: ~5-10% of tokens, like a held-out split should be
+DEFAULT_SHARD_TOKENS = 100_000_000  # upstream shard size
+ENCODE_BATCH_DOCS = 256
+
+
+def default_cache_dir() -> Path:
+    """Where prepared vocabularies live by default: `$PGOLF_CACHE`, else `~/.cache/pgolf`."""
+    env = os.environ.get("PGOLF_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "pgolf"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a training needs: pass `tokenizer_path` as TOKENIZER_PATH and `data_path` as DATA_PATH."""
+
+    tokenizer_path: Path
+    data_path: Path
+    vocab_size: int
+    corpus: str
+    train_tokens: int
+    val_tokens: int
+    train_docs: int
+    val_docs: int
+    train_shards: int
+    key: str
+    cached: bool = False
+
+    def env(self) -> dict[str, str]:
+        """The training-script variables this preparation sets."""
+        return {
+            "DATA_PATH": str(self.data_path),
+            "TOKENIZER_PATH": str(self.tokenizer_path),
+            "VOCAB_SIZE": str(self.vocab_size),
+        }
+
+
+def _cache_key(corpus: Corpus, vocab_size: int, val_docs: int, shard_tokens: int, settings: TokenizerSettings) -> str:
+    import hashlib
+
+    blob = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "corpus_sha256": corpus.sha256,
+            "vocab_size": vocab_size,
+            "val_docs": val_docs,
+            "shard_tokens": shard_tokens,
+            "settings": asdict(settings),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _resolve_val_docs(val_docs: int | None, n_docs: int) -> int:
+    if val_docs is None:
+        val_docs = max(1, round(n_docs * DEFAULT_VAL_FRACTION))
+    if not isinstance(val_docs, int) or val_docs < 1 or val_docs >= n_docs:
+        raise ValueError(
+            f"val_docs={val_docs!r} must be between 1 and {n_docs - 1} for a corpus of {n_docs} documents"
+        )
+    return val_docs
+
+
+def _load_manifest(dataset_dir: Path, key: str) -> dict | None:
+    """The manifest if it matches `key` and its shards are intact, else None."""
+    try:
+        manifest = json.loads((dataset_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("key") != key:
+        return None
+    try:
+        if not Path(manifest["tokenizer_path"]).is_file():
+            return None
+        for name, count in manifest["shards"].items():
+            if read_shard_header(dataset_dir / name) != count:
+                return None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return manifest
+
+
+def _from_manifest(manifest: dict, dataset_dir: Path, cached: bool) -> Prepared:
+    return Prepared(
+        tokenizer_path=Path(manifest["tokenizer_path"]),
+        data_path=dataset_dir,
+        vocab_size=manifest["vocab_size"],
+        corpus=manifest["corpus"],
+        train_tokens=manifest["train_tokens"],
+        val_tokens=manifest["val_tokens"],
+        train_docs=manifest["train_docs"],
+        val_docs=manifest["val_docs"],
+        train_shards=manifest["train_shards"],
+        key=manifest["key"],
+        cached=cached,
+    )
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    """An exclusive fcntl lock held for the block: concurrent preparers of one vocab wait for each other."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _encode(sp, docs: list[str], desc: str, quiet: bool, threads: int) -> np.ndarray:
+    """Token stream of `docs`: BOS then the document's pieces, for each document (no EOS)."""
+    parts: list[np.ndarray] = []
+    with tqdm(total=len(docs), desc=desc, unit="doc", file=sys.stderr, disable=quiet, leave=False) as bar:
+        for start in range(0, len(docs), ENCODE_BATCH_DOCS):
+            batch = docs[start : start + ENCODE_BATCH_DOCS]
+            for ids in sp.encode(batch, num_threads=threads):
+                parts.append(np.asarray([BOS_ID, *ids], dtype=np.uint16))
+            bar.update(len(batch))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
+
+
+def _write_split(tokens: np.ndarray, dataset_dir: Path, split: str, shard_tokens: int, quiet: bool) -> dict[str, int]:
+    n_shards = max(1, -(-tokens.size // shard_tokens))
+    written: dict[str, int] = {}
+    for i in tqdm(range(n_shards), desc=f"write {split} shards", unit="shard", file=sys.stderr,
+                  disable=quiet or n_shards < 2, leave=False):
+        chunk = tokens[i * shard_tokens : (i + 1) * shard_tokens]
+        write_shard(dataset_dir / shard_name(split, i), chunk)
+        written[shard_name(split, i)] = int(chunk.size)
+    return written
+
+
+def prepare(
+    vocab_size: int,
+    out_dir: str | os.PathLike | None = None,
+    docs: str | os.PathLike | None = None,
+    *,
+    val_docs: int | None = None,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    settings: TokenizerSettings = TokenizerSettings(),
+    threads: int | None = None,
+    quiet: bool = False,
+    force: bool = False,
+) -> Prepared:
+    """Train (or reuse) a `vocab_size` BPE tokenizer on `docs` and write train/val shards under `out_dir`.
+
+    Layout: `out_dir/tokenizers/<corpus>_<V>_bpe.model` and
+    `out_dir/datasets/<corpus>_sp<V>/fineweb_{train,val}_NNNNNN.bin`, where <corpus>
+    is `gutenberg` for the bundled corpus (docs=None) or the docs file's stem.
+    The first `val_docs` documents are the validation split. A second call with
+    the same inputs returns the cached result without retraining.
+    """
+    check_vocab_size(vocab_size)
+    if shard_tokens < 1:
+        raise ValueError(f"shard_tokens={shard_tokens} must be positive")
+    out = Path(out_dir) if out_dir is not None else default_cache_dir()
+    threads = threads or max(1, min(4, os.cpu_count() or 1))
+    corpus = load_corpus(docs)
+    val_docs = _resolve_val_docs(val_docs, len(corpus.docs))
+    key = _cache_key(corpus, vocab_size, val_docs, shard_tokens, settings)
+    dataset_dir = out / "datasets" / f"{corpus.name}_sp{vocab_size}"
+    tokenizer_path = out / "tokenizers" / f"{corpus.name}_{vocab_size}_bpe.model"
+
+    if not force and (manifest := _load_manifest(dataset_dir, key)):
+        return _from_manifest(manifest, dataset_dir, cached=True)
+
+    with _locked(out / ".locks" / f"{corpus.name}_sp{vocab_size}.lock"):
+        # Another process may have finished the same work while we waited.
+        if not force and (manifest := _load_manifest(dataset_dir, key)):
+            return _from_manifest(manifest, dataset_dir, cached=True)
+        started = time.time()
+        if not quiet:
+            print(f"pgolf.data: training {vocab_size}-piece BPE on {corpus.name} "
+                  f"({len(corpus.docs) - val_docs} training documents)", file=sys.stderr)
+        val, train = corpus.docs[:val_docs], corpus.docs[val_docs:]
+        sp = train_tokenizer(train, vocab_size, tokenizer_path, settings, num_threads=threads)
+        val_tokens = _encode(sp, val, "tokenize val", quiet, threads)
+        train_tokens = _encode(sp, train, "tokenize train", quiet, threads)
+
+        (dataset_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        if dataset_dir.exists():
+            for old in dataset_dir.glob("fineweb_*.bin"):
+                old.unlink()
+        shards = _write_split(val_tokens, dataset_dir, "val", shard_tokens, quiet)
+        train_shards = _write_split(train_tokens, dataset_dir, "train", shard_tokens, quiet)
+        shards.update(train_shards)
+        manifest = {
+            "key": key,
+            "format": FORMAT_VERSION,
+            "corpus": corpus.name,
+            "corpus_path": str(corpus.path),
+            "corpus_sha256": corpus.sha256,
+            "vocab_size": vocab_size,
+            "tokenizer_path": str(tokenizer_path),
+            "settings": asdict(settings),
+            "val_docs": val_docs,
+            "train_docs": len(train),
+            "val_tokens": int(val_tokens.size),
+            "train_tokens": int(train_tokens.size),
+            "train_shards": len(train_shards),
+            "shard_tokens": shard_tokens,
+            "shards": shards,
+            "seconds": round(time.time() - started, 2),
+        }
+        tmp = dataset_dir / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, dataset_dir / MANIFEST_NAME)
+        if not quiet:
+            print(f"pgolf.data: wrote {dataset_dir} ({manifest['train_tokens']} train + "
+                  f"{manifest['val_tokens']} val tokens) in {manifest['seconds']} s", file=sys.stderr)
+        return _from_manifest(manifest, dataset_dir, cached=False)
+
+
+def remove_prepared(prepared: Prepared) -> None:
+    """Delete a preparation's shards and tokenizer (e.g. to free a cache)."""
+    shutil.rmtree(prepared.data_path, ignore_errors=True)
+    for path in (prepared.tokenizer_path, prepared.tokenizer_path.with_suffix(".vocab")):
+        path.unlink(missing_ok=True)
