@@ -17,8 +17,8 @@ What it does, in order:
 2. normalises line endings and strips any Project Gutenberg header/footer
    boilerplate (everything up to a `*** START OF` line and from a `*** END OF` /
    `End of (the) Project Gutenberg` line on);
-3. splits each text into documents of about `target_chars` characters at
-   blank-line boundaries;
+3. strips trailing spaces from lines and splits each text into documents of about
+   `target_chars` characters at blank-line boundaries (long verse paragraphs at line breaks);
 4. drops paragraphs already seen (the Milton collections overlap);
 5. shuffles the documents with a fixed seed so that the first documents (the
    validation split) sample every work, and writes one `{"text": ...}` per line.
@@ -79,13 +79,10 @@ def select_members(names: list[str]) -> list[str]:
     return sorted(chosen)
 
 
-def split_documents(text: str, cfg: BuildConfig, seen: set[str]) -> list[str]:
-    """Cut a text into ~target_chars documents at paragraph boundaries, skipping seen paragraphs."""
-    docs: list[str] = []
-    current: list[str] = []
-    size = 0
+def _units(text: str, cfg: BuildConfig, seen: set[str]):
+    """Paragraphs as (separator, text); paragraphs longer than target_chars are cut at line breaks."""
     for para in _PARAGRAPH_SPLIT_RE.split(text):
-        para = para.strip("\n")
+        para = "\n".join(line.rstrip() for line in para.strip("\n").split("\n"))
         if not para.strip():
             continue
         if len(para) >= 80:
@@ -93,17 +90,31 @@ def split_documents(text: str, cfg: BuildConfig, seen: set[str]) -> list[str]:
             if digest in seen:
                 continue
             seen.add(digest)
-        current.append(para)
-        size += len(para) + 2
-        if size >= cfg.target_chars:
-            docs.append("\n\n".join(current))
-            current, size = [], 0
+        sep, piece = "\n\n", []
+        for line in para.split("\n"):
+            piece.append(line)
+            if sum(len(x) + 1 for x in piece) >= cfg.target_chars:
+                yield sep, "\n".join(piece)
+                sep, piece = "\n", []
+        if piece:
+            yield sep, "\n".join(piece)
+
+
+def split_documents(text: str, cfg: BuildConfig, seen: set[str]) -> list[str]:
+    """Cut a text into ~target_chars documents at paragraph (or, inside long verse paragraphs,
+    line) boundaries, skipping paragraphs already seen."""
+    docs: list[str] = []
+    current = ""
+    for sep, unit in _units(text, cfg, seen):
+        current = unit if not current else current + sep + unit
+        if len(current) >= cfg.target_chars:
+            docs.append(current)
+            current = ""
     if current:
-        tail = "\n\n".join(current)
-        if docs and len(tail) < cfg.min_chars:
-            docs[-1] = docs[-1] + "\n\n" + tail
+        if docs and len(current) < cfg.min_chars:
+            docs[-1] = docs[-1] + "\n\n" + current
         else:
-            docs.append(tail)
+            docs.append(current)
     return [d for d in docs if len(d) >= cfg.min_chars]
 
 

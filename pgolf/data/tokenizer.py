@@ -7,6 +7,7 @@ preparation cache key: change a setting and every cached vocabulary is rebuilt.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -95,6 +96,12 @@ def train_tokenizer(
             )
         except RuntimeError as exc:
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", detail)
+            if too_small:
+                raise TokenizerError(
+                    f"vocab size {vocab_size} is too small for this corpus: its characters and control "
+                    f"pieces alone need {too_small.group(2)}; use --vocab {too_small.group(2)} or more"
+                ) from None
             raise TokenizerError(
                 f"SentencePiece could not train a {vocab_size}-piece BPE on this corpus ({detail}); "
                 "use a smaller --vocab or a larger --docs corpus"

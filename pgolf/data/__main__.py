@@ -1,0 +1,88 @@
+"""`python -m pgolf.data prepare|download`: make training data in the competition's layout.
+
+prepare   train a SentencePiece BPE on the bundled corpus (or --docs FILE.jsonl) and write shards
+download  fetch the published FineWeb shards and tokenizer from the Hugging Face hub
+
+Bad input exits with code 2 and one `error:` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .corpus import CorpusError
+from .download import DEFAULT_REMOTE_ROOT, DEFAULT_REPO_ID, DownloadError, DownloadSpec, download, plan_downloads
+from .prepare import DEFAULT_SHARD_TOKENS, default_cache_dir, prepare
+from .shards import ShardFormatError
+from .tokenizer import TokenizerError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, same shape as our other errors
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pgolf.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("prepare", help="train a tokenizer and write train/val shards (cached)")
+    p.add_argument("--vocab", type=int, required=True, help="SentencePiece vocabulary size, e.g. 1024")
+    p.add_argument("--docs", type=Path, default=None,
+                   help="JSONL file, one {\"text\": ...} per line (default: bundled Gutenberg corpus)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"output root holding tokenizers/ and datasets/ (default: $PGOLF_CACHE or {default_cache_dir()})")
+    p.add_argument("--val-docs", type=int, default=None,
+                   help="first N documents form the validation split (default: ~6%% of documents)")
+    p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS, help="tokens per shard file")
+    p.add_argument("--threads", type=int, default=None, help="tokenizer threads (default: min(4, CPUs))")
+    p.add_argument("--force", action="store_true", help="rebuild even when a matching cached result exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    d = sub.add_parser("download", help="fetch published FineWeb shards from the Hugging Face hub")
+    d.add_argument("--variant", default="sp1024", help="tokenizer variant sp<VOCAB> (default sp1024)")
+    d.add_argument("--train-shards", type=int, default=1, help="how many training shards (100M tokens each)")
+    d.add_argument("--out", type=Path, default=Path("data"), help="output root (default ./data)")
+    d.add_argument("--repo-id", default=DEFAULT_REPO_ID, help=f"hub dataset (default {DEFAULT_REPO_ID})")
+    d.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder in the hub dataset (default datasets)")
+    d.add_argument("--skip-manifest", action="store_true",
+                   help="do not fetch manifest.json; assume 1 validation shard and the usual tokenizer names")
+    d.add_argument("--list", action="store_true", help="print the files that would be fetched, fetch nothing")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "prepare":
+            result = prepare(args.vocab, args.out, args.docs, val_docs=args.val_docs, shard_tokens=args.shard_tokens,
+                             threads=args.threads, quiet=args.quiet, force=args.force)
+            for name, value in result.env().items():
+                print(f"{name}={value}")
+            print(f"# {result.train_tokens} train tokens, {result.val_tokens} val tokens, "
+                  f"{result.val_docs} val docs{' (cached)' if result.cached else ''}")
+        else:
+            spec = DownloadSpec(args.variant, args.train_shards, args.out, args.repo_id, args.remote_root)
+            if args.list:
+                for relative in ["manifest.json"] * (not args.skip_manifest) + plan_downloads(spec).files():
+                    print(spec.remote(relative))
+                return 0
+            plan = download(spec, quiet=args.quiet, use_manifest=not args.skip_manifest)
+            V = spec.vocab_size
+            print(f"DATA_PATH={spec.local('datasets/' + spec.dataset_name)}")
+            print(f"TOKENIZER_PATH={spec.local(plan.tokenizer_files[0])}")
+            print(f"VOCAB_SIZE={V}")
+    except (CorpusError, TokenizerError, ShardFormatError, DownloadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
