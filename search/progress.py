@@ -1,0 +1,86 @@
+"""Live progress of a search in the terminal, as a Ray Tune callback.
+
+Ray's own table is switched off (verbose=0); instead one short line is printed
+whenever the picture changes: trials done/running/pruned/failed, the best
+feasible `val_bpb` and the size of the feasible Pareto front, all read from
+the Optuna study (the source of truth).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune import Callback
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counts and bests of a study at one moment."""
+
+    complete: int
+    running: int
+    pruned: int
+    failed: int
+    best_bpb: float | None
+    best_number: int | None
+    front_size: int
+
+    def line(self, elapsed: float) -> str:
+        best = (f"best feasible val_bpb {self.best_bpb:.4f} (trial {self.best_number})"
+                if self.best_bpb is not None else "no feasible trial yet")
+        return (f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] trials: {self.complete} done, "
+                f"{self.running} running, {self.pruned} pruned, {self.failed} failed | {best} | "
+                f"Pareto front {self.front_size}")
+
+
+def snapshot(study: optuna.Study) -> Snapshot:
+    trials = study.get_trials(deepcopy=False)
+    count = {s: 0 for s in TrialState}
+    for t in trials:
+        count[t.state] += 1
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values
+                and all(v <= 0 for v in t.constraints.values())]
+    best = min(feasible, key=lambda t: t.values[0], default=None)
+    front = study.best_trials if feasible else []
+    return Snapshot(count[TrialState.COMPLETE], count[TrialState.RUNNING], count[TrialState.PRUNED],
+                    count[TrialState.FAIL], best.values[0] if best else None,
+                    best.number if best else None, len(front))
+
+
+class ProgressPrinter(Callback):
+    """Prints a progress line when the study's counts change (at most every `every` s)."""
+
+    def __init__(self, study: optuna.Study, out: TextIO = sys.stdout, every: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.study = study
+        self.out = out
+        self.every = every
+        self.clock = clock
+        self.start = clock()
+        self._last_line = ""
+        self._last_time = 0.0
+
+    def report(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._last_time < self.every:
+            return
+        self._last_time = now
+        snap = snapshot(self.study)
+        body = snap.line(0)[8:]
+        if body != self._last_line:
+            self._last_line = body
+            print(snap.line(now - self.start), file=self.out, flush=True)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self.report()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.report(force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.report(force=True)

@@ -1,0 +1,153 @@
+"""Writing and reading an experiment's `experiment.json` and `trials.csv`.
+
+The schema is a contract (docs/design.md): `search.pareto` and
+`search.promote` read these files, so the column names never change here
+without changing the design document too. The Optuna study is the source of
+truth; `trials.csv` is a flat view of it, rewritten whenever a trial ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import optuna
+
+FIXED_COLUMNS = [
+    "number", "state", "feasible", "reason", "val_bpb", "val_loss", "bytes_total",
+    "bytes_code", "bytes_model", "predicted_bytes", "constraint", "steps", "train_seconds",
+    "gpu_seconds", "log_path", "trial_dir",
+]
+PARAM_PREFIX = "param_"
+OBJECTIVES = ["val_bpb", "bytes_total"]
+BUDGET_CONSTRAINT = "bytes_over_budget"
+REASONS = ("over_budget_predicted", "early_stopped", "crashed", "nan_loss", "interrupted")
+
+
+@dataclass
+class Experiment:
+    """What `experiment.json` holds: how an experiment was set up."""
+
+    name: str
+    space: str
+    script: str
+    budget_bytes: int
+    gpus_per_trial: int
+    smoke: bool
+    fixed_env: dict[str, str]
+    defaults: dict[str, Any]
+    objectives: list[str] = field(default_factory=lambda: list(OBJECTIVES))
+    num_samples: int = 0
+    seed: int | None = None
+
+
+def experiment_dir(results_root: str | Path, name: str) -> Path:
+    return Path(results_root) / name
+
+
+def storage_url(folder: str | Path) -> str:
+    """The Optuna RDB storage URL of an experiment folder (`study.db`)."""
+    return f"sqlite:///{Path(folder).resolve() / 'study.db'}"
+
+
+def write_experiment(folder: str | Path, experiment: Experiment) -> Path:
+    path = Path(folder) / "experiment.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(asdict(experiment), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_experiment(folder: str | Path) -> Experiment:
+    """Load experiment.json; raise ValueError with one line when missing or broken."""
+    path = Path(folder) / "experiment.json"
+    try:
+        data = json.loads(path.read_text())
+        return Experiment(**data)
+    except FileNotFoundError:
+        raise ValueError(f"error: {path} does not exist (start the experiment without --resume first)") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"error: {path} is not a valid experiment file: {exc} (remove the folder and start again)") from None
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
+    return "" if value is None else value
+
+
+def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, Any]:
+    """One trials.csv row from one Optuna trial."""
+    attrs = trial.user_attrs
+    values = trial.values if trial.state == optuna.trial.TrialState.COMPLETE and trial.values else None
+    val_bpb = values[0] if values else attrs.get("val_bpb")
+    bytes_total = values[1] if values else attrs.get("bytes_total")
+    predicted = attrs.get("predicted_bytes")
+    constraint_value = trial.constraints.get(BUDGET_CONSTRAINT)
+    measured = bytes_total if bytes_total not in (None, "") else predicted
+    feasible = "" if measured in (None, "") else str(int(measured) <= budget_bytes).lower()
+    row = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "feasible": feasible,
+        "reason": attrs.get("reason", ""),
+        "val_bpb": val_bpb,
+        "val_loss": attrs.get("val_loss"),
+        "bytes_total": int(bytes_total) if isinstance(bytes_total, (int, float)) and math.isfinite(bytes_total) else "",
+        "bytes_code": attrs.get("bytes_code"),
+        "bytes_model": attrs.get("bytes_model"),
+        "predicted_bytes": predicted,
+        "constraint": constraint_value,
+        "steps": attrs.get("steps"),
+        "train_seconds": attrs.get("train_seconds"),
+        "gpu_seconds": attrs.get("gpu_seconds"),
+        "log_path": attrs.get("log_path", ""),
+        "trial_dir": attrs.get("trial_dir", ""),
+    }
+    row = {k: _number(v) for k, v in row.items()}
+    for name, value in trial.params.items():
+        row[PARAM_PREFIX + name] = value
+    return row
+
+
+def write_trials_csv(study: optuna.Study, folder: str | Path, budget_bytes: int) -> Path:
+    """Rewrite `trials.csv` from the study (atomically: readers never see half a file)."""
+    rows = [trial_row(t, budget_bytes) for t in study.get_trials(deepcopy=False)]
+    params = sorted({k for row in rows for k in row if k.startswith(PARAM_PREFIX)})
+    path = Path(folder) / "trials.csv"
+    tmp = path.with_suffix(f".csv.tmp{os.getpid()}")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIXED_COLUMNS + params, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def read_trials_csv(folder_or_file: str | Path) -> list[dict[str, str]]:
+    """Rows of trials.csv as dicts of strings (parameters keep their `param_` prefix)."""
+    path = Path(folder_or_file)
+    if path.is_dir():
+        path = path / "trials.csv"
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def iter_params(rows: Iterable[dict[str, str]]) -> list[str]:
+    """Parameter names (without prefix) that appear in trials.csv rows."""
+    names: list[str] = []
+    for row in rows:
+        for key in row:
+            if key.startswith(PARAM_PREFIX) and key[len(PARAM_PREFIX):] not in names:
+                names.append(key[len(PARAM_PREFIX):])
+    return names

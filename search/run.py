@@ -1,0 +1,271 @@
+"""python -m search.run SPACE: a multi-objective, budget-constrained search.
+
+Optuna proposes configurations (objectives `val_bpb` and `bytes_total`, the
+byte budget as a constraint), Ray Tune launches each feasible one as a full
+training (`search.runner.train_trial`), over-budget proposals are pruned before
+launch. Everything lands in `results/<name>/` (see docs/design.md); the study
+in `study.db` is the source of truth, which is what `--resume` continues from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from search.space import SpaceError, SpaceSpec, load_space
+
+DEFAULT_RESULTS = Path("results")
+
+
+class RunError(RuntimeError):
+    """A one-line problem with the command line or the experiment folder."""
+
+
+@dataclass
+class RunOptions:
+    """Command-line settings of one search (also usable from Python and tests)."""
+
+    space: Path
+    smoke: bool = False
+    name: str | None = None
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+    address: str | None = None
+    resume: bool = False
+    seed: int | None = None
+    results_dir: Path = DEFAULT_RESULTS
+    num_cpus: int | None = None       # embedded cluster only
+    num_gpus: int | None = None       # embedded cluster only (logical GPUs are fine)
+    object_store_memory: int | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a finished search reports."""
+
+    folder: Path
+    counts: dict[str, int]
+    best_bpb: float | None
+    best_number: int | None
+    front_size: int
+    pruned_before_launch: int
+    launched: int
+
+
+DEFAULT_NUM_SAMPLES = 20
+SMOKE_NUM_SAMPLES = 8
+
+
+def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
+    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.splitlines()[0])
+    p.add_argument("space", type=Path, help="space file, e.g. spaces/tokenizer_width_depth.py")
+    p.add_argument("--smoke", action="store_true", help="the space's tiny CPU profile on the bundled corpus")
+    p.add_argument("--name", help="experiment name: results/<name>/ (default: the space file's name)")
+    p.add_argument("--num-samples", type=int, help="trainings to launch in total, pruned proposals not counted "
+                   f"(default {DEFAULT_NUM_SAMPLES}, {SMOKE_NUM_SAMPLES} with --smoke, or the stored one on --resume)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster fits)")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or HEAD:6379) instead of starting one")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted experiment of the same --name")
+    p.add_argument("--seed", type=int, help="seed of the Optuna sampler")
+    p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where experiments live (default results/)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the embedded cluster (default: all)")
+    p.add_argument("--num-gpus", type=int, help="GPUs of the embedded cluster (default: detected)")
+    a = p.parse_args(argv)
+    for flag in ("num_samples", "max_concurrent", "num_cpus"):
+        value = getattr(a, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if a.address and (a.num_cpus or a.num_gpus is not None):
+        p.error("--num-cpus/--num-gpus size the embedded cluster; drop them with --address")
+    return RunOptions(space=a.space, smoke=a.smoke, name=a.name, num_samples=a.num_samples,
+                      max_concurrent=a.max_concurrent, address=a.address, resume=a.resume, seed=a.seed,
+                      results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus)
+
+
+def default_name(spec: SpaceSpec) -> str:
+    return spec.path.stem + ("-smoke" if spec.smoke else "")
+
+
+def _predictor(spec: SpaceSpec) -> Callable[[Mapping[str, str]], int]:
+    if spec.predict_bytes is not None:
+        return spec.predict_bytes
+    from pgolf.size import predict_bytes
+
+    return lambda env: predict_bytes(env, spec.script)
+
+
+def _start_ray(opts: RunOptions) -> bool:
+    """Join or start a Ray cluster; True when this call started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    if opts.address:
+        ray.init(address=opts.address, **kwargs)
+    else:
+        ray.init(num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False,
+                 object_store_memory=opts.object_store_memory, **kwargs)
+    return True
+
+
+def _fits(spec: SpaceSpec) -> int:
+    """How many trials the cluster holds at once."""
+    import ray
+
+    res = ray.cluster_resources()
+    fits = int(res.get("CPU", 1) // spec.cpus_per_trial)
+    if spec.gpus_per_trial > 0:
+        gpu_fits = int(res.get("GPU", 0) // spec.gpus_per_trial)
+        if gpu_fits < 1:
+            raise RunError(f"error: the Ray cluster has {int(res.get('GPU', 0))} GPUs, a trial asks "
+                           f"{spec.gpus_per_trial} (lower GPUS_PER_TRIAL in {spec.path} or join a bigger cluster "
+                           "with --address)")
+        fits = min(fits, gpu_fits)
+    return max(1, fits)
+
+
+def _scheduler(spec: SpaceSpec):
+    if not spec.early_stopping:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    settings = {"grace_period": 1, "reduction_factor": 2, "max_t": 100_000, **spec.early_stopping}
+    return ASHAScheduler(metric="val_bpb", mode="min", time_attr="training_iteration", **settings)
+
+
+def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
+    """Run (or resume) one search to the end; raise SpaceError/RunError with one line."""
+    spec = load_space(opts.space, smoke=opts.smoke)  # before Ray starts
+    name = opts.name or default_name(spec)
+    if not name or "/" in name or name.startswith("."):
+        raise RunError(f"error: --name {name!r} is not a plain folder name (use letters, digits, - and _)")
+    from search import results
+
+    folder = results.experiment_dir(opts.results_dir, name)
+    db = folder / "study.db"
+    if opts.resume and not db.is_file():
+        raise RunError(f"error: {folder} holds no experiment to resume (drop --resume to start it)")
+    if not opts.resume and folder.exists() and any(folder.iterdir()):
+        raise RunError(f"error: {folder} already exists (pass --resume to continue it, or another --name)")
+
+    if opts.resume:
+        stored = results.read_experiment(folder)
+        if stored.smoke != spec.smoke:
+            raise RunError(f"error: {folder} was run {'with' if stored.smoke else 'without'} --smoke "
+                           "(resume it the same way)")
+        num_samples = opts.num_samples or stored.num_samples
+        seed = opts.seed if opts.seed is not None else stored.seed
+    else:
+        num_samples = opts.num_samples or (SMOKE_NUM_SAMPLES if spec.smoke else DEFAULT_NUM_SAMPLES)
+        seed = opts.seed
+    experiment = results.Experiment(
+        name=name, space=str(spec.path), script=str(spec.script), budget_bytes=spec.budget_bytes,
+        gpus_per_trial=spec.gpus_per_trial, smoke=spec.smoke, fixed_env={**spec.fixed_env, **spec.smoke_env},
+        defaults=dict(spec.points_to_evaluate[0]) if spec.points_to_evaluate else {},
+        num_samples=num_samples, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    results.write_experiment(folder, experiment)
+
+    import optuna
+
+    from search.progress import ProgressPrinter, snapshot
+    from search.searcher import (BudgetedOptunaSearcher, TrialLaunch, count_trainings, open_study,
+                                 settle_running_trials)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(name, results.storage_url(folder), seed, create=not opts.resume)
+    if opts.resume:
+        recovered, requeued = settle_running_trials(study, spec.budget_bytes)
+        if recovered or requeued:
+            print(f"resume: {len(recovered)} finished trial(s) recovered from their folders, "
+                  f"{len(requeued)} interrupted trial(s) queued to run again", file=out, flush=True)
+    else:
+        for point in spec.points_to_evaluate:
+            study.enqueue_trial(point, user_attrs={"seed_point": True})
+    results.write_trials_csv(study, folder, spec.budget_bytes)
+
+    done_before = count_trainings(study)
+    remaining = max(0, num_samples - done_before)
+    searcher = BudgetedOptunaSearcher(
+        spec, study, TrialLaunch(folder=folder, script=spec.script,
+                                 nproc=0 if spec.smoke else spec.gpus_per_trial,
+                                 prepare_data=spec.smoke, cwd=Path.cwd()),
+        _predictor(spec))
+    started = False
+    try:
+        if remaining > 0:
+            started = _start_ray(opts)
+            from ray import tune
+
+            from search.runner import train_trial, trial_resources
+
+            concurrent = opts.max_concurrent or _fits(spec)
+            print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
+                  f"{spec.budget_bytes} bytes, results in {folder}", file=out, flush=True)
+            progress = ProgressPrinter(study, out=out)
+            tuner = tune.Tuner(
+                tune.with_resources(train_trial, trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec),
+                                            num_samples=remaining, max_concurrent_trials=concurrent,
+                                            reuse_actors=False),
+                run_config=tune.RunConfig(name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+                                          storage_path=str(folder.resolve()), verbose=0,
+                                          callbacks=[progress],
+                                          failure_config=tune.FailureConfig(max_failures=0)))
+            tuner.fit()
+            progress.report(force=True)
+    finally:
+        # Whatever happened, leave no Optuna trial RUNNING and the csv current.
+        settle_running_trials(study, spec.budget_bytes)
+        results.write_trials_csv(study, folder, spec.budget_bytes)
+        if started:
+            import ray
+
+            ray.shutdown()
+    if searcher.aborted:
+        raise RunError(searcher.aborted)
+    snap = snapshot(study)
+    return RunSummary(folder=folder, counts={"complete": snap.complete, "pruned": snap.pruned,
+                                             "failed": snap.failed, "running": snap.running},
+                      best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
+                      pruned_before_launch=searcher.pruned_before_launch,
+                      launched=count_trainings(study))
+
+
+def print_summary(summary: RunSummary, out=sys.stdout) -> None:
+    c = summary.counts
+    best = (f"{summary.best_bpb:.4f} (trial {summary.best_number})" if summary.best_bpb is not None
+            else "none (no feasible complete trial)")
+    print(f"done: {c['complete']} complete, {c['pruned']} pruned ({summary.pruned_before_launch} before "
+          f"launch this run), {c['failed']} failed, {c['running']} running; {summary.launched} trainings in total",
+          file=out)
+    print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s)", file=out)
+    print(f"files: {summary.folder}/trials.csv, {summary.folder}/study.db "
+          f"(optuna-dashboard sqlite:///{summary.folder}/study.db), {summary.folder}/trials/", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        summary = run_search(opts)
+    except (SpaceError, RunError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2 if isinstance(exc, SpaceError) else 1
+    except KeyboardInterrupt:
+        print("interrupted: run again with --resume to continue", file=sys.stderr)
+        return 130
+    print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""A Ray Tune `Searcher` over an Optuna study, with the byte budget as a constraint.
+
+Ray's own `OptunaSearch` only ever calls `tell(values)`: constraints never
+reach Optuna, a NaN result leaves the Optuna trial RUNNING forever, and a trial
+stopped by a scheduler is told COMPLETE with a partial result. This searcher
+drives the study with `ask`/`tell` itself:
+
+- every proposal's artifact bytes are predicted before launch; one over the
+  budget is told PRUNED with its violation (`set_constraint`) and never
+  reaches Ray, and the next proposal is asked for at once;
+- a finished training is told `[val_bpb, bytes_total]` with the measured
+  violation `bytes_total - budget` (<= 0 feasible), so the sampler learns
+  where the infeasible region lies;
+- an error or a non-finite objective is FAIL (with the log tail), a trial
+  stopped early (no `training_done` in its last result) is PRUNED.
+
+The study is the whole state: `settle_running_trials` makes a study left
+behind by a killed driver consistent again, which is how `--resume` works.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from search.results import BUDGET_CONSTRAINT, write_trials_csv
+from search.runner import load_finished_metrics
+from search.space import SpaceSpec
+
+MAX_OVER_BUDGET_IN_A_ROW = 200
+LOG_TAIL_CHARS = 4000
+_METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "gpu_seconds",
+                 "log_path")
+
+
+class SearchAborted(RuntimeError):
+    """The search cannot go on (one-line message for the user)."""
+
+
+@dataclass(frozen=True)
+class TrialLaunch:
+    """How the searcher turns a feasible proposal into a runner config."""
+
+    folder: Path          # experiment folder: trials go to folder/trials/<number>
+    script: Path
+    nproc: int            # processes per trial (0 = plain python)
+    prepare_data: bool    # --smoke: fill DATA_PATH/TOKENIZER_PATH from the bundled corpus
+    cwd: Path
+
+
+def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE: handles several objectives and reads trials' constraints."""
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+def open_study(name: str, storage: str, seed: int | None, create: bool) -> optuna.Study:
+    sampler = make_sampler(seed)
+    if create:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    directions=["minimize", "minimize"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["val_bpb", "bytes_total"])
+        return study
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+
+
+def _set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        trial.set_user_attr(key, value)
+
+
+def _set_violation(trial: optuna.Trial, violation: float) -> None:
+    if BUDGET_CONSTRAINT not in trial.constraints:
+        trial.set_constraint(BUDGET_CONSTRAINT, float(violation))
+
+
+def _log_tail(trial_dir: Path) -> tuple[str, str]:
+    """(reason, log tail) of a failed training, from the runner's failure.json."""
+    try:
+        failure = json.loads((trial_dir / "failure.json").read_text())
+        return str(failure.get("reason") or "crashed"), str(failure.get("log_tail", ""))[-LOG_TAIL_CHARS:]
+    except (OSError, ValueError):
+        pass
+    try:
+        return "crashed", (trial_dir / "stdout.log").read_text(errors="replace")[-LOG_TAIL_CHARS:]
+    except OSError:
+        return "crashed", ""
+
+
+def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str, Any] | None,
+                  error: bool, budget_bytes: int) -> TrialState:
+    """Tell Optuna how a launched training ended; return the state told."""
+    trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+    predicted = trial.user_attrs.get("predicted_bytes")
+    if error:
+        reason, tail = _log_tail(trial_dir)
+        _set_attrs(trial, {"reason": reason, "log_tail": tail})
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    if not result or not result.get("training_done"):
+        last = dict(result or {})
+        _set_attrs(trial, {"reason": "early_stopped", "val_bpb": last.get("val_bpb"),
+                           "val_loss": last.get("val_loss"), "steps": last.get("step")})
+        if isinstance(predicted, (int, float)):
+            _set_violation(trial, predicted - budget_bytes)
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    val_bpb, total = result.get("val_bpb"), result.get("bytes_total")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (val_bpb, total)):
+        reason, tail = _log_tail(trial_dir)
+        _set_attrs(trial, {"reason": "nan_loss", "log_tail": tail})
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    _set_attrs(trial, {k: result.get(k) for k in _METRIC_ATTRS})
+    _set_violation(trial, total - budget_bytes)
+    study.tell(trial, [float(val_bpb), float(total)])
+    return TrialState.COMPLETE
+
+
+def settle_running_trials(study: optuna.Study, budget_bytes: int) -> tuple[list[int], list[int]]:
+    """Leave no trial RUNNING: finished trainings become COMPLETE, others FAIL + re-enqueued.
+
+    A trial whose folder holds a finished metrics.json for its environment is
+    told COMPLETE from it (its training is never run again); any other RUNNING
+    trial was interrupted: it is told FAIL with reason `interrupted` and its
+    parameters are enqueued so that the next search runs it again.
+    Returns (numbers recovered, numbers re-enqueued).
+    """
+    recovered, requeued = [], []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial = optuna.Trial(study, frozen._trial_id)
+        trial_dir = frozen.user_attrs.get("trial_dir")
+        metrics = load_finished_metrics(Path(trial_dir), frozen.user_attrs.get("env")) if trial_dir else None
+        if metrics is not None:
+            record_result(study, trial, {**metrics, "training_done": True}, False, budget_bytes)
+            recovered.append(frozen.number)
+            continue
+        _set_attrs(trial, {"reason": "interrupted"})
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number},
+                            skip_if_exists=False)
+        requeued.append(frozen.number)
+    return recovered, requeued
+
+
+def count_trainings(study: optuna.Study) -> int:
+    """Trainings launched and finished (interrupted ones excluded: they run again)."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.user_attrs.get("launched") and t.state.is_finished()
+               and t.user_attrs.get("reason") != "interrupted")
+
+
+class BudgetedOptunaSearcher(Searcher):
+    """Proposes trials from an Optuna study; prunes over-budget ones before Ray sees them."""
+
+    def __init__(self, spec: SpaceSpec, study: optuna.Study, launch: TrialLaunch,
+                 predict_bytes: Callable[[Mapping[str, str]], int],
+                 max_over_budget_in_a_row: int = MAX_OVER_BUDGET_IN_A_ROW):
+        super().__init__(metric=None, mode=None)
+        self.spec = spec
+        self.study = study
+        self.launch = launch
+        self.predict_bytes = predict_bytes
+        self.max_over_budget_in_a_row = max_over_budget_in_a_row
+        self.live: dict[str, optuna.Trial] = {}
+        self.aborted: str | None = None
+        self.pruned_before_launch = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the space comes from the space file, objectives are fixed
+
+    def _propose(self, trial: optuna.Trial) -> dict[str, str]:
+        try:
+            proposed = self.spec.space(trial)
+        except Exception as exc:  # noqa: BLE001 - user code: report it in one line
+            raise SearchAborted(f"error: {self.spec.path}: space(trial) raised {type(exc).__name__}: {exc} "
+                                "(fix the space function)") from None
+        if not isinstance(proposed, Mapping):
+            raise SearchAborted(f"error: {self.spec.path}: space(trial) returned {type(proposed).__name__}, "
+                                "not a dict (return the trial's environment as a dict)")
+        return self.spec.trial_env(proposed)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.aborted:
+            return Searcher.FINISHED
+        for _ in range(self.max_over_budget_in_a_row):
+            trial = self.study.ask()
+            try:
+                env = self._propose(trial)
+                predicted = int(self.predict_bytes(env))
+            except Exception as exc:  # noqa: BLE001 - stop the search with one line
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.aborted = str(exc) if isinstance(exc, SearchAborted) else (
+                    f"error: {self.spec.path}: predicting bytes failed: {type(exc).__name__}: {exc} "
+                    "(check the environment the space returns, or set PREDICT_BYTES)")
+                return Searcher.FINISHED
+            _set_attrs(trial, {"predicted_bytes": predicted, "env": env})
+            if predicted > self.spec.budget_bytes:
+                _set_attrs(trial, {"reason": "over_budget_predicted"})
+                _set_violation(trial, predicted - self.spec.budget_bytes)
+                self.study.tell(trial, state=TrialState.PRUNED)
+                self.pruned_before_launch += 1
+                continue
+            trial_dir = (self.launch.folder / "trials" / str(trial.number)).resolve()
+            _set_attrs(trial, {"trial_dir": str(trial_dir), "launched": True, "tune_trial_id": trial_id})
+            self.live[trial_id] = trial
+            return {"env": env, "script": str(self.launch.script.resolve()), "trial_dir": str(trial_dir),
+                    "nproc": self.launch.nproc, "prepare_data": self.launch.prepare_data,
+                    "cwd": str(self.launch.cwd.resolve())}
+        self.aborted = (f"error: {self.spec.path}: {self.max_over_budget_in_a_row} proposals in a row were "
+                        f"predicted over the {self.spec.budget_bytes}-byte budget (the space is almost "
+                        "entirely over budget: shrink its ranges or raise BUDGET_BYTES)")
+        return Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        record_result(self.study, trial, result, error, self.spec.budget_bytes)
+        write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune checkpoints searchers; ours keeps its state in the study, so save a pointer."""
+        Path(checkpoint_path).write_text(json.dumps({"study": self.study.study_name}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: `--resume` reloads the study (see settle_running_trials)."""

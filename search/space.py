@@ -1,0 +1,207 @@
+"""Load a search-space file (`spaces/*.py`) into a `SpaceSpec`.
+
+A space file is plain Python a user copies and edits. It must define
+`space(trial)`: a define-by-run function that asks the Optuna trial for its
+values and returns the environment of one training (names → values). Optional
+module-level settings (all upper case):
+
+- `SCRIPT`            training script to launch (default `pgolf/train_gpt.py`),
+                      relative paths are taken from the current directory
+- `FIXED_ENV`         environment every trial gets; values may use `{NAME}`
+                      templates filled from the trial's final environment,
+                      e.g. `"./data/datasets/fineweb10B_sp{VOCAB_SIZE}"`
+- `BUDGET_BYTES`      artifact byte budget (default 16,000,000)
+- `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
+- `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
+- `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
+- `EARLY_STOPPING`    None, or a dict of ASHA settings (`grace_period`,
+                      `reduction_factor`, `max_t`) to stop poor trials on
+                      their intermediate `val_bpb`
+- `PREDICT_BYTES`     callable env → predicted artifact bytes (default
+                      `pgolf.size.predict`); use it for a script whose model
+                      `pgolf.size` cannot build
+- the `--smoke` profile: `SMOKE_ENV` (overrides on top of everything, e.g.
+  tiny iterations), `smoke_space(trial)` (a shrunk version of `space`),
+  `SMOKE_BUDGET_BYTES`, `SMOKE_POINTS_TO_EVALUATE`, `SMOKE_SCRIPT`.
+  With `--smoke` every trial runs as a plain CPU process (0 GPUs), and a trial
+  whose environment names no `DATA_PATH` gets the bundled corpus prepared for
+  its `VOCAB_SIZE` (see `search.runner`).
+
+Everything is checked here, before Ray starts; a problem raises `SpaceError`
+with one line naming the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+DEFAULT_SCRIPT = "pgolf/train_gpt.py"
+DEFAULT_BUDGET_BYTES = 16_000_000
+DEFAULT_GPUS_PER_TRIAL = 8
+
+KNOWN_SETTINGS = {
+    "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
+    "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "SMOKE_ENV",
+    "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT",
+}
+EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
+
+
+class SpaceError(ValueError):
+    """A space file problem, as one line: `error: <file>: <problem> (<fix>)`."""
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """One space file, resolved for a normal or a `--smoke` run."""
+
+    path: Path
+    space: Callable[[Any], Mapping[str, Any]]
+    script: Path
+    fixed_env: dict[str, str]
+    budget_bytes: int
+    gpus_per_trial: int
+    cpus_per_trial: int
+    points_to_evaluate: list[dict[str, Any]]
+    smoke: bool
+    early_stopping: dict[str, int] | None = None
+    predict_bytes: Callable[[Mapping[str, str]], int] | None = None
+    smoke_env: dict[str, str] = field(default_factory=dict)
+
+    def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
+        """The full environment of one trial: fixed, then proposed, then smoke overrides.
+
+        `{NAME}` templates in values are filled from that merged environment.
+        """
+        env = {**self.fixed_env, **_stringify(proposed), **self.smoke_env}
+        filled = {}
+        for key, value in env.items():
+            try:
+                filled[key] = value.format(**env) if "{" in value else value
+            except (KeyError, IndexError, ValueError) as exc:
+                raise SpaceError(_line(self.path, f"{key}={value!r} uses an unknown template {exc}",
+                                       "template only names variables the trial's environment has"))
+        return filled
+
+
+def _line(path: Path, problem: str, fix: str) -> str:
+    return f"error: {path}: {problem} ({fix})"
+
+
+def _stringify(env: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in env.items():
+        if isinstance(value, bool):
+            value = int(value)
+        out[str(key)] = str(value)
+    return out
+
+
+def _import(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise SpaceError(_line(path, "no such space file", "pass a path like spaces/tokenizer_width_depth.py"))
+    name = f"_pgolf_space_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SpaceError(_line(path, "cannot be imported as Python", "give a .py file"))
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise SpaceError(_line(path, f"syntax error at line {exc.lineno}: {exc.msg}", "fix the Python syntax"))
+    except Exception as exc:  # noqa: BLE001 - any error in user code becomes one line
+        where = traceback.extract_tb(exc.__traceback__)[-1].lineno
+        raise SpaceError(_line(path, f"{type(exc).__name__} at line {where} while loading: {exc}",
+                               "fix the space file"))
+    sys.modules.setdefault(name, module)
+    return module
+
+
+def _int_setting(path: Path, module: ModuleType, name: str, default: int, minimum: int) -> int:
+    value = getattr(module, name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpaceError(_line(path, f"{name}={value!r} is not an integer >= {minimum}",
+                               f"set {name} to an integer >= {minimum}"))
+    return value
+
+
+def _env_setting(path: Path, module: ModuleType, name: str) -> dict[str, str]:
+    value = getattr(module, name, {})
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        raise SpaceError(_line(path, f"{name} must be a dict of variable names to values",
+                               f'e.g. {name} = {{"ITERATIONS": 200}}'))
+    bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))]
+    if bad:
+        raise SpaceError(_line(path, f"{name}[{bad[0]!r}] is not a str, int, float or bool",
+                               "give plain values"))
+    return _stringify(value)
+
+
+def _points_setting(path: Path, module: ModuleType, name: str, default: Any) -> list[dict[str, Any]]:
+    value = getattr(module, name, default)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, Mapping) for p in value):
+        raise SpaceError(_line(path, f"{name} must be a list of dicts of parameter values",
+                               f'e.g. {name} = [{{"NUM_LAYERS": 9}}]'))
+    return [dict(p) for p in value]
+
+
+def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
+    """Import and check a space file; raise `SpaceError` (one line) on any problem."""
+    path = Path(path)
+    if path.suffix != ".py":
+        raise SpaceError(_line(path, "is not a .py file", "pass a Python space file, e.g. spaces/weight_decay.py"))
+    module = _import(path)
+    space_fn = getattr(module, "smoke_space", None) if smoke else None
+    space_fn = space_fn or getattr(module, "space", None)
+    if not callable(space_fn):
+        raise SpaceError(_line(path, "defines no space(trial) function",
+                               "add `def space(trial): return {...}` returning the trial's environment"))
+    for name in dir(module):
+        if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
+                                               "SCRIPT", "EARLY", "PREDICT")) and name not in KNOWN_SETTINGS:
+            raise SpaceError(_line(path, f"unknown setting {name}",
+                                   f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"))
+
+    script = getattr(module, "SMOKE_SCRIPT", None) if smoke else None
+    script = script or getattr(module, "SCRIPT", DEFAULT_SCRIPT)
+    if not isinstance(script, (str, Path)) or not Path(script).is_file():
+        raise SpaceError(_line(path, f"SCRIPT={script!r} is not an existing file",
+                               "point SCRIPT at a train_gpt.py, relative to where you run"))
+
+    budget = _int_setting(path, module, "BUDGET_BYTES", DEFAULT_BUDGET_BYTES, 1)
+    if smoke:
+        budget = _int_setting(path, module, "SMOKE_BUDGET_BYTES", budget, 1)
+    gpus = 0 if smoke else _int_setting(path, module, "GPUS_PER_TRIAL", DEFAULT_GPUS_PER_TRIAL, 0)
+    if smoke:
+        _int_setting(path, module, "GPUS_PER_TRIAL", DEFAULT_GPUS_PER_TRIAL, 0)  # still validated
+    cpus = _int_setting(path, module, "CPUS_PER_TRIAL", 1, 1)
+    fixed_env = _env_setting(path, module, "FIXED_ENV")
+    smoke_env = _env_setting(path, module, "SMOKE_ENV")
+    points = _points_setting(path, module, "POINTS_TO_EVALUATE", [])
+    if smoke:
+        points = _points_setting(path, module, "SMOKE_POINTS_TO_EVALUATE", points)
+
+    early = getattr(module, "EARLY_STOPPING", None)
+    if early is not None:
+        if not isinstance(early, Mapping) or not set(early) <= EARLY_STOPPING_KEYS or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in early.values()):
+            raise SpaceError(_line(path, f"EARLY_STOPPING={early!r} is not a dict of ASHA settings",
+                                   "use None or e.g. {'grace_period': 2, 'reduction_factor': 2}"))
+        early = dict(early)
+
+    predict = getattr(module, "PREDICT_BYTES", None)
+    if predict is not None and not callable(predict):
+        raise SpaceError(_line(path, "PREDICT_BYTES is not callable", "set it to a function env -> bytes"))
+
+    return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env,
+                     budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
+                     points_to_evaluate=points, smoke=smoke, early_stopping=early,
+                     predict_bytes=predict, smoke_env=smoke_env if smoke else {})
