@@ -27,7 +27,7 @@ from pgolf.data import (
 from pgolf.data.__main__ import main as cli_main
 from pgolf.data.download import DownloadSpec, plan_downloads
 from pgolf.data.prepare import DEFAULT_VAL_FRACTION, MANIFEST_NAME, default_cache_dir
-from pgolf.data.shards import HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION
+from pgolf.data.shards import HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, ShardSequenceWriter
 
 REPO = Path(__file__).resolve().parents[1]
 BOS = 1
@@ -86,6 +86,21 @@ def test_read_shard_rejects_bad_files(tmp_path, damage, message):
     with pytest.raises(ShardFormatError, match=message) as err:
         read_shard(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("shard_tokens", [1, 7, 10, 1000])
+def test_shard_sequence_writer_splits_a_stream(tmp_path, shard_tokens):
+    rng = np.random.default_rng(shard_tokens)
+    pieces = [rng.integers(0, 512, size=n) for n in (3, 0, 4, 13)]
+    writer = ShardSequenceWriter(tmp_path, "train", shard_tokens)
+    for piece in pieces:
+        writer.add(piece)
+    counts = writer.close()
+    names = sorted(tmp_path.glob("fineweb_train_*.bin"))
+    assert [p.name for p in names] == sorted(counts) == [f"fineweb_train_{i:06d}.bin" for i in range(len(counts))]
+    sizes = [read_shard(p).size for p in names]
+    assert all(n == shard_tokens for n in sizes[:-1]) and 0 < sizes[-1] <= shard_tokens
+    np.testing.assert_array_equal(np.concatenate([read_shard(p) for p in names]), np.concatenate(pieces))
 
 
 @pytest.mark.parametrize("tokens, message", [([-1, 2], r"\[0, 65535\]"), ([70000], "uint16"),
@@ -195,6 +210,11 @@ def test_prepare_custom_docs_and_val_docs(tmp_path):
     # A different split is a different cache entry: rebuilt, not served stale.
     q = prepare(400, tmp_path / "out", path, val_docs=20, shard_tokens=50_000, quiet=True)
     assert not q.cached and q.key != p.key and q.val_docs == 20
+    # A damaged cache entry is rebuilt rather than served.
+    (q.data_path / "fineweb_train_000001.bin").write_bytes(b"junk")
+    r = prepare(400, tmp_path / "out", path, val_docs=20, shard_tokens=50_000, quiet=True)
+    assert not r.cached and r.key == q.key
+    assert read_shard(r.data_path / "fineweb_train_000001.bin").size == 50_000
     val_bos = sum(int((read_shard(s) == BOS).sum()) for s in q.data_path.glob("fineweb_val_*.bin"))
     assert val_bos == 20
 

@@ -1,6 +1,7 @@
 """Where documents come from: the bundled Gutenberg corpus or a user's JSONL file.
 
-A document is one string; the training stream puts BOS before each one.
+A document is one string; the training stream puts BOS before each one. Documents
+are streamed from the file, so a large `--docs` file never has to fit in memory.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +22,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 class CorpusError(ValueError):
     """A documents file is missing or malformed (the message names the line and the fix)."""
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """A named list of documents plus the hash of the file they came from (the cache key)."""
-
-    name: str
-    path: Path
-    sha256: str
-    docs: list[str]
 
 
 def file_sha256(path: Path) -> str:
@@ -51,53 +43,66 @@ def corpus_name(path: Path) -> str:
             name = name[: -len(suffix)]
     if not _NAME_RE.match(name):
         raise CorpusError(
-            f"{path}: cannot derive a corpus name from {path.name!r}; rename the file to letters, digits, '.', '_' or '-'"
+            f"{path}: cannot derive a corpus name from {path.name!r}; "
+            "rename the file to letters, digits, '.', '_' or '-'"
         )
     return name
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, "r", encoding="utf-8")
+@dataclass(frozen=True)
+class Corpus:
+    """A named JSONL documents file and its content hash (the cache key); documents are read on demand."""
 
+    name: str
+    path: Path
+    sha256: str
 
-def read_jsonl_docs(path: Path) -> list[str]:
-    """Documents from a JSONL file: one `{"text": ...}` object (or a bare JSON string) per line."""
-    if not path.is_file():
-        raise CorpusError(f"{path}: documents file not found; pass a JSONL file with one {{\"text\": ...}} per line")
-    docs: list[str] = []
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CorpusError(
-                        f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be {{\"text\": \"...\"}}"
-                    ) from None
-                text = obj.get("text") if isinstance(obj, dict) else obj
-                if not isinstance(text, str):
-                    raise CorpusError(
-                        f"{path}:{lineno}: no string \"text\" field; each line must be {{\"text\": \"...\"}}"
-                    )
-                if text:
-                    docs.append(text)
-    except UnicodeDecodeError:
-        raise CorpusError(f"{path}: not UTF-8 text; convert the file to UTF-8 JSONL") from None
-    except (OSError, EOFError) as exc:
-        raise CorpusError(f"{path}: cannot read ({exc}); check the file is complete") from None
-    if len(docs) < 2:
-        raise CorpusError(f"{path}: {len(docs)} non-empty documents; need at least 2 (validation + training)")
-    return docs
+    def iter_docs(self) -> Iterator[str]:
+        """The non-empty documents, in file order: one `{"text": ...}` (or a bare JSON string) per line."""
+        path = self.path
+        opener = gzip.open if path.name.endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise CorpusError(
+                            f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be {{\"text\": \"...\"}}"
+                        ) from None
+                    text = obj.get("text") if isinstance(obj, dict) else obj
+                    if not isinstance(text, str):
+                        raise CorpusError(
+                            f"{path}:{lineno}: no string \"text\" field; each line must be {{\"text\": \"...\"}}"
+                        )
+                    if text:
+                        yield text
+        except UnicodeDecodeError:
+            raise CorpusError(f"{path}: not UTF-8 text; convert the file to UTF-8 JSONL") from None
+        except (OSError, EOFError) as exc:
+            raise CorpusError(f"{path}: cannot read ({exc}); check the file is complete") from None
+
+    @property
+    def docs(self) -> list[str]:
+        """All documents in memory (convenient for small corpora such as the bundled one)."""
+        return list(self.iter_docs())
+
+    def count_docs(self) -> int:
+        """Number of documents; also validates every line. Needs at least 2 (validation + training)."""
+        n = sum(1 for _ in self.iter_docs())
+        if n < 2:
+            raise CorpusError(f"{self.path}: {n} non-empty documents; need at least 2 (validation + training)")
+        return n
 
 
 def load_corpus(docs: str | os.PathLike | None = None) -> Corpus:
-    """Load the bundled corpus (docs=None) or a user's JSONL documents file."""
+    """The bundled corpus (docs=None) or a user's JSONL documents file (`.jsonl` or `.jsonl.gz`)."""
     path = BUNDLED_CORPUS if docs is None else Path(docs)
-    if docs is None and not path.is_file():
-        raise CorpusError(f"{path}: bundled corpus missing; reinstall pgolf-search or rebuild it with pgolf.data.build_corpus")
-    name = corpus_name(path)
-    return Corpus(name=name, path=path, sha256=file_sha256(path) if path.is_file() else "", docs=read_jsonl_docs(path))
+    if not path.is_file():
+        if docs is None:
+            raise CorpusError(f"{path}: bundled corpus missing; reinstall pgolf-search or rebuild it "
+                              "with `python -m pgolf.data.build_corpus`")
+        raise CorpusError(f"{path}: documents file not found; pass a JSONL file with one {{\"text\": ...}} per line")
+    return Corpus(name=corpus_name(path), path=path, sha256=file_sha256(path))

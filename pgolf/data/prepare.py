@@ -8,20 +8,22 @@ from its manifest.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
-import shutil
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from .corpus import Corpus, load_corpus
-from .shards import read_shard_header, shard_name, write_shard
+from .shards import ShardSequenceWriter, read_shard_header
 from .tokenizer import BOS_ID, TokenizerSettings, check_vocab_size, train_tokenizer
 
 MANIFEST_NAME = "prepared.json"
@@ -62,15 +64,15 @@ class Prepared:
         }
 
 
-def _cache_key(corpus: Corpus, vocab_size: int, val_docs: int, shard_tokens: int, settings: TokenizerSettings) -> str:
-    import hashlib
-
+def _cache_key(corpus: Corpus, vocab_size: int, val_docs: int | None, shard_tokens: int,
+               settings: TokenizerSettings) -> str:
+    """Identity of a preparation: corpus content, vocab, split (as requested), shard size, tokenizer settings."""
     blob = json.dumps(
         {
             "format": FORMAT_VERSION,
             "corpus_sha256": corpus.sha256,
             "vocab_size": vocab_size,
-            "val_docs": val_docs,
+            "val_docs": val_docs if val_docs is not None else f"fraction:{DEFAULT_VAL_FRACTION}",
             "shard_tokens": shard_tokens,
             "settings": asdict(settings),
         },
@@ -98,7 +100,7 @@ def _load_manifest(dataset_dir: Path, key: str) -> dict | None:
     if manifest.get("key") != key:
         return None
     try:
-        if not Path(manifest["tokenizer_path"]).is_file():
+        if not (dataset_dir.parent.parent / manifest["tokenizer_path"]).is_file():
             return None
         for name, count in manifest["shards"].items():
             if read_shard_header(dataset_dir / name) != count:
@@ -110,7 +112,7 @@ def _load_manifest(dataset_dir: Path, key: str) -> dict | None:
 
 def _from_manifest(manifest: dict, dataset_dir: Path, cached: bool) -> Prepared:
     return Prepared(
-        tokenizer_path=Path(manifest["tokenizer_path"]),
+        tokenizer_path=dataset_dir.parent.parent / manifest["tokenizer_path"],
         data_path=dataset_dir,
         vocab_size=manifest["vocab_size"],
         corpus=manifest["corpus"],
@@ -136,27 +138,26 @@ def _locked(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _encode(sp, docs: list[str], desc: str, quiet: bool, threads: int) -> np.ndarray:
-    """Token stream of `docs`: BOS then the document's pieces, for each document (no EOS)."""
-    parts: list[np.ndarray] = []
-    with tqdm(total=len(docs), desc=desc, unit="doc", file=sys.stderr, disable=quiet, leave=False) as bar:
-        for start in range(0, len(docs), ENCODE_BATCH_DOCS):
-            batch = docs[start : start + ENCODE_BATCH_DOCS]
+def _batches(docs: Iterable[str], size: int):
+    it = iter(docs)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _tokenize_to_shards(sp, corpus: Corpus, n_docs: int, val_docs: int, dataset_dir: Path, shard_tokens: int,
+                        quiet: bool, threads: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Encode every document as BOS + pieces (no EOS); the first `val_docs` go to val shards, the rest to train."""
+    writers = {split: ShardSequenceWriter(dataset_dir, split, shard_tokens) for split in ("val", "train")}
+    done = 0
+    with tqdm(total=n_docs, desc="tokenize", unit="doc", file=sys.stderr, disable=quiet, leave=False) as bar:
+        for batch in _batches(corpus.iter_docs(), ENCODE_BATCH_DOCS):
             for ids in sp.encode(batch, num_threads=threads):
-                parts.append(np.asarray([BOS_ID, *ids], dtype=np.uint16))
+                arr = np.empty(len(ids) + 1, dtype=np.uint16)
+                arr[0], arr[1:] = BOS_ID, ids
+                writers["val" if done < val_docs else "train"].add(arr)
+                done += 1
             bar.update(len(batch))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
-
-
-def _write_split(tokens: np.ndarray, dataset_dir: Path, split: str, shard_tokens: int, quiet: bool) -> dict[str, int]:
-    n_shards = max(1, -(-tokens.size // shard_tokens))
-    written: dict[str, int] = {}
-    for i in tqdm(range(n_shards), desc=f"write {split} shards", unit="shard", file=sys.stderr,
-                  disable=quiet or n_shards < 2, leave=False):
-        chunk = tokens[i * shard_tokens : (i + 1) * shard_tokens]
-        write_shard(dataset_dir / shard_name(split, i), chunk)
-        written[shard_name(split, i)] = int(chunk.size)
-    return written
+    return writers["val"].close(), writers["train"].close()
 
 
 def prepare(
@@ -182,10 +183,12 @@ def prepare(
     check_vocab_size(vocab_size)
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens={shard_tokens} must be positive")
-    out = Path(out_dir) if out_dir is not None else default_cache_dir()
+    # Absolute, so DATA_PATH/TOKENIZER_PATH stay valid for a training started in another directory.
+    out = (Path(out_dir) if out_dir is not None else default_cache_dir()).expanduser().absolute()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     corpus = load_corpus(docs)
-    val_docs = _resolve_val_docs(val_docs, len(corpus.docs))
+    if val_docs is not None and (not isinstance(val_docs, int) or val_docs < 1):
+        raise ValueError(f"val_docs={val_docs!r} must be a positive number of documents")
     key = _cache_key(corpus, vocab_size, val_docs, shard_tokens, settings)
     dataset_dir = out / "datasets" / f"{corpus.name}_sp{vocab_size}"
     tokenizer_path = out / "tokenizers" / f"{corpus.name}_{vocab_size}_bpe.model"
@@ -198,21 +201,22 @@ def prepare(
         if not force and (manifest := _load_manifest(dataset_dir, key)):
             return _from_manifest(manifest, dataset_dir, cached=True)
         started = time.time()
+        # Invalidate first: from here until the new manifest lands, nobody takes this entry as ready.
+        (dataset_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        for old in dataset_dir.glob("fineweb_*.bin"):
+            old.unlink()
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+        n_docs = corpus.count_docs()
+        val_docs = _resolve_val_docs(val_docs, n_docs)
         if not quiet:
             print(f"pgolf.data: training {vocab_size}-piece BPE on {corpus.name} "
-                  f"({len(corpus.docs) - val_docs} training documents)", file=sys.stderr)
-        val, train = corpus.docs[:val_docs], corpus.docs[val_docs:]
-        sp = train_tokenizer(train, vocab_size, tokenizer_path, settings, num_threads=threads)
-        val_tokens = _encode(sp, val, "tokenize val", quiet, threads)
-        train_tokens = _encode(sp, train, "tokenize train", quiet, threads)
+                  f"({n_docs - val_docs} training documents)", file=sys.stderr)
+        sp = train_tokenizer(islice(corpus.iter_docs(), val_docs, None), vocab_size, tokenizer_path, settings,
+                             num_threads=threads)
 
-        (dataset_dir / MANIFEST_NAME).unlink(missing_ok=True)
-        if dataset_dir.exists():
-            for old in dataset_dir.glob("fineweb_*.bin"):
-                old.unlink()
-        shards = _write_split(val_tokens, dataset_dir, "val", shard_tokens, quiet)
-        train_shards = _write_split(train_tokens, dataset_dir, "train", shard_tokens, quiet)
-        shards.update(train_shards)
+        val_shards, train_shards = _tokenize_to_shards(sp, corpus, n_docs, val_docs, dataset_dir, shard_tokens,
+                                                       quiet, threads)
+        shards = {**val_shards, **train_shards}
         manifest = {
             "key": key,
             "format": FORMAT_VERSION,
@@ -220,12 +224,12 @@ def prepare(
             "corpus_path": str(corpus.path),
             "corpus_sha256": corpus.sha256,
             "vocab_size": vocab_size,
-            "tokenizer_path": str(tokenizer_path),
+            "tokenizer_path": str(tokenizer_path.relative_to(out)),  # relative: the cache may be moved
             "settings": asdict(settings),
             "val_docs": val_docs,
-            "train_docs": len(train),
-            "val_tokens": int(val_tokens.size),
-            "train_tokens": int(train_tokens.size),
+            "train_docs": n_docs - val_docs,
+            "val_tokens": sum(val_shards.values()),
+            "train_tokens": sum(train_shards.values()),
             "train_shards": len(train_shards),
             "shard_tokens": shard_tokens,
             "shards": shards,
@@ -239,9 +243,3 @@ def prepare(
                   f"{manifest['val_tokens']} val tokens) in {manifest['seconds']} s", file=sys.stderr)
         return _from_manifest(manifest, dataset_dir, cached=False)
 
-
-def remove_prepared(prepared: Prepared) -> None:
-    """Delete a preparation's shards and tokenizer (e.g. to free a cache)."""
-    shutil.rmtree(prepared.data_path, ignore_errors=True)
-    for path in (prepared.tokenizer_path, prepared.tokenizer_path.with_suffix(".vocab")):
-        path.unlink(missing_ok=True)

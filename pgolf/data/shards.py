@@ -91,3 +91,40 @@ def read_shard(path: str | os.PathLike) -> np.ndarray:
         f.seek(HEADER_BYTES)
         tokens = np.fromfile(f, dtype="<u2", count=count)
     return tokens.astype(np.uint16, copy=False)
+
+
+class ShardSequenceWriter:
+    """Streams a split's token stream into `fineweb_<split>_000000.bin`, `…_000001.bin`, … of
+    `shard_tokens` tokens each, holding at most about one shard in memory."""
+
+    def __init__(self, directory: Path, split: str, shard_tokens: int) -> None:
+        if shard_tokens < 1:
+            raise ValueError(f"shard_tokens={shard_tokens} must be positive")
+        self.directory, self.split, self.shard_tokens = Path(directory), split, shard_tokens
+        self.counts: dict[str, int] = {}
+        self._parts: list[np.ndarray] = []
+        self._buffered = 0
+
+    def add(self, tokens: np.ndarray) -> None:
+        self._parts.append(np.asarray(tokens, dtype=np.uint16))
+        self._buffered += len(tokens)
+        while self._buffered >= self.shard_tokens:
+            self._flush(self.shard_tokens)
+
+    def _flush(self, n: int) -> None:
+        stream = np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=np.uint16)
+        name = shard_name(self.split, len(self.counts))
+        write_shard(self.directory / name, stream[:n])
+        self.counts[name] = int(min(n, stream.size))
+        rest = stream[n:]
+        self._parts, self._buffered = ([rest] if rest.size else []), int(rest.size)
+
+    def close(self) -> dict[str, int]:
+        """Write the last partial shard (or one empty shard if nothing was added); returns name -> tokens."""
+        if self._buffered or not self.counts:
+            self._flush(self._buffered)
+        return self.counts
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values()) + self._buffered
