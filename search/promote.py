@@ -1,0 +1,497 @@
+"""python -m search.promote: rerun one trial with new seeds and write a record folder.
+
+A search trial is one seed; a leaderboard record needs several seeds and a
+significant gain of at least 0.005 nats over the current record (p < 0.01).
+This reruns the trial's exact environment through the same Ray runner and
+resources as the search, tests the gain, and writes the submission folder
+(`README.md`, `submission.json`, the counted `train_gpt.py`, one log per seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+MIN_GAIN_NATS = 0.005
+ALPHA = 0.01
+DEFAULT_OUT = Path("records/track_10min_16mb")
+DEFAULT_BUDGET = 16_000_000
+# Keys the runner adds to env.json; a rerun gets its own.
+RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES", "RUN_ID")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class PromoteError(Exception):
+    """Bad input or a failed rerun; the message is one line naming the problem and the fix."""
+
+
+@dataclass
+class PromoteConfig:
+    """Everything one promotion needs, resolved from the CLI and the experiment."""
+
+    experiment_dir: Path
+    trial: int
+    seeds: list[int]
+    script: Path
+    env: dict[str, str]
+    gpus_per_trial: int
+    cpus_per_trial: int
+    smoke: bool
+    budget_bytes: int
+    record_dir: Path
+    work_dir: Path
+    against_bpb: float | None
+    author: str
+    github_id: str
+    name: str
+    blurb: str
+    hardware: str | None
+    experiment_name: str
+    changed: dict[str, str] = field(default_factory=dict)
+    trial_bytes_code: int | None = None
+
+
+@dataclass
+class SeedResult:
+    """One seed's score as printed in its log (the final round-trip line)."""
+
+    seed: int
+    val_loss: float
+    val_bpb: float
+    bytes_total: int
+    bytes_code: int
+    steps: int | None
+    ms_per_step: float | None
+    log_path: Path
+    metrics: dict[str, Any]
+
+
+@dataclass
+class Significance:
+    """The one-sided test of a gain of at least MIN_GAIN_NATS over the record."""
+
+    n: int
+    mean_val_loss: float
+    mean_val_bpb: float
+    std_val_loss: float | None
+    std_val_bpb: float | None
+    bpb_per_nat: float
+    against_bpb: float | None
+    against_loss: float | None
+    target_loss: float | None  # H0: mean val_loss >= target_loss
+    threshold_bpb: float  # MIN_GAIN_NATS expressed in bpb
+    t_statistic: float | None
+    p_value: float | None
+    significant: bool
+    reasons: list[str]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def significance(val_losses: Sequence[float], val_bpbs: Sequence[float], against_bpb: float | None,
+                 min_gain_nats: float = MIN_GAIN_NATS, alpha: float = ALPHA) -> Significance:
+    """One-sided one-sample t-test of mean val_loss < against_loss - min_gain_nats.
+
+    `against_bpb` is a val_bpb; it becomes a loss with this run's own
+    bits-per-byte per nat (mean val_bpb / mean val_loss), which is the same
+    for every seed because the tokenizer and the validation bytes are.
+    """
+    import numpy as np
+    from scipy import stats
+
+    n = len(val_losses)
+    losses, bpbs = np.asarray(val_losses, dtype=float), np.asarray(val_bpbs, dtype=float)
+    mean_loss, mean_bpb = float(losses.mean()), float(bpbs.mean())
+    ratio = mean_bpb / mean_loss
+    std_loss = float(losses.std(ddof=1)) if n >= 2 else None
+    std_bpb = float(bpbs.std(ddof=1)) if n >= 2 else None
+    reasons: list[str] = []
+    against_loss = target = t_stat = p = None
+    if against_bpb is not None:
+        against_loss = against_bpb / ratio
+        target = against_loss - min_gain_nats
+    if n < 2:
+        reasons.append(f"only {n} seed: a significance test needs at least 2 (use --seeds 3)")
+    if against_bpb is None:
+        reasons.append("no --against given: nothing to test the gain against")
+    if n >= 2 and target is not None:
+        if std_loss == 0.0:
+            t_stat = -math.inf if mean_loss < target else math.inf
+            p = 0.0 if mean_loss < target else 1.0
+        else:
+            test = stats.ttest_1samp(losses, popmean=target, alternative="less")
+            t_stat, p = float(test.statistic), float(test.pvalue)
+        if not p < alpha:
+            reasons.append(f"not significant: p={p:.4g} (needs p < {alpha}) for a gain of at least "
+                           f"{min_gain_nats} nats over val_bpb {against_bpb}")
+    return Significance(
+        n=n, mean_val_loss=mean_loss, mean_val_bpb=mean_bpb, std_val_loss=std_loss, std_val_bpb=std_bpb,
+        bpb_per_nat=ratio, against_bpb=against_bpb, against_loss=against_loss, target_loss=target,
+        threshold_bpb=min_gain_nats * ratio, t_statistic=t_stat, p_value=p,
+        significant=not reasons, reasons=reasons,
+    )
+
+
+# ---------------------------------------------------------------- resolving the trial
+
+
+def _git_user() -> str:
+    try:
+        out = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _camel(text: str) -> str:
+    parts = re.split(r"[^A-Za-z0-9]+", text)
+    return "".join(p[:1].upper() + p[1:] for p in parts if p)
+
+
+def pick_seeds(count: int, first: int, avoid: int | None) -> list[int]:
+    """`count` consecutive seeds from `first`, skipping the trial's own seed."""
+    seeds, s = [], first
+    while len(seeds) < count:
+        if s != avoid:
+            seeds.append(s)
+        s += 1
+    return seeds
+
+
+def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteConfig:
+    """Check the inputs and resolve the trial's exact environment; no training yet."""
+    exp_dir = Path(args.experiment)
+    meta_path = exp_dir / "experiment.json"
+    if not meta_path.is_file():
+        raise PromoteError(f"{exp_dir} has no experiment.json; pass an experiment folder such as results/<name>")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PromoteError(f"{meta_path} is not valid JSON ({exc.msg}); fix it or rerun the search") from exc
+    env_path = exp_dir / "trials" / str(args.trial) / "env.json"
+    if not env_path.is_file():
+        raise PromoteError(f"trial {args.trial} of {exp_dir} has no {env_path.relative_to(exp_dir)}; "
+                           f"pick a launched trial (see python -m search.pareto {exp_dir})")
+    if args.seeds < 1:
+        raise PromoteError(f"--seeds must be at least 1, got {args.seeds}")
+    smoke = bool(args.smoke)
+    if smoke and not meta.get("smoke"):
+        raise PromoteError(f"--smoke needs a smoke experiment, and {exp_dir} was searched without --smoke; "
+                           "drop --smoke to rerun on GPUs")
+    smoke = smoke or bool(meta.get("smoke"))
+    script = Path(meta.get("script") or "pgolf/train_gpt.py")
+    if not script.is_file():
+        raise PromoteError(f"the experiment's script {script} does not exist here; run from the folder the search ran in")
+    trial_env = json.loads(env_path.read_text())
+    env = {str(k): str(v) for k, v in trial_env.items() if k not in RUNNER_KEYS}
+    original_seed = int(env["SEED"]) if env.get("SEED", "").lstrip("-").isdigit() else None
+    seeds = pick_seeds(args.seeds, args.first_seed, original_seed)
+
+    name = args.name or f"{_camel(str(meta.get('name') or exp_dir.name))}Trial{args.trial}"
+    if not NAME_RE.match(name):
+        raise PromoteError(f"--name {name!r} has characters a folder name should not; use letters, digits, '.', '_' or '-'")
+    day = (today or dt.datetime.now(dt.timezone.utc).date()).isoformat()
+    record_dir = Path(args.out) / f"{day}_{name}"
+    if record_dir.exists():
+        raise PromoteError(f"{record_dir} already exists and is never overwritten; pass another --name or remove the folder")
+
+    changed: dict[str, str] = {}
+    trial_bytes_code = None
+    try:
+        from search.pareto import ParetoError, analyse, load_experiment
+
+        report = analyse([load_experiment(exp_dir)])
+        row = next((t for t in report.trials if t.number == args.trial), None)
+        if row is not None:
+            changed = row.changed
+        for r in load_experiment(exp_dir).rows:
+            if str(r.get("number")) == str(args.trial) and (r.get("bytes_code") or "").strip():
+                trial_bytes_code = int(float(r["bytes_code"]))
+    except (ParetoError, ValueError):
+        pass  # trials.csv is optional here: the env.json is what reruns the trial
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return PromoteConfig(
+        experiment_dir=exp_dir, trial=args.trial, seeds=seeds, script=script, env=env,
+        gpus_per_trial=0 if smoke else int(meta.get("gpus_per_trial") or 0),
+        cpus_per_trial=args.cpus_per_trial, smoke=smoke,
+        budget_bytes=int(meta.get("budget_bytes") or DEFAULT_BUDGET),
+        record_dir=record_dir, work_dir=(exp_dir / "promote" / f"trial{args.trial}-{stamp}").resolve(),
+        against_bpb=args.against, author=args.author or _git_user(), github_id=args.github_id or "unknown",
+        name=name, blurb=args.blurb or "", hardware=args.hardware, experiment_name=str(meta.get("name") or exp_dir.name),
+        changed=changed, trial_bytes_code=trial_bytes_code,
+    )
+
+
+# ---------------------------------------------------------------- running
+
+
+def seed_trainable(config: dict[str, Any]) -> None:
+    """Ray trainable for one seed: the trial's env with SEED set, then the shared runner."""
+    from search.runner import train_trial
+
+    seed = int(config["seed"])
+    env = {**config["env"], "SEED": str(seed), "RUN_ID": f"{config['run_id']}_seed{seed}"}
+    train_trial({**config, "env": env, "trial_dir": str(Path(config["work_dir"]) / f"seed{seed}")})
+
+
+def seed_dirname(trial: Any) -> str:
+    """Ray's folder name for a seed's trial (the default would spell out the whole env)."""
+    return f"seed{trial.config['seed']}_{trial.trial_id}"
+
+
+def run_seeds(cfg: PromoteConfig, address: str | None = None) -> None:
+    """All seeds as one Tune run; Ray runs as many at once as the cluster's resources allow."""
+    import ray
+    from ray import tune
+
+    from search.runner import trial_resources
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        elif cfg.smoke:
+            kwargs["object_store_memory"] = 200 * 1024**2
+        ray.init(**kwargs)
+    nproc = 0 if cfg.smoke else cfg.gpus_per_trial
+    trainable = tune.with_resources(seed_trainable, trial_resources(cfg.gpus_per_trial, cfg.cpus_per_trial))
+    param_space = {
+        "seed": tune.grid_search(cfg.seeds), "env": cfg.env, "script": str(cfg.script.resolve()),
+        "work_dir": str(cfg.work_dir), "nproc": nproc, "prepare_data": cfg.smoke, "cwd": os.getcwd(),
+        "run_id": f"promote_{cfg.name}",
+    }
+    tuner = tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=len(cfg.seeds),
+                                    trial_dirname_creator=seed_dirname, trial_name_creator=seed_dirname),
+        run_config=tune.RunConfig(name="ray", storage_path=str(cfg.work_dir),
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0),
+    )
+    grid = tuner.fit()
+    failed = [(r.config.get("seed"), r.error) for r in grid if r.error is not None]
+    if failed:
+        seed, error = failed[0]
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PromoteError(f"seed {seed} failed ({first}); see {cfg.work_dir / f'seed{seed}' / 'stdout.log'}, "
+                           "fix the cause and promote again")
+
+
+def collect(cfg: PromoteConfig) -> list[SeedResult]:
+    """Each seed's score from its log's final line (the numbers the record states)."""
+    from pgolf.logs import parse_log
+
+    results = []
+    for seed in cfg.seeds:
+        folder = cfg.work_dir / f"seed{seed}"
+        log = folder / "train.log" if (folder / "train.log").is_file() else folder / "stdout.log"
+        metrics_path = folder / "metrics.json"
+        if not metrics_path.is_file() or not log.is_file():
+            raise PromoteError(f"seed {seed} left no metrics.json/log in {folder}; look at its stdout.log and promote again")
+        metrics = json.loads(metrics_path.read_text())
+        summary = parse_log(log)
+        if summary.final is None:
+            raise PromoteError(f"{log} has no final_..._exact score line; the script must print one (see docs/design.md)")
+        bytes_total = summary.bytes_total if summary.bytes_total is not None else int(metrics["bytes_total"])
+        steps = metrics.get("steps")
+        train_ms = metrics.get("train_time_ms")
+        ms_per_step = float(train_ms) / steps if isinstance(train_ms, (int, float)) and steps else None
+        results.append(SeedResult(seed=seed, val_loss=summary.final.val_loss, val_bpb=summary.final.val_bpb,
+                                  bytes_total=int(bytes_total), bytes_code=int(metrics["bytes_code"]),
+                                  steps=steps, ms_per_step=ms_per_step, log_path=log, metrics=metrics))
+    return results
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _hardware(cfg: PromoteConfig, results: list[SeedResult]) -> str:
+    if cfg.hardware:
+        return cfg.hardware
+    m = results[0].metrics
+    device = str(m.get("device") or ("cpu" if cfg.smoke else "gpu"))
+    world = m.get("world_size") or 1
+    return f"{world}x {device}" + (" (smoke run)" if cfg.smoke else "")
+
+
+def _round(x: float | None, digits: int = 8) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, digits)
+
+
+def submission(cfg: PromoteConfig, results: list[SeedResult], sig: Significance, when: dt.datetime) -> dict[str, Any]:
+    """The competition's submission.json fields plus the seeds and the test."""
+    bytes_total = max(r.bytes_total for r in results)
+    reasons = _reasons(cfg, results, sig)
+    return {
+        "author": cfg.author,
+        "github_id": cfg.github_id,
+        "name": cfg.name,
+        "blurb": cfg.blurb or _default_blurb(cfg, sig),
+        "date": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "val_loss": _round(sig.mean_val_loss),
+        "val_bpb": _round(sig.mean_val_bpb),
+        "bytes_total": bytes_total,
+        "bytes_code": results[0].bytes_code,
+        "track": "10min_16mb",
+        "record": not reasons,
+        "non_record_reason": "; ".join(reasons) or None,
+        "seeds": [r.seed for r in results],
+        "seed_results": {str(r.seed): {"val_loss": r.val_loss, "val_bpb": r.val_bpb, "bytes_total": r.bytes_total,
+                                       "steps": r.steps, "ms_per_step": _round(r.ms_per_step, 3)} for r in results},
+        "val_loss_std": _round(sig.std_val_loss),
+        "val_bpb_std": _round(sig.std_val_bpb),
+        "against_val_bpb": sig.against_bpb,
+        "min_gain_nats": MIN_GAIN_NATS,
+        "p_value": sig.p_value,
+        "hardware": _hardware(cfg, results),
+        "source": {"experiment": cfg.experiment_name, "trial": cfg.trial},
+    }
+
+
+def _reasons(cfg: PromoteConfig, results: list[SeedResult], sig: Significance) -> list[str]:
+    reasons = list(sig.reasons)
+    worst = max(r.bytes_total for r in results)
+    if worst > cfg.budget_bytes:
+        reasons.append(f"over budget: bytes_total {worst:,} > {cfg.budget_bytes:,}")
+    if cfg.smoke:
+        reasons.append("smoke run (tiny CPU training on the bundled corpus), not a competition run")
+    return reasons
+
+
+def _default_blurb(cfg: PromoteConfig, sig: Significance) -> str:
+    changes = ", ".join(f"{k}={v}" for k, v in sorted(cfg.changed.items())) or "the space's defaults"
+    return (f"Trial {cfg.trial} of search experiment {cfg.experiment_name} ({changes}), "
+            f"rerun with {sig.n} seeds: mean val_bpb {sig.mean_val_bpb:.4f}.")
+
+
+def _command(cfg: PromoteConfig, seeds: Sequence[int]) -> str:
+    """One shell loop that reruns every seed with the exact environment the script got."""
+    env = {k: v for k, v in cfg.env.items() if k not in ("SEED", "RUN_ID")}
+    lines = [f"  {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    launch = ("python train_gpt.py" if cfg.smoke or cfg.gpus_per_trial == 0
+              else f"torchrun --standalone --nproc_per_node={cfg.gpus_per_trial} train_gpt.py")
+    head = [f"for SEED in {' '.join(str(s) for s in seeds)}; do",
+            f"  SEED=$SEED RUN_ID=promote_{cfg.name}_seed$SEED"]
+    return " \\\n".join(head[1:] + lines + [f"  {launch}"]).join([head[0] + "\n", "\ndone"])
+
+
+def readme(cfg: PromoteConfig, results: list[SeedResult], sig: Significance, sub: dict[str, Any],
+           argv: Sequence[str]) -> str:
+    kind = "Record" if sub["record"] else "Non-record"
+    out = [f"# {cfg.name} ({kind})", "", sub["blurb"], ""]
+    if not sub["record"]:
+        out += [f"**Non-record:** {sub['non_record_reason']}.", ""]
+    out += ["## Results", "", "| seed | val_loss | val_bpb | bytes_total | steps | ms/step | log |",
+            "|---:|---:|---:|---:|---:|---:|:---|"]
+    for r in results:
+        out.append(f"| {r.seed} | {r.val_loss:.8f} | {r.val_bpb:.8f} | {r.bytes_total:,} | {r.steps if r.steps is not None else ''} "
+                   f"| {'' if r.ms_per_step is None else f'{r.ms_per_step:.2f}'} | `train_seed{r.seed}.log` |")
+    std = lambda x: "n/a" if x is None else f"{x:.8f}"  # noqa: E731
+    out += [f"| **mean** | **{sig.mean_val_loss:.8f}** | **{sig.mean_val_bpb:.8f}** | {sub['bytes_total']:,} (max) | | | |",
+            f"| std | {std(sig.std_val_loss)} | {std(sig.std_val_bpb)} | | | | |", "",
+            f"Artifact: `train_gpt.py` ({sub['bytes_code']:,} bytes of code) + compressed model; "
+            f"largest total over the seeds {sub['bytes_total']:,} bytes against a budget of {cfg.budget_bytes:,}.",
+            f"Hardware: {sub['hardware']}.", "", "## Significance", ""]
+    if sig.target_loss is not None and sig.p_value is not None:
+        out += [
+            f"H0: the mean val_loss is at least {sig.target_loss:.6f} nats, i.e. the record's "
+            f"val_bpb {sig.against_bpb} as a loss ({sig.against_loss:.6f} nats) minus {MIN_GAIN_NATS} nats. "
+            f"The record's val_bpb is converted with this run's own ratio mean val_bpb / mean val_loss = "
+            f"{sig.bpb_per_nat:.6f} bpb per nat (the same for every seed: same tokenizer and validation bytes), "
+            f"so {MIN_GAIN_NATS} nats = {sig.threshold_bpb:.6f} bpb.",
+            f"One-sided one-sample t-test over {sig.n} seeds (scipy.stats.ttest_1samp, alternative='less'): "
+            f"t = {sig.t_statistic:.4f}, p = {sig.p_value:.4g}; a record needs p < {ALPHA}.", ""]
+    else:
+        out += ["No test was run: " + "; ".join(sig.reasons) + ".", ""]
+    out += ["## Configuration", "",
+            f"From trial {cfg.trial} of experiment `{cfg.experiment_name}`; parameters that differ from the space's defaults:", ""]
+    out += [f"- `{k}={v}`" for k, v in sorted(cfg.changed.items())] or ["- (none: the defaults)"]
+    out += ["", "## Reproduce", "", "Every seed, from this folder, with the full environment the script got "
+            "(data paths as on the machine that ran it):", "",
+            "```bash", _command(cfg, [r.seed for r in results]), "```", ""]
+    out += ["The whole promotion, from the search repository:", "", "```bash",
+            "python -m search.promote " + " ".join(shlex.quote(a) for a in argv), "```", ""]
+    return "\n".join(out)
+
+
+def write_record(cfg: PromoteConfig, results: list[SeedResult], sig: Significance, script_bytes: bytes,
+                 argv: Sequence[str], when: dt.datetime | None = None) -> Path:
+    """Create the record folder; refuse if it exists (never overwrite)."""
+    for r in results:
+        if r.bytes_code != len(script_bytes):
+            raise PromoteError(f"seed {r.seed} counted {r.bytes_code} code bytes but {cfg.script} has {len(script_bytes)}; "
+                               "the script changed during the promotion, promote again")
+    cfg.record_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.record_dir.mkdir()
+    except FileExistsError:
+        raise PromoteError(f"{cfg.record_dir} already exists and is never overwritten; "
+                           "pass another --name or remove the folder") from None
+    sub = submission(cfg, results, sig, when or dt.datetime.now(dt.timezone.utc))
+    (cfg.record_dir / "train_gpt.py").write_bytes(script_bytes)
+    for r in results:
+        shutil.copyfile(r.log_path, cfg.record_dir / f"train_seed{r.seed}.log")
+    (cfg.record_dir / "submission.json").write_text(json.dumps(sub, indent=2) + "\n")
+    (cfg.record_dir / "README.md").write_text(readme(cfg, results, sig, sub, argv))
+    return cfg.record_dir
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.promote", description=__doc__.split("\n")[0])
+    p.add_argument("experiment", help="experiment folder, results/<name>")
+    p.add_argument("--trial", type=int, required=True, help="trial number to promote (see python -m search.pareto)")
+    p.add_argument("--seeds", type=int, default=3, help="how many new seeds to run (default 3)")
+    p.add_argument("--first-seed", type=int, default=1, help="seeds are consecutive from here, skipping the trial's own")
+    p.add_argument("--against", type=float, default=None, help="val_bpb of the current record to beat by 0.005 nats")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"records track folder (default {DEFAULT_OUT})")
+    p.add_argument("--name", default=None, help="submission name; the folder is YYYY-MM-DD_<name>")
+    p.add_argument("--author", default=None, help="author (default: git config user.name)")
+    p.add_argument("--github-id", default=None, help="GitHub id of the author")
+    p.add_argument("--blurb", default=None, help="one-paragraph description (default: generated)")
+    p.add_argument("--hardware", default=None, help="hardware line (default: from the seeds' metrics)")
+    p.add_argument("--smoke", action="store_true", help="CPU rerun of a smoke experiment's trial")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs Ray reserves per seed (default 1)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve(args)
+        script_bytes = cfg.script.read_bytes()
+        print(f"promoting trial {cfg.trial} of {cfg.experiment_dir} with seeds {cfg.seeds} "
+              f"({'smoke, CPU' if cfg.smoke else f'{cfg.gpus_per_trial} GPU(s) per seed'}); runs in {cfg.work_dir}",
+              file=sys.stderr)
+        run_seeds(cfg, args.address)
+        results = collect(cfg)
+        sig = significance([r.val_loss for r in results], [r.val_bpb for r in results], cfg.against_bpb)
+        folder = write_record(cfg, results, sig, script_bytes, argv)
+    except PromoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sub = json.loads((folder / "submission.json").read_text())
+    verdict = "record" if sub["record"] else f"non-record ({sub['non_record_reason']})"
+    print(f"wrote {folder}: mean val_bpb {sub['val_bpb']:.6f} over {len(results)} seeds, "
+          f"std {sub['val_bpb_std']}, p={sub['p_value']}: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

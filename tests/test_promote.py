@@ -1,0 +1,153 @@
+"""python -m search.promote end to end: real Ray, real runner, real tiny trainings.
+
+A smoke experiment with one launched trial is laid out by hand in the
+documented schema (experiment.json, trials.csv, trials/0/env.json), promoted
+with two seeds on CPU, and the record folder is checked against the seed logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from search import promote
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "pgolf" / "train_gpt.py"
+TINY_ENV = {
+    "ITERATIONS": "20", "WARMUP_STEPS": "0", "WARMDOWN_ITERS": "5", "TRAIN_BATCH_TOKENS": "1024",
+    "TRAIN_SEQ_LEN": "64", "MICRO_BATCHES": "1", "MAX_WALLCLOCK_SECONDS": "0", "VAL_BATCH_SIZE": "4096",
+    "VAL_LOSS_EVERY": "0", "TRAIN_LOG_EVERY": "10", "VAL_MAX_TOKENS": "4096", "TORCH_COMPILE": "0",
+    "NUM_LAYERS": "2", "MODEL_DIM": "64", "NUM_HEADS": "2", "NUM_KV_HEADS": "1",
+}
+FINAL_RE = re.compile(r"^final_\S*_exact val_loss:(\S+) val_bpb:(\S+)", re.M)
+
+
+@pytest.fixture(scope="module")
+def smoke_experiment(tmp_path_factory, prepared_512) -> Path:
+    folder = tmp_path_factory.mktemp("results") / "smoke_exp"
+    (folder / "trials" / "0").mkdir(parents=True)
+    env = {**TINY_ENV, **prepared_512.env(), "SEED": "1337", "RUN_ID": "trial0"}
+    (folder / "trials" / "0" / "env.json").write_text(json.dumps({**env, "OUT_DIR": str(folder / "trials" / "0")}))
+    meta = {"name": "smoke_exp", "space": "spaces/none.py", "script": str(SCRIPT), "budget_bytes": 16_000_000,
+            "gpus_per_trial": 0, "smoke": True, "fixed_env": {}, "defaults": {"NUM_LAYERS": 3, "MODEL_DIM": 64},
+            "objectives": ["val_bpb", "bytes_total"]}
+    (folder / "experiment.json").write_text(json.dumps(meta))
+    (folder / "trials.csv").write_text(
+        "number,state,feasible,reason,val_bpb,val_loss,bytes_total,bytes_code,bytes_model,predicted_bytes,"
+        "constraint,steps,train_seconds,gpu_seconds,log_path,trial_dir,param_NUM_LAYERS,param_MODEL_DIM\n"
+        f"0,COMPLETE,true,,3.4,4.3,215000,{len(SCRIPT.read_bytes())},170000,,,20,30,0,,trials/0,2,64\n")
+    return folder
+
+
+def _promote(experiment: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "search.promote", str(experiment), "--trial", "0", "--smoke", "--seeds", "2",
+           "--out", str(out), "--name", "SmokePromo", "--author", "Test Author", "--github-id", "tester", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def promoted(smoke_experiment, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("records") / "track_10min_16mb"
+    proc = _promote(smoke_experiment, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folders = list(out.iterdir())
+    assert len(folders) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d_SmokePromo", folders[0].name), folders
+    return proc, folders[0]
+
+
+def test_record_numbers_equal_the_seed_logs(promoted):
+    _, folder = promoted
+    sub = json.loads((folder / "submission.json").read_text())
+    for key in ("author", "github_id", "name", "blurb", "date", "val_loss", "val_bpb", "bytes_total", "bytes_code",
+                "seeds", "seed_results", "val_bpb_std", "p_value", "hardware"):
+        assert key in sub, key
+    assert sub["author"] == "Test Author" and sub["github_id"] == "tester" and sub["name"] == "SmokePromo"
+    assert len(sub["seeds"]) == 2 and 1337 not in sub["seeds"]
+    losses, bpbs = [], []
+    for seed in sub["seeds"]:
+        log = (folder / f"train_seed{seed}.log").read_text()
+        loss, bpb = (float(x) for x in FINAL_RE.findall(log)[-1])
+        size = int(re.findall(r"Total submission size [^:]*: (\d+) bytes", log)[-1])
+        assert sub["seed_results"][str(seed)]["val_loss"] == loss
+        assert sub["seed_results"][str(seed)]["val_bpb"] == bpb
+        assert sub["seed_results"][str(seed)]["bytes_total"] == size
+        losses.append(loss)
+        bpbs.append(bpb)
+    assert sub["val_loss"] == pytest.approx(statistics.mean(losses), abs=1e-8)
+    assert sub["val_bpb"] == pytest.approx(statistics.mean(bpbs), abs=1e-8)
+    assert sub["val_bpb_std"] == pytest.approx(statistics.stdev(bpbs), abs=1e-8)
+    assert sub["bytes_total"] == max(r["bytes_total"] for r in sub["seed_results"].values())
+
+
+def test_script_is_the_counted_one(promoted):
+    _, folder = promoted
+    sub = json.loads((folder / "submission.json").read_text())
+    copied = (folder / "train_gpt.py").read_bytes()
+    assert len(copied) == sub["bytes_code"]
+    assert copied == SCRIPT.read_bytes()
+
+
+def test_without_against_it_is_a_non_record_with_the_reason(promoted):
+    _, folder = promoted
+    sub = json.loads((folder / "submission.json").read_text())
+    assert sub["record"] is False and sub["p_value"] is None
+    assert "no --against" in sub["non_record_reason"]
+    text = (folder / "README.md").read_text()
+    assert "Non-record" in text and "no --against" in text
+    for seed in sub["seeds"]:
+        assert f"| {seed} | {sub['seed_results'][str(seed)]['val_loss']:.8f} |" in text
+    assert f"for SEED in {' '.join(str(s) for s in sub['seeds'])}; do" in text, "the README gives the exact command"
+    assert all(f"{k}={v}" in text for k, v in TINY_ENV.items())
+
+
+def test_second_promote_to_the_same_folder_refuses(promoted, smoke_experiment):
+    _, folder = promoted
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    proc = _promote(smoke_experiment, folder.parent)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert "\n" not in err and str(folder) in err and "--name" in err and "overwritten" in err
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def _reference_p(losses: list[float], target: float) -> float:
+    n = len(losses)
+    t = (statistics.mean(losses) - target) / (statistics.stdev(losses) / math.sqrt(n))
+    return float(stats.t.cdf(t, df=n - 1))
+
+
+def test_significance_rule():
+    ratio = 0.79  # bpb per nat of a made-up run
+    record_bpb = 1.20
+    record_loss = record_bpb / ratio
+    good = [record_loss - 0.02 + d for d in (-0.001, 0.0, 0.0012)]
+    sig = promote.significance(good, [x * ratio for x in good], record_bpb)
+    assert sig.against_loss == pytest.approx(record_loss)
+    assert sig.threshold_bpb == pytest.approx(promote.MIN_GAIN_NATS * ratio)
+    assert sig.p_value == pytest.approx(_reference_p(good, record_loss - promote.MIN_GAIN_NATS))
+    assert sig.p_value < promote.ALPHA and sig.significant and not sig.reasons
+
+    close = [record_loss - 0.004 + d for d in (-0.001, 0.0, 0.0012)]  # better, but by less than 0.005 nats
+    sig = promote.significance(close, [x * ratio for x in close], record_bpb)
+    assert sig.p_value == pytest.approx(_reference_p(close, record_loss - promote.MIN_GAIN_NATS))
+    assert not sig.significant and sig.reasons[0].startswith("not significant: p=")
+
+    one = promote.significance(good[:1], [good[0] * ratio], record_bpb)
+    assert not one.significant and one.p_value is None and "at least 2" in one.reasons[0]
+    assert promote.significance(good, good, None).reasons == ["no --against given: nothing to test the gain against"]
+
+
+def test_bad_trial_is_one_line(smoke_experiment, tmp_path, capsys):
+    code = promote.main([str(smoke_experiment), "--trial", "7", "--smoke", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "trial 7" in err and "search.pareto" in err
+    assert list(tmp_path.iterdir()) == []
