@@ -282,6 +282,9 @@ def test_download_file_list():
         "tokenizers/fineweb_1024_bpe.vocab",
     ]
     assert spec.remote("manifest.json") == "datasets/manifest.json"
+    assert plan_downloads(DownloadSpec("sp1024", 0, with_docs=True)).files()[:3] == [
+        "docs_selected.jsonl", "docs_selected.source_manifest.json",
+        "datasets/fineweb10B_sp1024/fineweb_val_000000.bin"]
     manifest = {
         "datasets": [{"name": "fineweb10B_sp1024", "tokenizer_name": "sp_bpe_1024",
                       "stats": {"files_train": 3, "files_val": 2}}],

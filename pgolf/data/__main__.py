@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder in the hub dataset (default datasets)")
     d.add_argument("--skip-manifest", action="store_true",
                    help="do not fetch manifest.json; assume 1 validation shard and the usual tokenizer names")
+    d.add_argument("--with-docs", action="store_true",
+                   help="also fetch docs_selected.jsonl (the raw documents, large) to re-tokenize with `prepare --docs`")
     d.add_argument("--list", action="store_true", help="print the files that would be fetched, fetch nothing")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {result.train_tokens} train tokens, {result.val_tokens} val tokens, "
                   f"{result.val_docs} val docs{' (cached)' if result.cached else ''}")
         else:
-            spec = DownloadSpec(args.variant, args.train_shards, args.out, args.repo_id, args.remote_root)
+            spec = DownloadSpec(args.variant, args.train_shards, args.out, args.repo_id, args.remote_root,
+                                args.with_docs)
             if args.list:
                 for relative in ["manifest.json"] * (not args.skip_manifest) + plan_downloads(spec).files():
                     print(spec.remote(relative))
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"DATA_PATH={spec.local('datasets/' + spec.dataset_name)}")
             print(f"TOKENIZER_PATH={spec.local(plan.tokenizer_files[0])}")
             print(f"VOCAB_SIZE={V}")
+            if spec.with_docs:
+                print(f"# re-tokenize: python -m pgolf.data prepare --vocab N "
+                      f"--docs {spec.local('docs_selected.jsonl')} --val-docs 50000")
     except (CorpusError, TokenizerError, ShardFormatError, DownloadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from .shards import ShardFormatError, read_shard_header, shard_name
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
 DEFAULT_REMOTE_ROOT = "datasets"
+DOCS_FILES = ("docs_selected.jsonl", "docs_selected.source_manifest.json")
 _VARIANT_RE = re.compile(r"^sp([1-9][0-9]*)$")
 
 
@@ -40,6 +41,7 @@ class DownloadSpec:
     out_dir: Path = Path("data")
     repo_id: str = DEFAULT_REPO_ID
     remote_root: str = DEFAULT_REMOTE_ROOT
+    with_docs: bool = False  # also the raw documents, to re-tokenize with `prepare --docs`
 
     def __post_init__(self) -> None:
         if not _VARIANT_RE.match(self.variant):
@@ -70,10 +72,12 @@ class DownloadPlan:
     train_shards: int
     tokenizer_files: tuple[str, ...]
     dataset_name: str
+    with_docs: bool = False
 
     def files(self) -> list[str]:
         prefix = f"datasets/{self.dataset_name}"
-        out = [f"{prefix}/{shard_name('val', i)}" for i in range(self.val_shards)]
+        out = list(DOCS_FILES) if self.with_docs else []
+        out += [f"{prefix}/{shard_name('val', i)}" for i in range(self.val_shards)]
         out += [f"{prefix}/{shard_name('train', i)}" for i in range(self.train_shards)]
         return out + list(self.tokenizer_files)
 
@@ -103,7 +107,7 @@ def plan_downloads(spec: DownloadSpec, manifest: dict | None = None) -> Download
         if tok:
             paths = tuple(str(tok[k]) for k in ("model_path", "vocab_path", "path") if tok.get(k))
             tokenizer_files = paths or tokenizer_files
-    return DownloadPlan(val_shards, spec.train_shards, tokenizer_files, spec.dataset_name)
+    return DownloadPlan(val_shards, spec.train_shards, tokenizer_files, spec.dataset_name, spec.with_docs)
 
 
 def _fetch(spec: DownloadSpec, relative: str) -> Path:
