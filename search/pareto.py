@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search import front as frontlib
+from search.results import read_experiment, read_trials_csv
 
 DEFAULT_BUDGET = 16_000_000
 FORMATS = ("text", "csv", "json", "markdown")
 PARAM_PREFIX = "param_"
+REQUIRED_IF_EMPTY = ("number", "state", "val_bpb", "bytes_total")  # a header-only trials.csv is fine
 
 
 class ParetoError(Exception):
@@ -99,18 +101,15 @@ def load_experiment(path: str | Path) -> Experiment:
     if not csv_path.is_file():
         raise ParetoError(f"{folder} has no trials.csv; run `python -m search.run` for it first or pass another folder")
     meta: dict[str, Any] = {}
-    meta_path = folder / "experiment.json"
-    if meta_path.is_file():
+    if (folder / "experiment.json").is_file():
         try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ParetoError(f"{meta_path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or remove the file") from exc
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"number", "state", "val_bpb", "bytes_total"} - set(reader.fieldnames or [])
-        if missing:
-            raise ParetoError(f"{csv_path} lacks column(s) {', '.join(sorted(missing))}; regenerate it with search.run")
-        rows = list(reader)
+            meta = asdict(read_experiment(folder))
+        except ValueError as exc:
+            raise ParetoError(str(exc).removeprefix("error: ")) from None
+    rows = read_trials_csv(csv_path)
+    missing = {"number", "state", "val_bpb", "bytes_total"} - set(rows[0] if rows else REQUIRED_IF_EMPTY)
+    if missing:
+        raise ParetoError(f"{csv_path} lacks column(s) {', '.join(sorted(missing))}; regenerate it with search.run")
     return Experiment(name=str(meta.get("name") or folder.name), path=folder, meta=meta, rows=rows)
 
 
@@ -249,10 +248,16 @@ HEADER = ["rank", "trial", "val_bpb", "bytes", "headroom", "changed from default
 def _summary_lines(report: ParetoReport) -> list[str]:
     c = report.counts
     ref_bpb, ref_bytes = report.reference
+    why: dict[str, int] = {}
+    for t in report.trials:
+        if t.status in ("pruned", "failed"):
+            why[t.reason or "no reason"] = why.get(t.reason or "no reason", 0) + 1
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(why.items()))
     growth = " -> ".join(f"{label}: {hv:.4f}" for label, hv in _growth(report)) or "(never above 0)"
     return [
         f"trials {c['trials']}: complete {c['complete']} (front {c['front']}, dominated {c['dominated']}, "
-        f"infeasible {c['infeasible']}), pruned {c['pruned']}, failed {c['failed']}, running {c['running']}",
+        f"infeasible {c['infeasible']}), pruned {c['pruned']}, failed {c['failed']}, running {c['running']}"
+        + (f" (pruned/failed by reason: {detail})" if detail else ""),
         f"hypervolume {report.hypervolume:.4f} bpb*MB against reference (val_bpb {ref_bpb:.4f}, bytes {ref_bytes:,.0f})",
         f"hypervolume growth: {growth}",
     ] + [f"note: {n}" for n in report.notes]

@@ -19,9 +19,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from search.results import read_experiment
 
 MIN_GAIN_NATS = 0.005
 ALPHA = 0.01
@@ -173,13 +175,12 @@ def pick_seeds(count: int, first: int, avoid: int | None) -> list[int]:
 def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteConfig:
     """Check the inputs and resolve the trial's exact environment; no training yet."""
     exp_dir = Path(args.experiment)
-    meta_path = exp_dir / "experiment.json"
-    if not meta_path.is_file():
+    if not (exp_dir / "experiment.json").is_file():
         raise PromoteError(f"{exp_dir} has no experiment.json; pass an experiment folder such as results/<name>")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PromoteError(f"{meta_path} is not valid JSON ({exc.msg}); fix it or rerun the search") from exc
+        meta = asdict(read_experiment(exp_dir))
+    except ValueError as exc:
+        raise PromoteError(str(exc).removeprefix("error: ")) from None
     env_path = exp_dir / "trials" / str(args.trial) / "env.json"
     if not env_path.is_file():
         raise PromoteError(f"trial {args.trial} of {exp_dir} has no {env_path.relative_to(exp_dir)}; "
