@@ -22,7 +22,7 @@ Importable without side effects; the public functions other code reuses:
   `deserialize(blob) -> obj` (torch.save into a buffer, then compress; and back).
 - `scheme_name(hp)`, `load_shard(path)`, `load_val_tokens(pattern, seq_len, max_tokens)`.
 - `token_byte_luts(sp, vocab_size) -> ByteLuts`, `count_target_bytes(prev, tgt, luts)`.
-- `eval_val(hp, model, val_tokens, luts, ...) -> (val_loss, val_bpb)`.
+- `eval_windows(n_targets, seq_len, stride)`, `eval_val(hp, model, val_tokens, luts, ...) -> (val_loss, val_bpb)`.
 """
 
 from __future__ import annotations
@@ -583,6 +583,15 @@ def deserialize(blob: bytes) -> dict:
 
 # ----------------------------------------------------------------------------- evaluation
 
+def eval_windows(n_targets: int, seq_len: int, stride: int = 0) -> list[tuple[int, int]]:
+    """(start, first scored offset) of each evaluation window of seq_len tokens; every target index
+    in range(n_targets) is scored exactly once (n_targets must be a multiple of seq_len)."""
+    if 0 < stride < seq_len:
+        ends = [min(c + stride, n_targets) for c in range(seq_len, n_targets, stride)]
+        return [(0, 0)] + [(e - seq_len, seq_len - (e - c)) for c, e in zip(range(seq_len, n_targets, stride), ends)]
+    return [(s, 0) for s in range(0, n_targets - seq_len + 1, seq_len)]
+
+
 @torch.no_grad()
 def eval_val(hp: Hyperparameters, model: nn.Module, val_tokens: Tensor, luts: ByteLuts,
              device: torch.device | str = "cpu", rank: int = 0, world: int = 1,
@@ -590,12 +599,7 @@ def eval_val(hp: Hyperparameters, model: nn.Module, val_tokens: Tensor, luts: By
     """(val_loss, val_bpb) over all validation targets; stride in 1..seq_len-1 gives sliding windows
     where every window is seq_len long and scores only its last `stride` targets (the first all)."""
     seq = hp.train_seq_len
-    n_targets = val_tokens.numel() - 1
-    if 0 < stride < seq:  # window start, offset of its first scored target
-        windows = [(0, 0)] + [(min(c + stride, n_targets) - seq, seq - (min(c + stride, n_targets) - c))
-                              for c in range(seq, n_targets, stride)]
-    else:
-        windows = [(s, 0) for s in range(0, n_targets - seq + 1, seq)]
+    windows = eval_windows(val_tokens.numel() - 1, seq, stride)
     lo, hi = len(windows) * rank // world, len(windows) * (rank + 1) // world
     batch = max(1, hp.val_batch_size // (hp.micro_batches * seq))
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, tokens, bytes
