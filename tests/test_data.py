@@ -217,6 +217,11 @@ def test_prepare_custom_docs_and_val_docs(tmp_path):
     assert read_shard(r.data_path / "fineweb_train_000001.bin").size == 50_000
     val_bos = sum(int((read_shard(s) == BOS).sum()) for s in q.data_path.glob("fineweb_val_*.bin"))
     assert val_bos == 20
+    # Edited documents are a different corpus: rebuilt.
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs[:120]))
+    edited = prepare(400, tmp_path / "out", path, val_docs=20, shard_tokens=50_000, quiet=True)
+    assert not edited.cached and edited.key != q.key and edited.train_docs == 100
+    assert prepare(400, tmp_path / "out", path, val_docs=20, shard_tokens=50_000, quiet=True).cached
 
 
 def test_concurrent_prepare_gives_one_result(tmp_path):

@@ -97,12 +97,23 @@ class Corpus:
         return n
 
 
-def load_corpus(docs: str | os.PathLike | None = None) -> Corpus:
-    """The bundled corpus (docs=None) or a user's JSONL documents file (`.jsonl` or `.jsonl.gz`)."""
+def file_identity(path: Path) -> list:
+    """(absolute path, size, mtime) of a file: if unchanged, its content hash is too."""
+    st = path.stat()
+    return [str(path.absolute()), st.st_size, st.st_mtime_ns]
+
+
+def load_corpus(docs: str | os.PathLike | None = None, known_hashes: dict | None = None) -> Corpus:
+    """The bundled corpus (docs=None) or a user's JSONL documents file (`.jsonl` or `.jsonl.gz`).
+
+    `known_hashes` maps a `file_identity` (as a JSON string) to a sha256 recorded earlier, so a
+    large unchanged file is not re-hashed on every call.
+    """
     path = BUNDLED_CORPUS if docs is None else Path(docs)
     if not path.is_file():
         if docs is None:
             raise CorpusError(f"{path}: bundled corpus missing; reinstall pgolf-search or rebuild it "
                               "with `python -m pgolf.data.build_corpus`")
         raise CorpusError(f"{path}: documents file not found; pass a JSONL file with one {{\"text\": ...}} per line")
-    return Corpus(name=corpus_name(path), path=path, sha256=file_sha256(path))
+    known = (known_hashes or {}).get(json.dumps(file_identity(path)))
+    return Corpus(name=corpus_name(path), path=path, sha256=known or file_sha256(path))

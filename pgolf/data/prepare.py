@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .corpus import Corpus, load_corpus
+from .corpus import BUNDLED_NAME, Corpus, corpus_name, file_identity, load_corpus
 from .shards import ShardSequenceWriter, read_shard_header
 from .tokenizer import BOS_ID, TokenizerSettings, check_vocab_size, train_tokenizer
 
@@ -126,6 +126,17 @@ def _from_manifest(manifest: dict, dataset_dir: Path, cached: bool) -> Prepared:
     )
 
 
+def _recorded_hashes(out: Path, docs, vocab_size: int) -> dict[str, str]:
+    """The corpus hash a previous preparation recorded for the same unchanged file, if any."""
+    try:
+        path = Path(docs) if docs is not None else None
+        name = corpus_name(path) if path is not None else BUNDLED_NAME
+        manifest = json.loads((out / "datasets" / f"{name}_sp{vocab_size}" / MANIFEST_NAME).read_text())
+        return {json.dumps(manifest["corpus_identity"]): manifest["corpus_sha256"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 @contextmanager
 def _locked(lock_path: Path):
     """An exclusive fcntl lock held for the block: concurrent preparers of one vocab wait for each other."""
@@ -186,7 +197,7 @@ def prepare(
     # Absolute, so DATA_PATH/TOKENIZER_PATH stay valid for a training started in another directory.
     out = (Path(out_dir) if out_dir is not None else default_cache_dir()).expanduser().absolute()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
-    corpus = load_corpus(docs)
+    corpus = load_corpus(docs, _recorded_hashes(out, docs, vocab_size))
     if val_docs is not None and (not isinstance(val_docs, int) or val_docs < 1):
         raise ValueError(f"val_docs={val_docs!r} must be a positive number of documents")
     key = _cache_key(corpus, vocab_size, val_docs, shard_tokens, settings)
@@ -223,6 +234,7 @@ def prepare(
             "corpus": corpus.name,
             "corpus_path": str(corpus.path),
             "corpus_sha256": corpus.sha256,
+            "corpus_identity": file_identity(corpus.path),
             "vocab_size": vocab_size,
             "tokenizer_path": str(tokenizer_path.relative_to(out)),  # relative: the cache may be moved
             "settings": asdict(settings),
