@@ -763,7 +763,10 @@ def check_inputs(hp: Hyperparameters, world: int):
         raise ValueError(f"VOCAB_SIZE={hp.vocab_size} does not match the tokenizer's {sp.vocab_size()} pieces; "
                          f"set VOCAB_SIZE={sp.vocab_size()} or use the matching tokenizer")
     for f in sorted(glob.glob(hp.train_pattern))[:1] + sorted(glob.glob(hp.val_pattern))[:1]:
-        load_shard(f)
+        top = int(load_shard(f).max(initial=0))
+        if top >= hp.vocab_size:
+            raise ValueError(f"{f} holds token id {top} >= VOCAB_SIZE={hp.vocab_size}; "
+                             f"use the shards made with this tokenizer")
     return sp
 
 
@@ -773,6 +776,10 @@ class Logger:
     def __init__(self, path: str, enabled: bool):
         self.enabled = enabled
         self.file = open(path, "w", encoding="utf-8") if enabled else None
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
     def __call__(self, msg: str) -> None:
         if self.enabled:
@@ -974,6 +981,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         log(f"error: {e}")
         return 3
     finally:
+        log.close()
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
     if rt.master:
