@@ -59,6 +59,7 @@ class TrialPoint:
     bytes_total: int | None
     params: dict[str, str]
     changed: dict[str, str]
+    predicted_bytes: int | None = None
     status: str = ""  # front | dominated | infeasible | pruned | failed | running
     rank: int | None = None
     headroom: int | None = None
@@ -139,6 +140,7 @@ def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoi
     number = int(float(row["number"]))
     params = {k[len(PARAM_PREFIX):]: v for k, v in row.items() if k.startswith(PARAM_PREFIX)}
     bytes_total = _number(row.get("bytes_total"))
+    predicted = _number(row.get("predicted_bytes"))
     return TrialPoint(
         experiment=exp.name,
         number=number,
@@ -150,6 +152,7 @@ def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoi
         bytes_total=None if bytes_total is None else int(bytes_total),
         params=params,
         changed=changed_params(params, exp.defaults),
+        predicted_bytes=None if predicted is None else int(predicted),
     )
 
 
@@ -221,8 +224,16 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
 # ---------------------------------------------------------------- rendering
 
 
+def fmt_value(value: str) -> str:
+    """A parameter value for people: floats to 4 significant digits, the rest as is."""
+    number = _number(value)
+    if number is None or number.is_integer() or any(c.isalpha() for c in str(value)):
+        return str(value)
+    return f"{number:.4g}"
+
+
 def _fmt_changed(t: TrialPoint) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(t.changed.items())) or "(defaults)"
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in sorted(t.changed.items())) or "(defaults)"
 
 
 def _growth(report: ParetoReport) -> list[tuple[str, float]]:
@@ -253,7 +264,7 @@ def _summary_lines(report: ParetoReport) -> list[str]:
         if t.status in ("pruned", "failed"):
             why[t.reason or "no reason"] = why.get(t.reason or "no reason", 0) + 1
     detail = ", ".join(f"{k} {v}" for k, v in sorted(why.items()))
-    growth = " -> ".join(f"{label}: {hv:.4f}" for label, hv in _growth(report)) or "(never above 0)"
+    growth = " -> ".join(f"{label}: {hv:.6g}" for label, hv in _growth(report)) or "(never above 0)"
     return [
         f"trials {c['trials']}: complete {c['complete']} (front {c['front']}, dominated {c['dominated']}, "
         f"infeasible {c['infeasible']}), pruned {c['pruned']}, failed {c['failed']}, running {c['running']}"
@@ -349,23 +360,42 @@ def write_png(report: ParetoReport, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
+    scale, unit = (1e6, "MB") if report.budget_bytes >= 1_000_000 else (1e3, "kB")
     groups = {
         "dominated": dict(marker="o", color="0.55", s=28, label="dominated (feasible)"),
-        "infeasible": dict(marker="x", color="tab:red", s=40, label="infeasible (over budget)"),
+        "infeasible": dict(marker="x", color="tab:red", s=40, label="infeasible (measured over budget)"),
     }
     for status, style in groups.items():
         pts = [t for t in report.trials if t.status == status]
         if pts:
-            ax.scatter([t.bytes_total / 1e6 for t in pts], [t.val_bpb for t in pts], zorder=2, **style)
+            ax.scatter([t.bytes_total / scale for t in pts], [t.val_bpb for t in pts], zorder=2, **style)
+    pruned = [t for t in report.trials if t.status == "pruned" and t.bytes_total is None and t.predicted_bytes]
+    if pruned:  # no val_bpb: a tick on the bottom edge at the predicted size
+        ax.scatter([t.predicted_bytes / scale for t in pruned], [0.015] * len(pruned), marker="|", s=120,
+                   color="tab:orange", transform=ax.get_xaxis_transform(), zorder=2,
+                   label="pruned before launch (at predicted bytes)")
+        # the blended transform keeps them out of autoscaling: widen the x range by hand
+        y_anchor = min((t.val_bpb for t in report.trials if t.status in ("front", *groups)), default=None)
+        if y_anchor is not None:
+            ax.update_datalim([(t.predicted_bytes / scale, y_anchor) for t in pruned])
     front = sorted(report.front, key=lambda t: t.bytes_total)
     if front:
-        xs = [t.bytes_total / 1e6 for t in front]
+        xs = [t.bytes_total / scale for t in front]
         ys = [t.val_bpb for t in front]
-        ax.step(xs + [report.budget_bytes / 1e6], ys + [ys[-1]], where="post", color="tab:blue", lw=1.8, zorder=3)
+        ax.step(xs + [report.budget_bytes / scale], ys + [ys[-1]], where="post", color="tab:blue", lw=1.8, zorder=3)
         ax.scatter(xs, ys, color="tab:blue", s=55, zorder=4, edgecolors="black", linewidths=0.6, label="Pareto front")
+        all_x = [t.bytes_total / scale for t in report.trials if t.bytes_total is not None] + [report.budget_bytes / scale]
+        all_y = [t.val_bpb for t in report.trials if t.val_bpb is not None and t.bytes_total is not None]
+        span_x, span_y = (max(all_x) - min(all_x)) or 1.0, (max(all_y) - min(all_y)) or 1.0
+        placed: list[tuple[float, float, int]] = []
         for t, x, y in zip(front, xs, ys):
-            ax.annotate(f"{t.label} {t.val_bpb:.4f}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9, color="tab:blue")
-    ax.axvline(report.budget_bytes / 1e6, color="tab:red", ls="--", lw=1.2, label=f"budget {report.budget_bytes:,} B")
+            # stack labels of points that nearly coincide instead of printing them on top of each other
+            near = [dy for px, py, dy in placed if abs(px - x) / span_x < 0.08 and abs(py - y) / span_y < 0.04]
+            dy = 6 if not near else min(near) - 13
+            placed.append((x, y, dy))
+            ax.annotate(f"{t.label} {t.val_bpb:.4f}", (x, y), textcoords="offset points", xytext=(6, dy),
+                        fontsize=9, color="tab:blue")
+    ax.axvline(report.budget_bytes / scale, color="tab:red", ls="--", lw=1.2, label=f"budget {report.budget_bytes:,} B")
     c = report.counts
     ax.set_title(
         f"{', '.join(report.experiments)}: {c['front']} on front, {c['dominated']} dominated, "
@@ -373,7 +403,7 @@ def write_png(report: ParetoReport, path: Path) -> Path:
         f"hypervolume {report.hypervolume:.4f} bpb*MB vs ref (bpb {report.reference[0]:.4f}, {report.reference[1]:,.0f} B)",
         fontsize=10,
     )
-    ax.set_xlabel("artifact bytes_total (MB, 1 MB = 1,000,000 bytes)")
+    ax.set_xlabel(f"artifact bytes_total ({unit}, 1 {unit} = {scale:,.0f} bytes)")
     ax.set_ylabel("val_bpb (lower is better)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, borderaxespad=0.0)
@@ -391,7 +421,7 @@ def write_html(report: ParetoReport, path: Path) -> Path:
         head = f"<b>{t.label}</b> ({t.status}{f', rank {t.rank}' if t.rank else ''})<br>"
         head += f"val_bpb {t.val_bpb:.5f}<br>bytes {t.bytes_total:,} (headroom {t.headroom:,})<br>"
         params = "<br>".join(
-            f"{k} = {v}{' *' if k in t.changed else ''}" for k, v in sorted(t.params.items()) if str(v).strip() != ""
+            f"{k} = {fmt_value(v)}{' *' if k in t.changed else ''}" for k, v in sorted(t.params.items()) if str(v).strip() != ""
         )
         return head + (params or "(no parameters)")
 
