@@ -58,6 +58,7 @@ def predict(env: Mapping[str, str], script: str | Path | None = None) -> Predict
     import pgolf.train_gpt as tg
 
     hp = tg.Hyperparameters.from_env(env)
+    hp.validate()
     with torch.device("meta"):
         model = tg.build_model(hp)
     groups = {"embed": 0.0, "attn": 0.0, "mlp": 0.0, "other": 0.0}

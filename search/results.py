@@ -116,7 +116,9 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
 
 def write_trials_csv(study: optuna.Study, folder: str | Path, budget_bytes: int) -> Path:
     """Rewrite `trials.csv` from the study (atomically: readers never see half a file)."""
-    rows = [trial_row(t, budget_bytes) for t in study.get_trials(deepcopy=False)]
+    # WAITING trials (enqueued, not asked yet) are not trials of the search yet.
+    rows = [trial_row(t, budget_bytes) for t in study.get_trials(deepcopy=False)
+            if t.state != optuna.trial.TrialState.WAITING]
     params = sorted({k for row in rows for k in row if k.startswith(PARAM_PREFIX)})
     path = Path(folder) / "trials.csv"
     tmp = path.with_suffix(f".csv.tmp{os.getpid()}")

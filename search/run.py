@@ -55,6 +55,7 @@ class RunSummary:
     front_size: int
     pruned_before_launch: int
     launched: int
+    num_samples: int
 
 
 DEFAULT_NUM_SAMPLES = 20
@@ -122,7 +123,11 @@ def _fits(spec: SpaceSpec) -> int:
     import ray
 
     res = ray.cluster_resources()
-    fits = int(res.get("CPU", 1) // spec.cpus_per_trial)
+    fits = int(res.get("CPU", 0) // spec.cpus_per_trial)
+    if fits < 1:
+        raise RunError(f"error: the Ray cluster has {int(res.get('CPU', 0))} CPUs, a trial asks "
+                       f"{spec.cpus_per_trial} (lower CPUS_PER_TRIAL in {spec.path} or join a bigger cluster "
+                       "with --address)")
     if spec.gpus_per_trial > 0:
         gpu_fits = int(res.get("GPU", 0) // spec.gpus_per_trial)
         if gpu_fits < 1:
@@ -238,7 +243,7 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
                                              "failed": snap.failed, "running": snap.running},
                       best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
                       pruned_before_launch=searcher.pruned_before_launch,
-                      launched=count_trainings(study))
+                      launched=count_trainings(study), num_samples=num_samples)
 
 
 def print_summary(summary: RunSummary, out=sys.stdout) -> None:
@@ -249,6 +254,9 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
           f"launch this run), {c['failed']} failed, {c['running']} running; {summary.launched} trainings in total",
           file=out)
     print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s)", file=out)
+    if summary.launched < summary.num_samples:
+        print(f"{summary.num_samples - summary.launched} training(s) short of --num-samples "
+              f"{summary.num_samples}: run the same command with --resume to continue", file=out)
     print(f"files: {summary.folder}/trials.csv, {summary.folder}/study.db "
           f"(optuna-dashboard sqlite:///{summary.folder}/study.db), {summary.folder}/trials/", file=out)
 

@@ -62,15 +62,21 @@ def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
 
 
 def open_study(name: str, storage: str, seed: int | None, create: bool) -> optuna.Study:
-    sampler = make_sampler(seed)
+    """Create the experiment's study, or load it for --resume."""
     if create:
+        sampler = make_sampler(seed)
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                     directions=["minimize", "minimize"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["val_bpb", "bytes_total"])
         return study
-    return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    study = optuna.load_study(study_name=name, storage=storage)
+    # A resumed study must not replay the proposals of the first run: offset the seed by
+    # the trials already there (still reproducible for the same history).
+    offset = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(None if seed is None else seed + offset)
+    return study
 
 
 def _set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:

@@ -23,9 +23,10 @@ module-level settings (all upper case):
 - the `--smoke` profile: `SMOKE_ENV` (overrides on top of everything, e.g.
   tiny iterations), `smoke_space(trial)` (a shrunk version of `space`),
   `SMOKE_BUDGET_BYTES`, `SMOKE_POINTS_TO_EVALUATE`, `SMOKE_SCRIPT`.
-  With `--smoke` every trial runs as a plain CPU process (0 GPUs), and a trial
-  whose environment names no `DATA_PATH` gets the bundled corpus prepared for
-  its `VOCAB_SIZE` (see `search.runner`).
+  With `--smoke` every trial runs as a plain CPU process (0 GPUs), DATA_PATH
+  and TOKENIZER_PATH of FIXED_ENV are dropped and each trial gets the bundled
+  corpus prepared for its `VOCAB_SIZE` (see `search.runner`), unless SMOKE_ENV
+  names them.
 
 Everything is checked here, before Ray starts; a problem raises `SpaceError`
 with one line naming the file, the problem and the fix.
@@ -33,6 +34,7 @@ with one line naming the file, the problem and the fix.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import sys
 import traceback
@@ -167,8 +169,9 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
                                                "SCRIPT", "EARLY", "PREDICT")) and name not in KNOWN_SETTINGS:
-            raise SpaceError(_line(path, f"unknown setting {name}",
-                                   f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"))
+            close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
+            fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
+            raise SpaceError(_line(path, f"unknown setting {name}", fix))
 
     script = getattr(module, "SMOKE_SCRIPT", None) if smoke else None
     script = script or getattr(module, "SCRIPT", DEFAULT_SCRIPT)
@@ -183,7 +186,11 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     if smoke:
         _int_setting(path, module, "GPUS_PER_TRIAL", DEFAULT_GPUS_PER_TRIAL, 0)  # still validated
     cpus = _int_setting(path, module, "CPUS_PER_TRIAL", 1, 1)
+    if smoke:
+        cpus = 1  # a smoke trial is one plain CPU process
     fixed_env = _env_setting(path, module, "FIXED_ENV")
+    if smoke:  # the smoke profile trains on the bundled corpus, prepared per trial by the runner
+        fixed_env = {k: v for k, v in fixed_env.items() if k not in ("DATA_PATH", "TOKENIZER_PATH")}
     smoke_env = _env_setting(path, module, "SMOKE_ENV")
     points = _points_setting(path, module, "POINTS_TO_EVALUATE", [])
     if smoke:
