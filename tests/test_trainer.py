@@ -188,3 +188,63 @@ def test_diverging_run_exits_3_without_metrics(smoke_env, tmp_path):
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert re.search(r"^error: non-finite train loss at step \d+$", proc.stderr, re.M)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_wallclock_cap_stops_early(smoke_env, tmp_path):
+    env = {**smoke_env, "ITERATIONS": "100000", "MAX_WALLCLOCK_SECONDS": "2", "WARMUP_STEPS": "0",
+           "TRAIN_BATCH_TOKENS": "1024", "VAL_MAX_TOKENS": "2048", "TRAIN_LOG_EVERY": "0"}
+    proc = run_trainer(env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 < m["steps"] < 100000 and m["train_time_ms"] >= 2000
+    assert re.search(rf"^stopping_early: wallclock_cap train_time:\d+ms step:{m['steps']}/100000$",
+                     (tmp_path / "train.log").read_text(), re.M)
+
+
+# ------------------------------------------------------------------ in-process units
+
+
+def test_baseline_defaults_build_the_baseline_model():
+    """Upstream defaults give the baseline's published parameter count (REFERENCE.md §1)."""
+    hp = tg.Hyperparameters.from_env({})
+    hp.validate()
+    with torch.device("meta"):
+        model = tg.build_model(hp)
+    assert sum(tg.count_params(model).values()) == 17_059_912
+    assert (hp.num_layers, hp.model_dim, hp.num_heads, hp.num_kv_heads, hp.vocab_size) == (9, 512, 8, 4, 1024)
+    assert tg.scheme_name(hp) == "int8_zstd" and hp.compressor_level == 22
+
+
+@pytest.mark.parametrize("bits", [4, 5, 6, 7, 8])
+def test_row_quantization_error_within_half_step(bits):
+    w = torch.randn(96, 80, generator=torch.Generator().manual_seed(bits)) * torch.linspace(0.01, 3, 96)[:, None]
+    q, scale = tg.quantize_rows(w, bits)
+    assert q.dtype == torch.int8 and scale.dtype == torch.float16
+    assert int(q.abs().max()) <= 2 ** (bits - 1) - 1
+    err = (q.float() * scale.float()[:, None] - w).abs()
+    assert bool((err <= scale.float()[:, None] / 2 + 1e-6).all())
+
+
+@pytest.mark.parametrize("compressor", ["zstd", "lzma", "zlib"])
+def test_serialize_round_trip_is_exact(compressor):
+    hp = tg.Hyperparameters.from_env({"NUM_LAYERS": "2", "MODEL_DIM": "64", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
+                                      "VOCAB_SIZE": "128", "KEEP_FLOAT_MAX_NUMEL": "1024", "MLP_BITS": "6",
+                                      "COMPRESSOR": compressor})
+    torch.manual_seed(0)
+    state = tg.build_model(hp).state_dict()
+    obj = tg.quantize_state_dict(state, hp)
+    assert {tg.param_group(n) for n in obj["quant"]} == {"embed", "attn", "mlp"}
+    assert all(obj["float"][n].dtype == torch.float32 for n in obj["float"] if "resid_mix" in n or "q_gain" in n)
+    restored = tg.dequantize_state_dict(tg.deserialize(tg.serialize(obj, hp)))
+    expected = tg.dequantize_state_dict(obj)
+    assert restored.keys() == state.keys()
+    for name, t in restored.items():
+        assert t.dtype == state[name].dtype and torch.equal(t, expected[name])
+
+
+@pytest.mark.parametrize("n_targets,seq_len,stride", [(512, 128, 0), (512, 128, 64), (512, 128, 48), (256, 64, 1)])
+def test_eval_windows_score_every_target_once(n_targets, seq_len, stride):
+    windows = tg.eval_windows(n_targets, seq_len, stride)
+    scored = sorted(start + off for start, first in windows for off in range(first, seq_len))
+    assert scored == list(range(n_targets))
+    assert all(0 <= start and start + seq_len <= n_targets for start, _ in windows)
