@@ -29,6 +29,7 @@ MIN_GAIN_NATS = 0.005
 ALPHA = 0.01
 DEFAULT_OUT = Path("records/track_10min_16mb")
 DEFAULT_BUDGET = 16_000_000
+UPSTREAM_DEFAULT_SEED = 1337
 # Keys the runner adds to env.json; a rerun gets its own.
 RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES", "RUN_ID")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -197,7 +198,8 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         raise PromoteError(f"the experiment's script {script} does not exist here; run from the folder the search ran in")
     trial_env = json.loads(env_path.read_text())
     env = {str(k): str(v) for k, v in trial_env.items() if k not in RUNNER_KEYS}
-    original_seed = int(env["SEED"]) if env.get("SEED", "").lstrip("-").isdigit() else None
+    # the trial's own seed; unset means the script's default, 1337 upstream and in pgolf/train_gpt.py
+    original_seed = int(env["SEED"]) if env.get("SEED", "").lstrip("-").isdigit() else UPSTREAM_DEFAULT_SEED
     seeds = pick_seeds(args.seeds, args.first_seed, original_seed)
 
     name = args.name or f"{_camel(str(meta.get('name') or exp_dir.name))}Trial{args.trial}"

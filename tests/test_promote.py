@@ -88,6 +88,15 @@ def test_record_numbers_equal_the_seed_logs(promoted):
     assert sub["bytes_total"] == max(r["bytes_total"] for r in sub["seed_results"].values())
 
 
+def test_seeds_ran_at_the_same_time(promoted, smoke_experiment):
+    _, folder = promoted
+    seeds = json.loads((folder / "submission.json").read_text())["seeds"]
+    runs = [next(smoke_experiment.glob(f"promote/trial0-*/seed{s}")) for s in seeds]
+    # env.json is written when a training starts, metrics.json when it ends
+    spans = [((r / "env.json").stat().st_mtime, (r / "metrics.json").stat().st_mtime) for r in runs]
+    assert max(start for start, _ in spans) < min(end for _, end in spans), "the 2 CPUs fit both seeds at once"
+
+
 def test_script_is_the_counted_one(promoted):
     _, folder = promoted
     sub = json.loads((folder / "submission.json").read_text())
