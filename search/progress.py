@@ -65,6 +65,18 @@ class ProgressPrinter(Callback):
         self._last_line = ""
         self._last_time = 0.0
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment; streams do not pickle.
+        state = dict(self.__dict__)
+        state["out"] = None
+        state["clock"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.out = self.out or sys.stdout
+        self.clock = self.clock or time.monotonic
+
     def report(self, force: bool = False) -> None:
         now = self.clock()
         if not force and now - self._last_time < self.every:

@@ -1,0 +1,160 @@
+"""search.run on a real local Ray cluster (logical GPUs) with a fast fake training script.
+
+One module-scoped cluster (2 CPUs, 16 logical GPUs) serves every test here;
+each test runs `run_search` in-process against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from optuna.trial import TrialState
+
+from search.results import BUDGET_CONSTRAINT, read_trials_csv, storage_url
+from search.run import RunOptions, run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, num_gpus=16, include_dashboard=False, object_store_memory=200 * 1024**2,
+             log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def write_space(path: Path, body: str, **settings) -> Path:
+    head = [f"SCRIPT = {str(FAKE)!r}"]
+    head += [f"{key} = {value!r}" for key, value in settings.items()]
+    head.append("def PREDICT_BYTES(env):\n    return int(5000 + 1000 * float(env['X']))")
+    path.write_text("\n".join(head) + "\n" + body)
+    return path
+
+
+def load(folder: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage_url(folder))
+
+
+def launches(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
+    log = tmp_path / "launches.txt"
+    space = write_space(
+        tmp_path / "budget.py",
+        "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n",
+        BUDGET_BYTES=7000, GPUS_PER_TRIAL=0, FIXED_ENV={"FAKE_LAUNCH_LOG": str(log), "FAKE_STEPS": 2},
+        POINTS_TO_EVALUATE=[{"X": 4.5}, {"X": 3.5}, {"X": 1.0}])
+    summary = run_search(RunOptions(space=space, name="budget", num_samples=2, seed=3,
+                                    results_dir=tmp_path / "results"))
+    folder = summary.folder
+    study = load(folder, "budget")
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+    pruned = [t for t in trials if t.user_attrs.get("reason") == "over_budget_predicted"]
+    assert [t.params["X"] for t in pruned[:2]] == [4.5, 3.5]  # the over-budget seed points
+    for t in pruned:
+        predicted = t.user_attrs["predicted_bytes"]
+        assert t.state == TrialState.PRUNED
+        assert predicted > 7000
+        assert t.constraints[BUDGET_CONSTRAINT] == predicted - 7000  # the violation Optuna learns from
+        assert "trial_dir" not in t.user_attrs
+        assert not (folder / "trials" / str(t.number)).exists()  # never launched
+
+    launched = [t for t in trials if t.user_attrs.get("launched")]
+    assert len(launched) == 2 == len(launches(log)) == summary.launched
+    assert all(t.user_attrs["predicted_bytes"] <= 7000 for t in launched)
+    for t in launched:
+        assert t.state == TrialState.COMPLETE
+        assert t.constraints[BUDGET_CONSTRAINT] == t.values[1] - 7000  # measured bytes
+
+    rows = {int(r["number"]): r for r in read_trials_csv(folder)}
+    assert set(rows) == {t.number for t in trials}
+    for t in pruned:
+        assert rows[t.number]["state"] == "PRUNED" and rows[t.number]["feasible"] == "false"
+        assert float(rows[t.number]["constraint"]) > 0
+    for t in launched:
+        row = rows[t.number]
+        assert row["state"] == "COMPLETE" and row["feasible"] == "true"
+        assert all(math.isfinite(float(row[k])) for k in ("val_bpb", "val_loss", "bytes_total", "train_seconds"))
+        assert Path(row["log_path"]).is_file()
+
+
+def test_crash_and_nan_fail_and_search_goes_on(ray_cluster, tmp_path: Path) -> None:
+    body = (
+        "def space(trial):\n"
+        "    mode = trial.suggest_categorical('MODE', ['ok', 'crash', 'nan'])\n"
+        "    return {'X': trial.suggest_float('X', 0.0, 2.0), 'FAKE_CRASH': mode == 'crash',\n"
+        "            'FAKE_NAN': mode == 'nan'}\n")
+    space = write_space(tmp_path / "crashy.py", body, BUDGET_BYTES=100_000, GPUS_PER_TRIAL=0,
+                        POINTS_TO_EVALUATE=[{"MODE": "crash", "X": 1.0}, {"MODE": "nan", "X": 1.0},
+                                            {"MODE": "ok", "X": 1.0}])
+    summary = run_search(RunOptions(space=space, name="crashy", num_samples=3, seed=0,
+                                    results_dir=tmp_path / "results"))
+    study = load(summary.folder, "crashy")
+    by_mode = {t.params["MODE"]: t for t in study.get_trials()}
+    assert by_mode["crash"].state == TrialState.FAIL
+    assert by_mode["crash"].user_attrs["reason"] == "crashed"
+    assert "fake crash" in by_mode["crash"].user_attrs["log_tail"]
+    assert by_mode["nan"].state == TrialState.FAIL
+    assert by_mode["nan"].user_attrs["reason"] == "nan_loss"
+    assert "train_loss:nan" in by_mode["nan"].user_attrs["log_tail"]
+    assert by_mode["ok"].state == TrialState.COMPLETE  # the search went on
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    rows = {r["param_MODE"]: r for r in read_trials_csv(summary.folder)}
+    assert rows["crash"]["reason"] == "crashed" and rows["crash"]["val_bpb"] == ""
+    assert rows["nan"]["reason"] == "nan_loss"
+
+
+def test_logical_gpus_two_trials_disjoint_devices(ray_cluster, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "gpus.py", "def space(trial):\n    return {'X': trial.suggest_float('X', 0, 2)}\n",
+                        BUDGET_BYTES=100_000, GPUS_PER_TRIAL=8, CPUS_PER_TRIAL=1,
+                        FIXED_ENV={"FAKE_STEPS": 8, "FAKE_SLEEP": 0.5},
+                        POINTS_TO_EVALUATE=[{"X": 1.0}, {"X": 2.0}])
+    summary = run_search(RunOptions(space=space, name="gpus", num_samples=2, results_dir=tmp_path / "results"))
+    assert summary.counts["complete"] == 2
+    devices, spans = [], []
+    for trial_dir in sorted((summary.folder / "trials").iterdir()):
+        ranks = [json.loads((trial_dir / f"rank{r}.json").read_text()) for r in range(8)]  # torchrun, 8 procs
+        visible = {r["CUDA_VISIBLE_DEVICES"] for r in ranks}
+        assert len(visible) == 1  # every process of a trial sees the trial's GPUs
+        ids = set(visible.pop().split(","))
+        assert len(ids) == 8
+        devices.append(ids)
+        spans.append((ranks[0]["start"], ranks[0]["stop"]))
+        assert json.loads((trial_dir / "env.json").read_text())["CUDA_VISIBLE_DEVICES"]
+    assert devices[0].isdisjoint(devices[1])
+    assert max(s for s, _ in spans) < min(e for _, e in spans)  # both trainings ran at once
+    rows = read_trials_csv(summary.folder)
+    assert all(float(r["gpu_seconds"]) > 0 for r in rows)
+
+
+def test_early_stopped_trial_is_pruned(ray_cluster, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "asha.py", "def space(trial):\n    return {'X': trial.suggest_float('X', 0, 5)}\n",
+                        BUDGET_BYTES=100_000, GPUS_PER_TRIAL=0, FIXED_ENV={"FAKE_STEPS": 12, "FAKE_SLEEP": 0.4},
+                        EARLY_STOPPING={"grace_period": 1, "reduction_factor": 2},
+                        POINTS_TO_EVALUATE=[{"X": 3.0}, {"X": 0.0}])
+    summary = run_search(RunOptions(space=space, name="asha", num_samples=2, max_concurrent=1,
+                                    results_dir=tmp_path / "results"))
+    study = load(summary.folder, "asha")
+    good, bad = sorted(study.get_trials(), key=lambda t: t.number)
+    assert good.state == TrialState.COMPLETE
+    assert bad.state == TrialState.PRUNED  # never COMPLETE with a partial result
+    assert bad.user_attrs["reason"] == "early_stopped"
+    assert bad.user_attrs["steps"] < 12
+    bad_dir = Path(bad.user_attrs["trial_dir"])
+    time.sleep(12 * 0.4)  # long enough for the whole training, had it survived the stop
+    assert not (bad_dir / "metrics.json").exists()
+    assert not (bad_dir / "rank0.json").exists()  # the training process was killed with its trial
+    row = {r["number"]: r for r in read_trials_csv(summary.folder)}[str(bad.number)]
+    assert row["state"] == "PRUNED" and row["reason"] == "early_stopped"
