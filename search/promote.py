@@ -188,6 +188,12 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
                            f"pick a launched trial (see python -m search.pareto {exp_dir})")
     if args.seeds < 1:
         raise PromoteError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.cpus_per_trial < 1:
+        raise PromoteError(f"--cpus-per-trial must be at least 1, got {args.cpus_per_trial}")
+    if args.against is not None and not (math.isfinite(args.against) and args.against > 0):
+        raise PromoteError(f"--against must be the record's val_bpb (a positive number), got {args.against}")
+    if args.address and (args.num_cpus is not None or args.num_gpus is not None):
+        raise PromoteError("--num-cpus/--num-gpus size the embedded cluster; drop them with --address")
     smoke = bool(args.smoke)
     if smoke and not meta.get("smoke"):
         raise PromoteError(f"--smoke needs a smoke experiment, and {exp_dir} was searched without --smoke; "
@@ -241,13 +247,33 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
 # ---------------------------------------------------------------- running
 
 
+def visible_gpu_names() -> list[str]:
+    """Names of the GPUs this process may use (CUDA_VISIBLE_DEVICES), via nvidia-smi; [] without one."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if not visible or shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[c.strip() for c in line.split(",", 2)] for line in out.splitlines() if line.count(",") >= 2]
+    return [name for index, uuid, name in rows if index in visible or uuid in visible]
+
+
 def seed_trainable(config: dict[str, Any]) -> None:
     """Ray trainable for one seed: the trial's env with SEED set, then the shared runner."""
+    import platform
+
     from search.runner import train_trial
 
     seed = int(config["seed"])
+    seed_dir = Path(config["work_dir"]) / f"seed{seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    (seed_dir / "hardware.json").write_text(json.dumps(
+        {"host": platform.node(), "gpus": visible_gpu_names(), "cpu": platform.processor() or platform.machine()}))
     env = {**config["env"], "SEED": str(seed), "RUN_ID": f"{config['run_id']}_seed{seed}"}
-    train_trial({**config, "env": env, "trial_dir": str(Path(config["work_dir"]) / f"seed{seed}")})
+    train_trial({**config, "env": env, "trial_dir": str(seed_dir)})
 
 
 def seed_dirname(trial: Any) -> str:
@@ -255,7 +281,8 @@ def seed_dirname(trial: Any) -> str:
     return f"seed{trial.config['seed']}_{trial.trial_id}"
 
 
-def run_seeds(cfg: PromoteConfig, address: str | None = None) -> None:
+def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | None = None,
+              num_gpus: int | None = None) -> None:
     """All seeds as one Tune run; Ray runs as many at once as the cluster's resources allow."""
     import ray
     from ray import tune
@@ -263,12 +290,14 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None) -> None:
     from search.runner import trial_resources
 
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
         if address:
-            kwargs["address"] = address
-        elif cfg.smoke:
-            kwargs["object_store_memory"] = 200 * 1024**2
-        ray.init(**kwargs)
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     object_store_memory=200 * 1024**2 if cfg.smoke else None, **kwargs)
     nproc = 0 if cfg.smoke else cfg.gpus_per_trial
     trainable = tune.with_resources(seed_trainable, trial_resources(cfg.gpus_per_trial, cfg.cpus_per_trial))
     param_space = {
@@ -321,12 +350,19 @@ def collect(cfg: PromoteConfig) -> list[SeedResult]:
 
 
 def _hardware(cfg: PromoteConfig, results: list[SeedResult]) -> str:
+    """`--hardware`, else what the first seed ran on: GPU names from its worker, or the CPU."""
     if cfg.hardware:
         return cfg.hardware
+    info_path = cfg.work_dir / f"seed{results[0].seed}" / "hardware.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    gpus = info.get("gpus") or []
     m = results[0].metrics
-    device = str(m.get("device") or ("cpu" if cfg.smoke else "gpu"))
-    world = m.get("world_size") or 1
-    return f"{world}x {device}" + (" (smoke run)" if cfg.smoke else "")
+    if gpus and str(m.get("device", "cuda")) != "cpu":
+        names = sorted(set(gpus))
+        text = f"{len(gpus)}x {names[0]}" if len(names) == 1 else ", ".join(gpus)
+    else:
+        text = f"CPU ({info.get('cpu') or 'unknown'}), {m.get('world_size') or 1} process(es)"
+    return text + (" (smoke run)" if cfg.smoke else "")
 
 
 def _round(x: float | None, digits: int = 8) -> float | None:
@@ -469,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None, help="hardware line (default: from the seeds' metrics)")
     p.add_argument("--smoke", action="store_true", help="CPU rerun of a smoke experiment's trial")
     p.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs Ray reserves per seed (default 1)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    p.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto or HEAD:6379) instead of starting one")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded cluster (default: all)")
+    p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the embedded cluster (default: detected; logical GPUs are fine)")
     return p
 
 
@@ -482,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promoting trial {cfg.trial} of {cfg.experiment_dir} with seeds {cfg.seeds} "
               f"({'smoke, CPU' if cfg.smoke else f'{cfg.gpus_per_trial} GPU(s) per seed'}); runs in {cfg.work_dir}",
               file=sys.stderr)
-        run_seeds(cfg, args.address)
+        run_seeds(cfg, args.address, args.num_cpus, args.num_gpus)
         results = collect(cfg)
         sig = significance([r.val_loss for r in results], [r.val_bpb for r in results], cfg.against_bpb)
         folder = write_record(cfg, results, sig, script_bytes, argv)

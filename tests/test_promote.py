@@ -11,6 +11,7 @@ import json
 import math
 import re
 import statistics
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,22 @@ def test_bad_trial_is_one_line(smoke_experiment, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "trial 7" in err and "search.pareto" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gpu_experiment_gets_one_logical_gpu_per_seed_under_torchrun(smoke_experiment, tmp_path):
+    """A GPU experiment's rerun asks Ray for its gpus_per_trial and launches torchrun (logical GPUs on CPU)."""
+    folder = tmp_path / "gpu_exp"
+    shutil.copytree(smoke_experiment, folder, ignore=shutil.ignore_patterns("promote"))
+    meta = json.loads((folder / "experiment.json").read_text())
+    (folder / "experiment.json").write_text(json.dumps({**meta, "name": "gpu_exp", "smoke": False, "gpus_per_trial": 1}))
+    cmd = [sys.executable, "-m", "search.promote", str(folder), "--trial", "0", "--seeds", "2", "--num-gpus", "2",
+           "--num-cpus", "2", "--out", str(tmp_path / "records"), "--name", "GpuPromo"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(folder.glob("promote/trial0-*/seed*"))
+    visible = [json.loads((r / "env.json").read_text()).get("CUDA_VISIBLE_DEVICES") for r in runs]
+    assert len(runs) == 2 and None not in visible and len(set(visible)) == 2, visible
+    record = next((tmp_path / "records").iterdir())
+    assert "torchrun --standalone --nproc_per_node=1 train_gpt.py" in (record / "README.md").read_text()
+    sub = json.loads((record / "submission.json").read_text())
+    assert sub["non_record_reason"] == "no --against given: nothing to test the gain against"
