@@ -390,11 +390,12 @@ def write_png(report: ParetoReport, path: Path) -> Path:
         placed: list[tuple[float, float, int]] = []
         for t, x, y in zip(front, xs, ys):
             # stack labels of points that nearly coincide instead of printing them on top of each other
-            near = [dy for px, py, dy in placed if abs(px - x) / span_x < 0.08 and abs(py - y) / span_y < 0.04]
+            near = [dy for px, py, dy in placed if abs(px - x) / span_x < 0.2 and abs(py - y) / span_y < 0.04]
             dy = 6 if not near else min(near) - 13
             placed.append((x, y, dy))
             ax.annotate(f"{t.label} {t.val_bpb:.4f}", (x, y), textcoords="offset points", xytext=(6, dy),
-                        fontsize=9, color="tab:blue")
+                        fontsize=9, color="tab:blue", zorder=5,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
     ax.axvline(report.budget_bytes / scale, color="tab:red", ls="--", lw=1.2, label=f"budget {report.budget_bytes:,} B")
     c = report.counts
     ax.set_title(
