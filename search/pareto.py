@@ -168,6 +168,8 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
             notes.append(f"experiments have different budgets {budgets}; using the smallest, {budget} (override with --budget)")
     if budget <= 0:
         raise ParetoError(f"--budget must be a positive number of bytes, got {budget}")
+    if ref_bpb is not None and not (math.isfinite(ref_bpb) and ref_bpb > 0):
+        raise ParetoError(f"--ref-bpb must be a positive val_bpb, got {ref_bpb}")
     merged = len(experiments) > 1
     trials = [_trial_point(e, row, merged) for e in experiments for row in e.rows]
     order = {e.name: i for i, e in enumerate(experiments)}
@@ -269,7 +271,8 @@ def _summary_lines(report: ParetoReport) -> list[str]:
         f"trials {c['trials']}: complete {c['complete']} (front {c['front']}, dominated {c['dominated']}, "
         f"infeasible {c['infeasible']}), pruned {c['pruned']}, failed {c['failed']}, running {c['running']}"
         + (f" (pruned/failed by reason: {detail})" if detail else ""),
-        f"hypervolume {report.hypervolume:.4f} bpb*MB against reference (val_bpb {ref_bpb:.4f}, bytes {ref_bytes:,.0f})",
+        f"hypervolume {report.hypervolume:.4f} bpb*MB against reference (val_bpb "
+        + ("none: no feasible trial" if math.isnan(ref_bpb) else f"{ref_bpb:.4f}") + f", bytes {ref_bytes:,.0f})",
         f"hypervolume growth: {growth}",
     ] + [f"note: {n}" for n in report.notes]
 
@@ -331,7 +334,8 @@ def report_dict(report: ParetoReport) -> dict[str, Any]:
     return {
         "experiments": report.experiments,
         "budget_bytes": report.budget_bytes,
-        "reference": {"val_bpb": report.reference[0], "bytes_total": report.reference[1]},
+        "reference": {"val_bpb": None if math.isnan(report.reference[0]) else report.reference[0],
+                      "bytes_total": report.reference[1]},
         "hypervolume": report.hypervolume,
         "hypervolume_units": "val_bpb x MB (1 MB = 1e6 bytes)",
         "counts": report.counts,
@@ -343,7 +347,7 @@ def report_dict(report: ParetoReport) -> dict[str, Any]:
 
 
 def render_json(report: ParetoReport) -> str:
-    return json.dumps(report_dict(report), indent=2, default=str) + "\n"
+    return json.dumps(report_dict(report), indent=2, default=str, allow_nan=False) + "\n"
 
 
 RENDERERS = {"text": render_text, "csv": render_csv, "json": render_json, "markdown": render_markdown}

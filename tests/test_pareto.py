@@ -216,3 +216,13 @@ def test_cli_writes_plots(experiments, tmp_path):
     report = pareto.analyse([pareto.load_experiment(folder)])
     assert all(t.label in text for t in report.front)
     assert "NUM_LAYERS" in text, "hover text lists each point's parameters"
+
+
+def test_no_feasible_trial_gives_an_empty_front_and_strict_json(capsys, experiments):
+    folder, rows = experiments["alpha"]
+    smallest = min(int(r["bytes_total"]) for r in rows if r["state"] == "COMPLETE")
+    code, out, _ = _run(capsys, str(folder), "--budget", str(smallest - 1), "--format", "json", "--no-plots")
+    assert code == 0
+    data = json.loads(out, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    assert data["front"] == [] and data["hypervolume"] == 0.0 and data["reference"]["val_bpb"] is None
+    assert data["counts"]["infeasible"] == sum(r["state"] == "COMPLETE" for r in rows)
