@@ -42,6 +42,7 @@ class RunOptions:
     num_cpus: int | None = None       # embedded cluster only
     num_gpus: int | None = None       # embedded cluster only (logical GPUs are fine)
     object_store_memory: int | None = None
+    max_over_budget_in_a_row: int = 200  # stop when the space is almost entirely over budget
 
 
 @dataclass
@@ -204,7 +205,7 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
                                  prepare_data=spec.smoke, cwd=Path.cwd()),
-        _predictor(spec))
+        _predictor(spec), max_over_budget_in_a_row=opts.max_over_budget_in_a_row)
     started = False
     try:
         if remaining > 0:

@@ -17,7 +17,7 @@ import ray
 from optuna.trial import TrialState
 
 from search.results import BUDGET_CONSTRAINT, read_trials_csv, storage_url
-from search.run import RunOptions, run_search
+from search.run import RunError, RunOptions, run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
@@ -158,3 +158,26 @@ def test_early_stopped_trial_is_pruned(ray_cluster, tmp_path: Path) -> None:
     assert not (bad_dir / "rank0.json").exists()  # the training process was killed with its trial
     row = {r["number"]: r for r in read_trials_csv(summary.folder)}[str(bad.number)]
     assert row["state"] == "PRUNED" and row["reason"] == "early_stopped"
+
+
+def test_space_almost_entirely_over_budget_stops_with_one_line(ray_cluster, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "huge.py", "def space(trial):\n    return {'X': trial.suggest_float('X', 10, 20)}\n",
+                        BUDGET_BYTES=7000, GPUS_PER_TRIAL=0)
+    with pytest.raises(RunError) as info:
+        run_search(RunOptions(space=space, name="huge", num_samples=2, results_dir=tmp_path / "results",
+                              max_over_budget_in_a_row=20))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"error: {space}: ")
+    assert "20 proposals in a row" in message and "almost entirely over budget" in message
+    study = load(tmp_path / "results" / "huge", "huge")
+    assert len(study.trials) == 20 and all(t.state == TrialState.PRUNED for t in study.trials)
+    assert not (tmp_path / "results" / "huge" / "trials").exists()
+
+
+def test_space_function_error_stops_with_one_line(ray_cluster, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "oops.py", "def space(trial):\n    return {'X': 1 / 0}\n",
+                        BUDGET_BYTES=7000, GPUS_PER_TRIAL=0)
+    with pytest.raises(RunError, match=r"space\(trial\) raised ZeroDivisionError"):
+        run_search(RunOptions(space=space, name="oops", num_samples=1, results_dir=tmp_path / "results"))
+    study = load(tmp_path / "results" / "oops", "oops")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
