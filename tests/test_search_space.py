@@ -13,7 +13,7 @@ from pgolf.size import predict_bytes
 from search.space import SpaceError, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "spaces").glob("*.py"))
+SHIPPED = [ROOT / "spaces" / f"{name}.py" for name in ("tokenizer_width_depth", "lowrank_q", "bitwidths", "weight_decay")]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
