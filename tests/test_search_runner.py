@@ -1,0 +1,54 @@
+"""search.runner without Ray: launching, log streaming, failures, upstream scripts without metrics.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from search.runner import TrainingFailed, launch_command, load_finished_metrics, run_training
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
+
+
+def test_streams_val_lines_and_writes_trial_folder(tmp_path: Path) -> None:
+    reports: list[dict] = []
+    env = {"X": "2.5", "FAKE_STEPS": "3"}
+    metrics = run_training(env, FAKE, tmp_path / "t", report=reports.append)
+    assert [r["step"] for r in reports] == [1, 2, 3]
+    assert reports[-1]["val_bpb"] == pytest.approx(metrics["val_bpb"], abs=1e-4)
+    recorded = json.loads((tmp_path / "t" / "env.json").read_text())
+    assert recorded["X"] == "2.5" and recorded["OUT_DIR"] == str((tmp_path / "t").resolve())
+    assert load_finished_metrics(tmp_path / "t", env) == json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert load_finished_metrics(tmp_path / "t", {**env, "X": "3"}) is None  # another config: not reused
+    assert Path(metrics["log_path"]).name == "train.log"
+
+
+def test_upstream_script_without_metrics_json(tmp_path: Path) -> None:
+    metrics = run_training({"X": "1", "FAKE_NO_METRICS": "1", "FAKE_BYTES": "12345"}, FAKE, tmp_path / "u")
+    assert metrics["source"] == "log" and metrics["bytes_total"] == 12345
+    assert metrics["bytes_code"] == len(FAKE.read_bytes())
+    assert metrics["bytes_model"] == 12345 - metrics["bytes_code"]
+    assert math.isfinite(metrics["val_bpb"]) and metrics["scheme"].startswith("final_")
+
+
+@pytest.mark.parametrize("knob,reason,needle", [("FAKE_CRASH", "crashed", "fake crash"),
+                                                ("FAKE_NAN", "nan_loss", "train_loss:nan")])
+def test_failures_carry_reason_and_log_tail(tmp_path: Path, knob: str, reason: str, needle: str) -> None:
+    with pytest.raises(TrainingFailed) as info:
+        run_training({knob: "1", "FAKE_STEPS": "50", "FAKE_SLEEP": "0.05"}, FAKE, tmp_path / "f")
+    assert info.value.reason == reason and needle in info.value.log_tail
+    failure = json.loads((tmp_path / "f" / "failure.json").read_text())
+    assert failure["reason"] == reason and needle in failure["log_tail"]
+    assert not (tmp_path / "f" / "metrics.json").exists()
+    if knob == "FAKE_NAN":  # killed at the first NaN, not run to the end
+        assert "step:50/50" not in (tmp_path / "f" / "stdout.log").read_text()
+
+
+def test_launch_command_uses_torchrun_for_processes() -> None:
+    cmd = launch_command(Path("train_gpt.py"), 8)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
+    assert launch_command(Path("train_gpt.py"), 0)[1:] == ["train_gpt.py"]
