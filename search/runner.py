@@ -77,8 +77,12 @@ def load_finished_metrics(trial_dir: Path, env: Mapping[str, str] | None = None)
         return None
     try:
         metrics = json.loads(metrics_path.read_text())
-        if env is not None and _identity(json.loads(env_path.read_text())) != _identity(env):
-            return None
+        if env is not None:
+            # Same configuration: every variable the trial asked for, as recorded (the runner may
+            # have added its own, e.g. DATA_PATH prepared for --smoke).
+            recorded = json.loads(env_path.read_text())
+            if any(recorded.get(k) != str(v) for k, v in _identity(env).items()):
+                return None
     except (OSError, ValueError):
         return None
     if not isinstance(metrics, dict) or "val_bpb" not in metrics or "bytes_total" not in metrics:

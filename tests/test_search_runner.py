@@ -52,3 +52,10 @@ def test_launch_command_uses_torchrun_for_processes() -> None:
     cmd = launch_command(Path("train_gpt.py"), 8)
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
     assert launch_command(Path("train_gpt.py"), 0)[1:] == ["train_gpt.py"]
+
+
+def test_finished_metrics_match_on_requested_variables(tmp_path: Path) -> None:
+    env = {"X": "1", "FAKE_STEPS": "2"}
+    run_training({**env, "DATA_PATH": "/prepared/by/runner"}, FAKE, tmp_path / "d")
+    assert load_finished_metrics(tmp_path / "d", env) is not None  # runner-added variables don't matter
+    assert load_finished_metrics(tmp_path / "d", {**env, "FAKE_STEPS": "3"}) is None
