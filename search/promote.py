@@ -218,18 +218,21 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
 
     changed: dict[str, str] = {}
     trial_bytes_code = None
-    try:
+    try:  # trials.csv only adds context here: the env.json is what reruns the trial
         from search.pareto import ParetoError, analyse, load_experiment
 
-        report = analyse([load_experiment(exp_dir)])
-        row = next((t for t in report.trials if t.number == args.trial), None)
-        if row is not None:
-            changed = row.changed
-        for r in load_experiment(exp_dir).rows:
-            if str(r.get("number")) == str(args.trial) and (r.get("bytes_code") or "").strip():
-                trial_bytes_code = int(float(r["bytes_code"]))
+        experiment = load_experiment(exp_dir)
+        point = next((t for t in analyse([experiment]).trials if t.number == args.trial), None)
+        row = next((r for r in experiment.rows if str(r.get("number")) == str(args.trial)), {})
+        if point is not None:
+            changed = point.changed
+            if point.state != "COMPLETE":
+                print(f"note: trial {args.trial} is {point.state} in the search ({point.reason or 'no reason'}); "
+                      "rerunning it anyway", file=sys.stderr)
+        if (row.get("bytes_code") or "").strip():
+            trial_bytes_code = int(float(row["bytes_code"]))
     except (ParetoError, ValueError):
-        pass  # trials.csv is optional here: the env.json is what reruns the trial
+        pass
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return PromoteConfig(
@@ -313,12 +316,21 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | No
                                   failure_config=tune.FailureConfig(max_failures=0), verbose=0),
     )
     grid = tuner.fit()
-    failed = [(r.config.get("seed"), r.error) for r in grid if r.error is not None]
+    failed = sorted(r.config.get("seed") for r in grid if r.error is not None)
     if failed:
-        seed, error = failed[0]
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PromoteError(f"seed {seed} failed ({first}); see {cfg.work_dir / f'seed{seed}' / 'stdout.log'}, "
-                           "fix the cause and promote again")
+        raise PromoteError(f"seed {failed[0]} failed ({failure_summary(cfg.work_dir / f'seed{failed[0]}')}); "
+                           f"see {cfg.work_dir / f'seed{failed[0]}' / 'stdout.log'}, fix the cause and promote again")
+
+
+def failure_summary(seed_dir: Path) -> str:
+    """The runner's reason for a failed training plus the script's own `error:` line, if any."""
+    path = seed_dir / "failure.json"
+    if not path.is_file():
+        return "no failure.json: the Ray worker died; see the Ray logs"
+    info = json.loads(path.read_text())
+    errors = [line.strip() for line in str(info.get("log_tail", "")).splitlines() if line.strip().startswith("error:")]
+    detail = errors[-1] if errors else str(info.get("message") or "")
+    return f"{info.get('reason', 'failed')}: {detail}" if detail else str(info.get("reason", "failed"))
 
 
 def collect(cfg: PromoteConfig) -> list[SeedResult]:
@@ -457,6 +469,9 @@ def readme(cfg: PromoteConfig, results: list[SeedResult], sig: Significance, sub
     out += ["## Configuration", "",
             f"From trial {cfg.trial} of experiment `{cfg.experiment_name}`; parameters that differ from the space's defaults:", ""]
     out += [f"- `{k}={v}`" for k, v in sorted(cfg.changed.items())] or ["- (none: the defaults)"]
+    if cfg.trial_bytes_code is not None and cfg.trial_bytes_code != sub["bytes_code"]:
+        out += ["", f"Note: the script changed since the search: the trial counted {cfg.trial_bytes_code:,} code bytes, "
+                f"this rerun {sub['bytes_code']:,} (the `train_gpt.py` here is the rerun's)."]
     out += ["", "## Reproduce", "", "Every seed, from this folder, with the full environment the script got "
             "(data paths as on the machine that ran it):", "",
             "```bash", _command(cfg, [r.seed for r in results]), "```", ""]

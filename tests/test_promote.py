@@ -180,3 +180,15 @@ def test_gpu_experiment_gets_one_logical_gpu_per_seed_under_torchrun(smoke_exper
     assert "torchrun --standalone --nproc_per_node=1 train_gpt.py" in (record / "README.md").read_text()
     sub = json.loads((record / "submission.json").read_text())
     assert sub["non_record_reason"] == "no --against given: nothing to test the gain against"
+
+
+def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_path):
+    folder = tmp_path / "bad_exp"
+    shutil.copytree(smoke_experiment, folder, ignore=shutil.ignore_patterns("promote"))
+    env_path = folder / "trials" / "0" / "env.json"
+    env_path.write_text(json.dumps({**json.loads(env_path.read_text()), "NUM_HEADS": "3"}))  # 64 % 3 != 0
+    proc = _promote(folder, tmp_path / "records")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: seed ") and "NUM_HEADS=3" in last and "stdout.log" in last
+    assert not (tmp_path / "records").exists() or not any((tmp_path / "records").iterdir())
