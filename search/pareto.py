@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search import front as frontlib
-from search.results import read_experiment, read_trials_csv
+from search.results import PARAM_PREFIX, read_experiment, read_trials_csv
 
 DEFAULT_BUDGET = 16_000_000
 FORMATS = ("text", "csv", "json", "markdown")
-PARAM_PREFIX = "param_"
 REQUIRED_IF_EMPTY = ("number", "state", "val_bpb", "bytes_total")  # a header-only trials.csv is fine
 
 
