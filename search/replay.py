@@ -166,6 +166,7 @@ def replay_trial(config: dict[str, Any]) -> None:
     """
     from ray import tune
 
+    started = time.time()
     env = {str(k): str(v) for k, v in config["env"].items()}
     table = load_table(config["replay_table"])
     intermediate, final = replay_metrics(table, env)
@@ -177,6 +178,8 @@ def replay_trial(config: dict[str, Any]) -> None:
         time.sleep(float(config["replay_seconds"]))
     metrics = {k: v for k, v in final.items() if k != "training_done"}
     (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    # When the trainable ran (wall clock), for bench/overhead.py's idle-time measurement.
+    (trial_dir / "replay_timing.json").write_text(json.dumps({"started": started, "ended": time.time()}))
     tune.report(final)
 
 
