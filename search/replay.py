@@ -193,3 +193,20 @@ def make_replay_trainable(table_path: str | Path, seconds: float = 0.0):
 
     replay.__name__ = "replay_trial"
     return replay
+
+
+def table_predictor(table_path: str | Path, script: str | Path | None = None):
+    """Predicted bytes for pre-launch pruning in a replay, env -> int.
+
+    With `script` (our trainer), `pgolf.size.predict_bytes`: the replay prunes
+    exactly as the real search would. Without it (a table from a script
+    `pgolf.size` cannot model), the table's measured `bytes_total`: a perfect
+    predictor, so such a replay shows the search with ideal pruning; a
+    configuration the table lacks raises ReplayError (one line).
+    """
+    if script is not None:
+        from pgolf.size import predict_bytes
+
+        return lambda env: predict_bytes(env, script)
+    table = load_table(table_path)
+    return lambda env: int(table.lookup(env)["bytes_total"])

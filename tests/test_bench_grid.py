@@ -1,0 +1,65 @@
+"""bench/grid.py and its committed table: real tiny trainings, exact bytes on regeneration."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import grid as bench_grid  # noqa: E402
+
+from search.replay import PARAM_PREFIX, read_table  # noqa: E402
+
+TABLE = ROOT / "bench" / "grid_table.csv"
+
+
+def test_committed_table_covers_the_grid_with_a_third_to_a_half_infeasible() -> None:
+    grid = bench_grid.load_grid(ROOT / "spaces" / "bench_grid.py")
+    meta = json.loads(bench_grid.meta_path(TABLE).read_text())
+    rows = read_table(TABLE)
+    assert grid.size() >= 200
+    assert meta["configurations"] == grid.size() and meta["rows"] == len(rows) == grid.size()
+    assert meta["budget_bytes"] == grid.spec.budget_bytes
+    assert {"command", "git_commit", "machine", "date", "trainer_sha256"} <= set(meta)
+    keys = {bench_grid.param_key({k[len(PARAM_PREFIX):]: v for k, v in r.items() if k.startswith(PARAM_PREFIX)})
+            for r in rows}
+    assert len(keys) == len(rows)  # every configuration once
+    infeasible = sum(1 for r in rows if int(r["bytes_total"]) > grid.spec.budget_bytes)
+    assert len(rows) / 3 <= infeasible <= len(rows) / 2
+
+
+def test_regenerating_a_row_reproduces_its_bytes_exactly(tmp_path: Path) -> None:
+    """Train one configuration of a one-row sub-grid twice with the real trainer: resumable, exact bytes."""
+    base = bench_grid.load_grid(ROOT / "spaces" / "bench_grid.py")
+    first = next(base.configurations())
+    space = tmp_path / "one.py"
+    source = (ROOT / "spaces" / "bench_grid.py").read_text()
+    space.write_text(source.replace('SCRIPT = "pgolf/train_gpt.py"', f"SCRIPT = {str(ROOT / 'pgolf/train_gpt.py')!r}")
+                     + f"\nGRID = {({k: [v] for k, v in first.items()})!r}\n")
+    table = tmp_path / "t.csv"
+    argv = ["--space", str(space), "--table", str(table), "--work-dir", str(tmp_path / "work")]
+    assert bench_grid.main(argv) == 0
+    assert bench_grid.main(argv) == 0  # resumable: nothing left to train
+    rows = read_table(table)
+    assert len(rows) == 1
+    assert json.loads(bench_grid.meta_path(table).read_text())["rows"] == 1
+    # The committed table's row for the same configuration: same bytes, val_bpb within noise.
+    committed = {bench_grid.param_key({k[len(PARAM_PREFIX):]: v for k, v in r.items()
+                                       if k.startswith(PARAM_PREFIX)}): r for r in read_table(TABLE)}
+    key = bench_grid.param_key({k[len(PARAM_PREFIX):]: v for k, v in rows[0].items() if k.startswith(PARAM_PREFIX)})
+    assert int(rows[0]["bytes_total"]) == int(committed[key]["bytes_total"])
+    assert float(rows[0]["val_bpb"]) == pytest.approx(float(committed[key]["val_bpb"]), abs=0.01)
+
+
+def test_grid_without_grid_dict_is_a_one_line_error(tmp_path: Path) -> None:
+    space = tmp_path / "nogrid.py"
+    space.write_text(f"SCRIPT = {str(ROOT / 'pgolf/train_gpt.py')!r}\n"
+                     "def space(trial):\n    return {'NUM_LAYERS': trial.suggest_categorical('NUM_LAYERS', [1])}\n")
+    with pytest.raises(SystemExit, match="no GRID dict"):
+        bench_grid.load_grid(space)
