@@ -43,6 +43,7 @@ class RunOptions:
     num_gpus: int | None = None       # embedded cluster only (logical GPUs are fine)
     object_store_memory: int | None = None
     max_over_budget_in_a_row: int = 200  # stop when the space is almost entirely over budget
+    replay: Path | None = None        # look results up in this table instead of training (search.replay)
 
 
 @dataclass
@@ -77,6 +78,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where experiments live (default results/)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded cluster (default: all)")
     p.add_argument("--num-gpus", type=int, help="GPUs of the embedded cluster (default: detected)")
+    p.add_argument("--replay", type=Path, metavar="TABLE.csv", help="replay a results table instead of training "
+                   "(bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay)")
     a = p.parse_args(argv)
     for flag in ("num_samples", "max_concurrent", "num_cpus"):
         value = getattr(a, flag)
@@ -86,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
         p.error("--num-cpus/--num-gpus size the embedded cluster; drop them with --address")
     return RunOptions(space=a.space, smoke=a.smoke, name=a.name, num_samples=a.num_samples,
                       max_concurrent=a.max_concurrent, address=a.address, resume=a.resume, seed=a.seed,
-                      results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus)
+                      results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay)
 
 
 def default_name(spec: SpaceSpec) -> str:
@@ -151,6 +154,13 @@ def _scheduler(spec: SpaceSpec):
 def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     """Run (or resume) one search to the end; raise SpaceError/RunError with one line."""
     spec = load_space(opts.space, smoke=opts.smoke)  # before Ray starts
+    if opts.replay is not None:
+        from search.replay import ReplayError, load_table
+
+        try:
+            load_table(opts.replay)
+        except ReplayError as exc:
+            raise RunError(str(exc)) from None
     name = opts.name or default_name(spec)
     if not name or "/" in name or name.startswith("."):
         raise RunError(f"error: --name {name!r} is not a plain folder name (use letters, digits, - and _)")
@@ -204,7 +214,7 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
-                                 prepare_data=spec.smoke, cwd=Path.cwd()),
+                                 prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd()),
         _predictor(spec), max_over_budget_in_a_row=opts.max_over_budget_in_a_row)
     started = False
     try:
@@ -213,6 +223,11 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
             from ray import tune
 
             from search.runner import train_trial, trial_resources
+
+            if opts.replay is not None:
+                from search.replay import make_replay_trainable
+
+                train_trial = make_replay_trainable(opts.replay)  # noqa: F811 - same contract, no training
 
             concurrent = opts.max_concurrent or _fits(spec)
             print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
