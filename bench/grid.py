@@ -170,6 +170,16 @@ def write_meta(grid: Grid, table: Path, rows: int, argv: list[str]) -> None:
     meta_path(table).write_text(json.dumps(meta, indent=1) + "\n")
 
 
+def update_meta(grid: Grid, table: Path, rows: int) -> None:
+    """Refresh budget and row count, keeping how and where the rows were made."""
+    path = meta_path(table)
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    if meta.get("budget_bytes") != grid.spec.budget_bytes:
+        meta["budget_set"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    meta.update({"budget_bytes": grid.spec.budget_bytes, "rows": rows})
+    path.write_text(json.dumps(meta, indent=1) + "\n")
+
+
 def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: list[str]) -> int:
     """Train the configurations not yet in the table; return how many were trained."""
     done = {param_key({k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)})
@@ -200,6 +210,8 @@ def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: li
         print(f"[{len(done)}/{grid.size()}] config {index} {row_params} val_bpb={metrics['val_bpb']:.4f} "
               f"bytes={metrics['bytes_total']} ({time.time() - start:.1f}s)", flush=True)
         write_meta(grid, table, len(done), argv)
+    if trained == 0 and table.is_file():
+        update_meta(grid, table, len(done))  # e.g. after changing the space's budget
     return trained
 
 

@@ -8,6 +8,10 @@ table lookup and many seeds are cheap. Strategies:
   Searcher is a plain object: `suggest()` / `on_trial_complete()`), in-memory
   Optuna storage: constrained multi-objective TPE with pre-launch pruning on
   `pgolf.size.predict_bytes`, exactly the code `search.run` uses;
+- `ours-exact`: the same searcher with a perfect byte predictor (the table's
+  measured bytes, `search.replay.table_predictor`): what the search strategy
+  achieves when pre-launch pruning makes no mistakes, apart from
+  `pgolf.size`'s accuracy on these tiny models;
 - `tpe`: Optuna multivariate TPE on (val_bpb, bytes_total) without the constraint;
 - `nsga2`: Optuna NSGA-II (population 20), told the measured budget violation
   with `set_constraint` (constrained NSGA-II), no pre-launch pruning;
@@ -50,12 +54,12 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from search.front import hypervolume  # noqa: E402
-from search.replay import ReplayTable, load_table, replay_metrics  # noqa: E402
+from search.replay import ReplayTable, load_table, replay_metrics, table_predictor  # noqa: E402
 from search.results import BUDGET_CONSTRAINT  # noqa: E402
 from search.searcher import BudgetedOptunaSearcher, TrialLaunch, open_study  # noqa: E402
 from search.space import SpaceSpec, load_space  # noqa: E402
 
-METHODS = ("ours", "tpe", "nsga2", "random", "greedy")
+METHODS = ("ours", "ours-exact", "tpe", "nsga2", "random", "greedy")
 CHECKPOINTS = (25, 50, 100)
 THRESHOLDS = (0.7, 0.9)
 NSGA2_POPULATION = 20
@@ -136,15 +140,16 @@ def _enqueue_baseline(study: optuna.Study, spec: SpaceSpec) -> None:
         study.enqueue_trial(point, user_attrs={"seed_point": True})
 
 
-def run_ours(problem: Problem, seed: int, n: int) -> Run:
+def run_ours(problem: Problem, seed: int, n: int, exact: bool = False) -> Run:
     """The real searcher object, driven without Ray: suggest, look up, on_trial_complete."""
-    run = Run("ours", seed)
+    run = Run("ours-exact" if exact else "ours", seed)
+    predict = table_predictor(problem.table.path) if exact else problem.predict_bytes
     with tempfile.TemporaryDirectory(prefix="pgolf_eff_") as tmp:
         study = open_study(f"ours-{seed}", None, seed, create=True)  # type: ignore[arg-type]
         _enqueue_baseline(study, problem.spec)
         launch = TrialLaunch(folder=Path(tmp), script=problem.spec.script, nproc=0, prepare_data=False,
                              cwd=ROOT)
-        searcher = BudgetedOptunaSearcher(problem.spec, study, launch, problem.predict_bytes)
+        searcher = BudgetedOptunaSearcher(problem.spec, study, launch, predict)
         for i in range(n):
             config = searcher.suggest(f"t{i}")
             if not isinstance(config, dict):  # FINISHED: the searcher gave up
@@ -245,8 +250,8 @@ def run_greedy(problem: Problem, seed: int, n: int, choices: dict[str, list[Any]
 
 
 def run_method(method: str, problem: Problem, seed: int, n: int, choices: dict[str, list[Any]]) -> Run:
-    if method == "ours":
-        return run_ours(problem, seed, n)
+    if method in ("ours", "ours-exact"):
+        return run_ours(problem, seed, n, exact=method == "ours-exact")
     if method == "greedy":
         return run_greedy(problem, seed, n, choices)
     return run_optuna(method, problem, seed, n)
@@ -308,7 +313,7 @@ def plot(problem: Problem, figures: dict[str, dict[str, Any]], n: int, path: Pat
         med = [statistics.median(col) for col in columns]
         quart = [statistics.quantiles(col, n=4, method="inclusive") if len(col) > 1 else [col[0]] * 3
                  for col in columns]
-        line, = ax.plot(xs, med, label=method, lw=2 if method == "ours" else 1.3)
+        line, = ax.plot(xs, med, label=method, lw=2 if method.startswith("ours") else 1.3)
         ax.fill_between(xs, [q[0] for q in quart], [q[2] for q in quart], color=line.get_color(), alpha=0.15)
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.7, ls=":")
