@@ -115,7 +115,18 @@ def _start_ray(opts: RunOptions) -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if opts.address:
-        ray.init(address=opts.address, **kwargs)
+        # `ray start` enables token authentication (Ray >= 2.59) but a driver joining by address
+        # only sends the token when told to: do so whenever a token is at hand.
+        if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file()):
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        try:
+            ray.init(address=opts.address, **kwargs)
+        except (ConnectionError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"error: cannot join the Ray cluster at {opts.address}: {first[:200]} (start it with "
+                           "`ray start --head`, check the address, and the token in ~/.ray/auth_token or "
+                           "RAY_AUTH_TOKEN)") from None
     else:
         ray.init(num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False,
                  object_store_memory=opts.object_store_memory, **kwargs)
@@ -173,6 +184,19 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     if not opts.resume and folder.exists() and any(folder.iterdir()):
         raise RunError(f"error: {folder} already exists (pass --resume to continue it, or another --name)")
 
+    started = _start_ray(opts)  # before anything is written: a cluster that cannot be joined leaves no trace
+    try:
+        return _run_in_cluster(opts, spec, name, folder, out)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, out) -> RunSummary:
+    from search import results
+
     if opts.resume:
         stored = results.read_experiment(folder)
         if stored.smoke != spec.smoke:
@@ -216,10 +240,8 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
                                  prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd()),
         _predictor(spec), max_over_budget_in_a_row=opts.max_over_budget_in_a_row)
-    started = False
     try:
         if remaining > 0:
-            started = _start_ray(opts)
             from ray import tune
 
             from search.runner import train_trial, trial_resources
@@ -248,10 +270,6 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
         # Whatever happened, leave no Optuna trial RUNNING and the csv current.
         settle_running_trials(study, spec.budget_bytes)
         results.write_trials_csv(study, folder, spec.budget_bytes)
-        if started:
-            import ray
-
-            ray.shutdown()
     if searcher.aborted:
         raise RunError(searcher.aborted)
     snap = snapshot(study)

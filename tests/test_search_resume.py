@@ -73,7 +73,8 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path
     assert not _fake_trainings_alive(str(tmp_path))
 
     study = optuna.load_study(study_name="slow", storage=storage_url(folder))
-    launched_before = [t for t in study.get_trials() if t.user_attrs.get("launched")]
+    complete_before = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    running_before = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
 
     proc = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -90,12 +91,18 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path
     assert len(lines) == len(set(lines))  # no trial folder trained twice
     completed_dirs = {str(Path(r["trial_dir"])) for r in after.values()}
     assert completed_dirs <= set(lines)
-    # every interrupted trial was re-run with the same parameters
-    interrupted = [t for t in trials if t.user_attrs.get("reason") == "interrupted"]
-    assert len(interrupted) == len(launched_before) - len(before)
+    for number, values in complete_before.items():  # the study lost nothing either
+        assert trials[number].state == TrialState.COMPLETE and trials[number].values == values
+    # a trial caught running was either finished (recovered from its folder) or re-run with its parameters
     rerun = {t.user_attrs.get("requeued_from"): t for t in trials if "requeued_from" in t.user_attrs}
-    for t in interrupted:
-        assert rerun[t.number].params == t.params
+    for number in running_before:
+        t = trials[number]
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs["reason"] == "interrupted"
+            assert rerun[number].params == t.params
+        else:
+            assert t.state == TrialState.COMPLETE
+    assert not [t for t in trials if t.user_attrs.get("reason") == "interrupted" and t.number not in running_before]
 
 
 def test_settle_recovers_finished_training_without_rerun(tmp_path: Path) -> None:
