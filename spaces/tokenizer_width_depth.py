@@ -27,9 +27,12 @@ FIXED_ENV = {
     "MAX_WALLCLOCK_SECONDS": 0,
     "WARMDOWN_ITERS": 1200,
     "NUM_HEADS": 8,
+    "MLP_BITS": 6,    # int6 attention and MLP, as the records store them; int8 embeddings
+    "ATTN_BITS": 6,
+    "EMBED_BITS": 8,
 }
 
-# The public baseline first: 9 x 512, 4 KV heads, MLP 2x, sp1024.
+# The public baseline's shape first: 9 x 512, 4 KV heads, MLP 2x, sp1024.
 POINTS_TO_EVALUATE = [
     {"VOCAB_SIZE": 1024, "NUM_LAYERS": 9, "MODEL_DIM": 512, "NUM_KV_HEADS": 4, "MLP_MULT": 2.0},
 ]

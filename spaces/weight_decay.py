@@ -2,8 +2,8 @@
 
 Records use Muon weight decay around 0.04 and AdamW 0.01; decay shrinks the
 weights' range, which lowers the int-quantization error and the compressed
-size. The architecture is the baseline's, so the byte cost barely moves and
-the search is about val_bpb. Same conventions as tokenizer_width_depth.py.
+size. The architecture is the baseline's (stored in int6), so the byte cost
+barely moves and the search is about val_bpb. Same conventions as tokenizer_width_depth.py.
 """
 
 SCRIPT = "pgolf/train_gpt.py"
@@ -18,6 +18,8 @@ FIXED_ENV = {
     "ITERATIONS": 4950,
     "MAX_WALLCLOCK_SECONDS": 0,
     "WARMDOWN_ITERS": 1200,
+    "MLP_BITS": 6,    # int6 weights as in the records: decay matters most at low bit widths,
+    "ATTN_BITS": 6,   # and the int8 baseline does not fit 16 MB with our export
 }
 
 POINTS_TO_EVALUATE = [{"MUON_WEIGHT_DECAY": 0.0, "ADAM_WEIGHT_DECAY": 0.0, "MATRIX_LR": 0.04}]
