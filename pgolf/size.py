@@ -1,98 +1,688 @@
-"""Predicted artifact bytes of a configuration, before anything is trained.
+"""Predicted artifact bytes of a configuration, before anything is trained, and a learner that
+corrects the prediction from completed trials.
 
-First, simple version: the trainer's model is built on the `meta` device
-from the configuration's environment (`pgolf.train_gpt.Hyperparameters`), so
-the parameter counts are exact, and each state-dict entry is counted the way
-`pgolf.train_gpt.quantize_state_dict` stores it: large 2-D tensors at their
-group's bit width plus one fp16 scale per row, control tensors in fp32, other
-small tensors in fp16. One constant, `COMPRESSED_FRACTION`, accounts for the
-compressor (taken from the public baseline: 17,059,912 int8 parameters gave
-15,815,847 model bytes with zlib). Code bytes are the script's size.
+Why: a full trial costs 8 GPUs x 10+ minutes, so the search prunes configurations whose artifact
+(code bytes + compressed model) would exceed the budget before launching them. A timid estimate
+loses records, a loose one wastes money; this module makes the estimate measured and self-correcting.
 
-The search calls it through `predict(env).total_bytes`; a calibrated
-predictor can replace the internals while keeping this API.
+How `predict(env)` works (our trainer, `pgolf/train_gpt.py`):
+- the trainer's own model is built on the `meta` device (no weights allocated) from
+  `Hyperparameters.from_env(env)`, so every state-dict entry's shape is exact;
+- each entry gets the stored form `quantize_state_dict` gives it (per-row int<b> values with one
+  fp16 scale per row, fp16 small tensors, fp32 control tensors);
+- each stored form costs a *measured* number of compressed bytes per value, looked up in the
+  calibration table `pgolf/size_calibration.json` by (compressor:level, storage, tensor role,
+  row length), interpolated in log2(row length). The table is made by `python -m pgolf.size
+  calibrate`: short real CPU trainings of the trainer, whose weights are quantized at every bit
+  width and compressed with every compressor, each tensor alone;
+- one blob is not the sum of its tensors compressed alone (the container, and in a large window
+  the match finders of zstd-22/lzma-9 spend bytes on spurious matches in low-entropy int data), so
+  each stored form's bytes are multiplied by a measured blob factor per (compressor, storage),
+  interpolated in log2(stored values): real `serialize()` of calibration models over the parts;
+- code bytes are the script's size.
+
+`SizeLearner` wraps it for a search: `observe(env, measured_bytes_total)` after each completed
+trial refits one correction factor per (storage, compressor), and `margin_bytes()` gives the
+safety margin from the observed (out-of-sample) relative errors. For an external training script
+the package cannot build, a `param_count(env)` function (from the space file) plus a
+least-squares bytes-per-parameter fit over completed trials replaces the calibrated predictor.
 
     python -m pgolf.size NUM_LAYERS=11 MODEL_DIM=512 MLP_BITS=6
+    python -m pgolf.size calibrate        # rebuild the calibration table (minutes)
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import re
+import subprocess
 import sys
-from dataclasses import dataclass, field
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
-COMPRESSED_FRACTION = 0.927
 DEFAULT_SCRIPT = Path(__file__).with_name("train_gpt.py")
+CALIBRATION_PATH = Path(__file__).with_name("size_calibration.json")
+GROUPS = ("embed", "attn", "mlp", "other")
+QUANT_BITS = (4, 5, 6, 7, 8)
 
+# The short CPU training used both to calibrate and to check the prediction (bench/size_accuracy.py).
+SHORT_TRAINING: dict[str, str] = {
+    "ITERATIONS": "6", "WARMUP_STEPS": "0", "WARMDOWN_ITERS": "3", "TRAIN_BATCH_TOKENS": "256",
+    "TRAIN_SEQ_LEN": "128", "MICRO_BATCHES": "1", "VAL_BATCH_SIZE": "1024", "VAL_MAX_TOKENS": "1024",
+    "VAL_LOSS_EVERY": "0", "TRAIN_LOG_EVERY": "0", "TORCH_COMPILE": "0", "MAX_WALLCLOCK_SECONDS": "0",
+}
+
+# Models trained for the calibration table: the roles, row lengths (64-3072), vocabularies and
+# entry counts of the shipped spaces (full-size and smoke). Small depth keeps them cheap.
+CALIBRATION_CONFIGS: tuple[dict[str, str], ...] = (
+    {"VOCAB_SIZE": "1024", "MODEL_DIM": "384", "NUM_LAYERS": "9", "NUM_HEADS": "8", "NUM_KV_HEADS": "4",
+     "MLP_MULT": "2"},
+    {"VOCAB_SIZE": "2048", "MODEL_DIM": "768", "NUM_LAYERS": "3", "NUM_HEADS": "8", "NUM_KV_HEADS": "1",
+     "MLP_MULT": "2.5"},
+    {"VOCAB_SIZE": "4096", "MODEL_DIM": "512", "NUM_LAYERS": "3", "NUM_HEADS": "8", "NUM_KV_HEADS": "8",
+     "MLP_MULT": "3", "SMEAR_GATE": "1", "XSA_LAST_N": "1"},
+    {"VOCAB_SIZE": "8192", "MODEL_DIM": "640", "NUM_LAYERS": "2", "NUM_HEADS": "8", "NUM_KV_HEADS": "2",
+     "MLP_MULT": "4", "Q_RANK": "192", "TIE_EMBEDDINGS": "0", "BIGRAM_BUCKETS": "2048"},
+    {"VOCAB_SIZE": "512", "MODEL_DIM": "64", "NUM_LAYERS": "2", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
+     "MLP_MULT": "2", "Q_RANK": "16"},
+    {"VOCAB_SIZE": "1024", "MODEL_DIM": "128", "NUM_LAYERS": "2", "NUM_HEADS": "4", "NUM_KV_HEADS": "1",
+     "MLP_MULT": "3"},
+)
+SAMPLE_VALUES = 1 << 18  # values compressed per (role, storage) and model when calibrating
+FACTOR_MODELS = (0, 1, 4, 5)  # calibration models whose whole blobs are compressed (the slow part)
+FACTOR_BITS = (4, 6, 8, 16)   # int5/int7 factors are interpolated between their neighbours
+
+# Fields of Hyperparameters that do not change the model's shapes (the shape cache ignores them).
+_NON_SHAPE_FIELDS = frozenset({
+    "data_path", "tokenizer_path", "run_id", "out_dir", "seed", "iterations", "warmdown_iters",
+    "warmup_steps", "train_batch_tokens", "train_seq_len", "max_wallclock_seconds", "micro_batches",
+    "val_batch_size", "val_loss_every", "train_log_every", "val_max_tokens", "eval_stride",
+    "torch_compile", "cpu_threads", "rope_base", "logit_softcap", "qk_gain_init", "tied_embed_init_std",
+    "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "muon_momentum", "muon_backend_steps",
+    "muon_momentum_warmup_start", "muon_momentum_warmup_steps", "muon_weight_decay", "adam_weight_decay",
+    "beta1", "beta2", "adam_eps", "grad_clip_norm", "swa_start_frac", "swa_every", "mlp_bits", "attn_bits",
+    "embed_bits", "keep_float_max_numel", "compressor", "compressor_level",
+})
+
+
+# ----------------------------------------------------------------------------- stored form
+
+@dataclass(frozen=True)
+class Entry:
+    """One state-dict entry as the trainer stores it: storage is `int<b>`, `fp16`, `fp32` or `raw`."""
+
+    name: str
+    role: str
+    group: str
+    shape: tuple[int, ...]
+    storage: str
+    itemsize: int = 0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def row_len(self) -> int:
+        return self.shape[-1] if self.shape else 1
+
+
+def tensor_role(name: str, tied: bool = True) -> str:
+    """Calibration key of an entry: its name with layer indices replaced by `*` (an untied embedding
+    is its own role: it starts at std 1.0 instead of the tied embedding's small std)."""
+    role = re.sub(r"\.\d+\.", ".*.", name)
+    return role + "@untied" if role == "tok_emb.weight" and not tied else role
+
+
+def storage_of(name: str, shape: tuple[int, ...], is_float: bool, hp, tg) -> str:
+    """The stored form `tg.quantize_state_dict` gives this entry (checked against it in the tests)."""
+    bits = tg.group_bits(name, hp)
+    if is_float and any(part in name for part in tg.CONTROL_NAME_PARTS):
+        return "fp32"
+    if is_float and len(shape) == 2 and math.prod(shape) > hp.keep_float_max_numel and bits != 16:
+        return f"int{bits}"
+    return "fp16" if is_float else "raw"
+
+
+def _shape_key(hp) -> tuple:
+    return tuple(sorted((k, v) for k, v in asdict(hp).items() if k not in _NON_SHAPE_FIELDS))
+
+
+@lru_cache(maxsize=512)
+def _model_shapes(key: tuple) -> tuple[tuple[str, tuple[int, ...], bool, int], ...]:
+    """(name, shape, is_float, itemsize) of every state-dict entry, from the trainer's own model on `meta`."""
+    import torch
+
+    import pgolf.train_gpt as tg
+
+    hp = tg.Hyperparameters(**dict(key))
+    with torch.device("meta"):
+        model = tg.build_model(hp)
+    return tuple((n, tuple(t.shape), t.is_floating_point(), t.element_size()) for n, t in model.state_dict().items())
+
+
+def stored_entries(hp) -> list[Entry]:
+    """Every entry of the artifact's state dict with its stored form (cached per architecture)."""
+    import pgolf.train_gpt as tg
+
+    return [Entry(n, tensor_role(n, hp.tie_embeddings), tg.param_group(n), shape,
+                  storage_of(n, shape, is_float, hp, tg), itemsize)
+            for n, shape, is_float, itemsize in _model_shapes(_shape_key(hp))]
+
+
+# ----------------------------------------------------------------------------- calibration table
+
+def _interp(points: list[list[float]], x: float) -> float:
+    """Piecewise-linear interpolation over sorted [x, y] points, constant beyond the ends."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def _merge_points(raw: list[tuple[float, float, float]]) -> list[list[float]]:
+    """(x, y, weight) samples -> sorted [x, weighted mean y] points, one per distinct x."""
+    acc: dict[float, list[float]] = {}
+    for x, y, w in raw:
+        a = acc.setdefault(round(x, 6), [0.0, 0.0])
+        a[0] += y * w
+        a[1] += w
+    return [[x, a[0] / a[1]] for x, a in sorted(acc.items())]
+
+
+@dataclass
+class Calibration:
+    """Measured compressed bytes per stored value, per `compressor:level`.
+
+    rates[ckey][storage][role] = sorted [log2(row length), bytes per value] points (role `*` pools
+    all roles); scale[ckey][storage] = bytes per fp16 row scale; factor[ckey][storage] = sorted
+    [log2(stored values), whole blob / parts compressed alone] points.
+    """
+
+    rates: dict[str, dict[str, dict[str, list[list[float]]]]]
+    scale: dict[str, dict[str, float]]
+    factor: dict[str, dict[str, list[list[float]]]]
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path = CALIBRATION_PATH) -> "Calibration":
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"size calibration table {p} is missing; rebuild it with `python -m pgolf.size calibrate`")
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return cls(rates=data["rates"], scale=data["scale"], factor=data.get("factor", {}), meta=data.get("meta", {}))
+
+    def save(self, path: str | Path = CALIBRATION_PATH) -> None:
+        Path(path).write_text(json.dumps({"meta": self.meta, "rates": self.rates, "scale": self.scale,
+                                          "factor": self.factor}, indent=1) + "\n", encoding="utf-8")
+
+    def compressor_key(self, compressor: str, level: int) -> str:
+        """The table's key for this compressor: the exact level if calibrated, else its nearest level."""
+        exact = f"{compressor}:{level}"
+        if exact in self.rates:
+            return exact
+        levels = [int(k.split(":")[1]) for k in self.rates if k.split(":")[0] == compressor]
+        if not levels:
+            raise ValueError(f"compressor {compressor!r} is not in the size calibration table; "
+                             f"use one of {sorted({k.split(':')[0] for k in self.rates})} or recalibrate")
+        return f"{compressor}:{min(levels, key=lambda v: abs(v - level))}"
+
+    def value_bytes(self, ckey: str, storage: str, role: str, row_len: int) -> float:
+        by_role = self.rates[ckey].get(storage)
+        if by_role is None:
+            raise ValueError(f"storage {storage} is not in the size calibration table; recalibrate")
+        points = by_role.get(role) or by_role["*"]
+        return _interp(points, math.log2(max(row_len, 1)))
+
+    def blob_factor(self, ckey: str, storage: str, log2_values: float) -> float:
+        """Whole-blob bytes over parts compressed alone (1 before factors are measured; int5/int7
+        average their neighbours when only FACTOR_BITS were measured)."""
+        tab = self.factor.get(ckey, {})
+        if storage in tab:
+            return _interp(tab[storage], log2_values)
+        if storage.startswith("int"):
+            b = int(storage[3:])
+            near = [f"int{b - 1}", f"int{b + 1}"]
+            if all(k in tab for k in near):
+                return sum(_interp(tab[k], log2_values) for k in near) / 2
+        return 1.0
+
+
+@lru_cache(maxsize=8)
+def _default_calibration(path: str, mtime: float) -> Calibration:
+    return Calibration.load(path)
+
+
+def load_calibration(path: str | Path = CALIBRATION_PATH) -> Calibration:
+    """The calibration table (read once per file version)."""
+    p = Path(path)
+    return _default_calibration(str(p), p.stat().st_mtime if p.exists() else 0.0)
+
+
+# ----------------------------------------------------------------------------- prediction
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predicted artifact bytes, split into code and model, and model bytes per group."""
+    """Predicted artifact bytes: total = code + model; model bytes per group and per stored form
+    (`parts`, e.g. `int6` (values and scales), `fp16`, `fp32`)."""
 
     total_bytes: int
     code_bytes: int
     model_bytes: int
     groups: dict[str, int] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)
+    compressor: str = ""
 
 
-def _stored_bytes(name: str, shape: tuple[int, ...], is_float: bool, itemsize: int, hp, tg) -> float:
-    numel = 1
-    for d in shape:
-        numel *= d
-    bits = tg.group_bits(name, hp)
-    if is_float and len(shape) == 2 and numel > hp.keep_float_max_numel and bits != 16:
-        return numel * bits / 8 * COMPRESSED_FRACTION + shape[0] * 2
-    if is_float and any(part in name for part in tg.CONTROL_NAME_PARTS):
-        return numel * 4
-    if is_float:
-        return numel * 2
-    return numel * itemsize
+@lru_cache(maxsize=64)
+def _file_size(path: str, mtime: float) -> int:
+    return os.path.getsize(path)
 
 
-def predict(env: Mapping[str, str], script: str | Path | None = None) -> Prediction:
+def code_bytes(script: str | Path | None = None) -> int:
+    """Bytes of the training script (the artifact's code bytes)."""
+    p = Path(script or DEFAULT_SCRIPT)
+    if not p.is_file():
+        raise ValueError(f"training script {p} not found; pass the path of the script the search runs")
+    return _file_size(str(p), p.stat().st_mtime)
+
+
+def predict(env: Mapping[str, str], script: str | Path | None = None,
+            calibration: Calibration | None = None) -> Prediction:
     """Predict the artifact of the trainer run with `env` (raises ValueError on a bad setting)."""
+    import pgolf.train_gpt as tg
+
+    hp = tg.Hyperparameters.from_env({k: str(v) for k, v in env.items()})
+    hp.validate()
+    cal = calibration or load_calibration()
+    ckey = cal.compressor_key(hp.compressor, hp.compressor_level)
+    groups = dict.fromkeys(GROUPS, 0.0)
+    parts: dict[str, float] = {}
+    params = dict.fromkeys(GROUPS, 0)
+    entries = stored_entries(hp)
+    log2_values = math.log2(max(sum(e.numel for e in entries), 1))
+    factors: dict[str, float] = {}
+    for e in entries:
+        if e.storage not in factors:
+            factors[e.storage] = 1.0 if e.storage == "raw" else cal.blob_factor(ckey, e.storage, log2_values)
+        if e.storage == "raw":
+            b = e.numel * e.itemsize
+        else:
+            b = e.numel * cal.value_bytes(ckey, e.storage, e.role, e.row_len)
+            if e.storage.startswith("int"):
+                b += e.shape[0] * cal.scale[ckey][e.storage]
+        b *= factors[e.storage]
+        groups[e.group] += b
+        parts[e.storage] = parts.get(e.storage, 0.0) + b
+        if e.storage != "raw":
+            params[e.group] += e.numel
+    model = int(round(sum(groups.values())))
+    code = code_bytes(script)
+    return Prediction(total_bytes=model + code, code_bytes=code, model_bytes=model,
+                      groups={k: int(round(v)) for k, v in groups.items()}, params=params, parts=parts,
+                      compressor=ckey)
+
+
+def predict_bytes(env: Mapping[str, str], script: str | Path | None = None) -> int:
+    """The searcher's hook: predicted total artifact bytes (uncorrected; see SizeLearner)."""
+    return predict(env, script).total_bytes
+
+
+# ----------------------------------------------------------------------------- learning from trials
+
+PRIOR_MARGIN_FRACTION = 0.02   # before MIN_ERRORS observations: 2 % (about 2x the worst error of the bench)
+MARGIN_SAFETY = 1.5            # margin = safety x the worst recent under-prediction
+MARGIN_FLOOR = 0.002           # never below 0.2 %
+MIN_ERRORS = 3
+ERROR_WINDOW = 20
+PRIOR_WEIGHT = 0.25            # ridge weight pulling each correction toward 1 (a quarter observation)
+MIN_FIT_TRIALS = 2             # external scripts: no prediction (no pruning) before this many trials
+
+
+@dataclass
+class Observation:
+    """One completed trial: what was predicted before it ran and what it measured."""
+
+    env: dict[str, str]
+    measured: int
+    predicted: int | None
+    parts: dict[str, float] = field(default_factory=dict)  # uncorrected bytes per correction key
+    fixed: float = 0.0                                    # code bytes (not corrected)
+    params: float = 0.0                                   # external scripts: parameter count
+
+
+class SizeLearner:
+    """A predictor that learns from completed trials, with a margin derived from its measured error.
+
+    - Our trainer: `predict` = calibrated `predict()` x one correction per (storage, compressor:level)
+      (e.g. `int6|zstd:22`), refitted by ridge least squares on relative errors at every `observe`.
+    - External script (`param_count` given): bytes_total = code + a x params + b, fitted by least
+      squares over completed trials; `predict` returns None (no pruning) before MIN_FIT_TRIALS trials.
+    - `margin_fraction`: PRIOR_MARGIN_FRACTION until MIN_ERRORS out-of-sample errors exist, then
+      MARGIN_SAFETY x the largest under-prediction of the last ERROR_WINDOW trials (floor MARGIN_FLOOR).
+    - `prune(env, budget)`: True when prediction + margin > budget.
+    """
+
+    def __init__(self, script: str | Path | None = None,
+                 param_count: Callable[[Mapping[str, str]], int | Mapping[str, int]] | None = None,
+                 calibration: Calibration | None = None):
+        self.script = str(script) if script is not None else None
+        self.param_count = param_count
+        self.calibration = calibration
+        self.observations: list[Observation] = []
+        self.errors: list[float] = []
+        self.corrections: dict[str, float] = {}
+        self.fit: tuple[float, float] | None = None  # external: (bytes per param, intercept)
+
+    # -- prediction
+    def _params(self, env: Mapping[str, str]) -> float:
+        n = self.param_count(env)
+        total = sum(n.values()) if isinstance(n, Mapping) else n
+        if not isinstance(total, (int, float)) or total < 0:
+            raise ValueError(f"PARAM_COUNT returned {n!r}; it must return a non-negative int (or a dict of them)")
+        return float(total)
+
+    def predict(self, env: Mapping[str, str]) -> Prediction | None:
+        if self.param_count is not None:
+            if self.fit is None:
+                return None
+            a, b = self.fit
+            params = self._params(env)
+            code = code_bytes(self.script)
+            model = int(round(a * params + b))
+            return Prediction(total_bytes=code + model, code_bytes=code, model_bytes=model,
+                              groups={"other": model}, params={"other": int(params)}, compressor="fit")
+        base = predict(env, self.script, self.calibration)
+        model = sum(self.corrections.get(f"{k}|{base.compressor}", 1.0) * v for k, v in base.parts.items())
+        ratio = model / base.model_bytes if base.model_bytes else 1.0
+        model_i = int(round(model))
+        return Prediction(total_bytes=base.code_bytes + model_i, code_bytes=base.code_bytes, model_bytes=model_i,
+                          groups={k: int(round(v * ratio)) for k, v in base.groups.items()},
+                          params=base.params, parts=base.parts, compressor=base.compressor)
+
+    def predict_bytes(self, env: Mapping[str, str]) -> int | None:
+        p = self.predict(env)
+        return None if p is None else p.total_bytes
+
+    # -- margin
+    @property
+    def margin_fraction(self) -> float:
+        if len(self.errors) < MIN_ERRORS:
+            return PRIOR_MARGIN_FRACTION
+        worst = max(max(self.errors[-ERROR_WINDOW:]), 0.0)
+        return max(MARGIN_FLOOR, MARGIN_SAFETY * worst)
+
+    def margin_bytes(self, predicted: int) -> int:
+        return int(math.ceil(predicted * self.margin_fraction))
+
+    def prune(self, env: Mapping[str, str], budget: int) -> tuple[bool, int | None, int]:
+        """(prune?, predicted bytes or None, margin bytes): prune when predicted + margin > budget."""
+        predicted = self.predict_bytes(env)
+        if predicted is None:
+            return False, None, 0
+        margin = self.margin_bytes(predicted)
+        return predicted + margin > budget, predicted, margin
+
+    # -- learning
+    def observe(self, env: Mapping[str, str], measured_bytes_total: int) -> float | None:
+        """Record a completed trial's measured bytes_total; returns the relative error
+        (measured - predicted) / predicted of the prediction made before this observation."""
+        env = {k: str(v) for k, v in env.items()}
+        before = self.predict_bytes(env)
+        err = None if before is None else (measured_bytes_total - before) / before
+        if err is not None:
+            self.errors.append(err)
+        if self.param_count is not None:
+            obs = Observation(env, int(measured_bytes_total), before, fixed=code_bytes(self.script),
+                              params=self._params(env))
+        else:
+            base = predict(env, self.script, self.calibration)
+            obs = Observation(env, int(measured_bytes_total), before, fixed=base.code_bytes,
+                              parts={f"{k}|{base.compressor}": v for k, v in base.parts.items()})
+        self.observations.append(obs)
+        self._refit()
+        return err
+
+    def _refit(self) -> None:
+        import numpy as np
+
+        if self.param_count is not None:
+            obs = self.observations
+            if len(obs) < MIN_FIT_TRIALS:
+                self.fit = None
+                return
+            x = np.array([o.params for o in obs])
+            y = np.array([o.measured - o.fixed for o in obs], dtype=float)
+            w = 1.0 / np.maximum(y, 1.0)  # relative errors
+            cols = [x, np.ones_like(x)] if len(obs) >= 3 and np.ptp(x) > 0 else [x]
+            a = np.stack(cols, axis=1) * w[:, None]
+            coef = np.linalg.lstsq(a, y * w, rcond=None)[0]
+            self.fit = (float(coef[0]), float(coef[1]) if len(coef) > 1 else 0.0)
+            return
+        keys = sorted({k for o in self.observations for k in o.parts})
+        if not keys:
+            return
+        rows, rhs = [], []
+        for o in self.observations:  # sum_k c_k part_k + fixed = measured, scaled to relative error
+            rows.append([o.parts.get(k, 0.0) / o.measured for k in keys])
+            rhs.append((o.measured - o.fixed) / o.measured)
+        lam = math.sqrt(PRIOR_WEIGHT)
+        # prior sum_k share_k (c_k - 1)^2: one observation moves every key by the same factor; keys
+        # whose shares differ between trials are then told apart by the data
+        root = np.sqrt(np.maximum(np.array(rows).mean(axis=0), 1e-9))
+        a = np.vstack([np.array(rows), np.diag(lam * root)])
+        b = np.concatenate([np.array(rhs), lam * root])
+        coef = np.linalg.lstsq(a, b, rcond=None)[0]
+        self.corrections = {k: float(c) for k, c in zip(keys, coef)}
+
+    # -- persistence
+    def to_json(self) -> dict:
+        return {"script": self.script, "external": self.param_count is not None,
+                "observations": [asdict(o) for o in self.observations], "errors": self.errors,
+                "corrections": self.corrections, "fit": self.fit, "margin_fraction": self.margin_fraction}
+
+    def save(self, path: str | Path) -> None:
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, param_count=None, calibration: Calibration | None = None) -> "SizeLearner":
+        """A learner restored from `save()` (pass the same param_count for an external script)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("external") and param_count is None:
+            raise ValueError(f"{path} was saved for an external script; pass its PARAM_COUNT function")
+        self = cls(data.get("script"), param_count, calibration)
+        self.observations = [Observation(**o) for o in data.get("observations", [])]
+        self.errors = list(data.get("errors", []))
+        self._refit()
+        return self
+
+
+# ----------------------------------------------------------------------------- calibration run
+
+def _short_train(cfg: Mapping[str, str], out_dir: Path, script: Path, extra: Mapping[str, str]) -> dict:
+    """Train the trainer briefly on CPU with cfg (data prepared for its vocab); returns metrics.json."""
+    from pgolf.data import prepare
+
+    data = prepare(int(cfg.get("VOCAB_SIZE", "1024")), quiet=True)
+    env = {**os.environ, **SHORT_TRAINING, **data.env(), **cfg, **extra, "OUT_DIR": str(out_dir),
+           "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training {dict(cfg)} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _sample_rows(q, n_values: int):
+    """Evenly strided rows of a 2-D tensor holding about n_values values (all rows if fewer)."""
+    step = max(1, q.shape[0] * q.shape[1] // n_values)
+    return q[::step]
+
+
+def _train_for_calibration(i: int, cfg: Mapping[str, str], tmp: str, log) -> tuple:
+    import pgolf.train_gpt as tg
+
+    t0 = time.time()
+    # bits 16 everywhere: the model file then holds the trained weights themselves (fp16)
+    metrics = _short_train(cfg, Path(tmp) / f"m{i}", DEFAULT_SCRIPT, {"MLP_BITS": "16", "ATTN_BITS": "16",
+                                                                     "EMBED_BITS": "16", "COMPRESSOR": "zlib",
+                                                                     "COMPRESSOR_LEVEL": "1"})
+    obj = tg.deserialize(Path(metrics["model_path"]).read_bytes())
+    state = {n: t.float() for n, t in obj["float"].items()}
+    log(f"calibrate: trained model {i} {dict(cfg)} in {time.time() - t0:.0f}s")
+    return cfg, tg.Hyperparameters.from_env({**SHORT_TRAINING, **cfg}), state
+
+
+def _measure_rates(models, compressors, levels, log) -> tuple[dict, dict]:
+    """Per (compressor, storage, role): bytes per value of strided row samples compressed alone."""
+    import numpy as np
     import torch
 
     import pgolf.train_gpt as tg
 
-    hp = tg.Hyperparameters.from_env(env)
-    hp.validate()
-    with torch.device("meta"):
-        model = tg.build_model(hp)
-    groups = {"embed": 0.0, "attn": 0.0, "mlp": 0.0, "other": 0.0}
-    for name, t in model.state_dict().items():
-        groups[tg.param_group(name)] += _stored_bytes(name, tuple(t.shape), t.is_floating_point(),
-                                                      t.element_size(), hp, tg)
-    model_bytes = int(round(sum(groups.values())))
-    code_bytes = len(Path(script or DEFAULT_SCRIPT).read_bytes())
-    return Prediction(total_bytes=model_bytes + code_bytes, code_bytes=code_bytes, model_bytes=model_bytes,
-                      groups={k: int(round(v)) for k, v in groups.items()}, params=tg.count_params(model))
+    samples: dict[str, dict[str, dict[str, list]]] = {}
+    scale_samples: dict[str, dict[str, list]] = {}
+    for cfg, hp, state in models:
+        by_role: dict[tuple[str, str], list] = {}
+        for name, t in state.items():
+            kind = "fp32" if any(part in name for part in tg.CONTROL_NAME_PARTS) else "fp16"
+            by_role.setdefault((tensor_role(name, hp.tie_embeddings), kind), []).append(t)
+        for (role, kind), ts in by_role.items():
+            row_len = ts[0].shape[-1] if ts[0].ndim else 1
+            x = math.log2(max(row_len, 1))
+            flat = [t.reshape(-1, row_len) if t.ndim else t.reshape(1, 1) for t in ts]
+            for c in compressors:
+                ck = f"{c}:{levels[c]}"
+                tab = samples.setdefault(ck, {})
+                if kind == "fp32":
+                    vals = torch.cat([f.reshape(-1) for f in flat]).numpy().astype(np.float32)
+                    r = len(tg.compress(vals.tobytes(), c, levels[c])) / vals.size
+                    tab.setdefault("fp32", {}).setdefault("*", []).append((x, r, vals.size))
+                    continue
+                rows = torch.cat([_sample_rows(f, SAMPLE_VALUES // len(flat)) for f in flat])
+                v16 = rows.to(torch.float16).numpy()
+                r = len(tg.compress(v16.tobytes(), c, levels[c])) / v16.size
+                tab.setdefault("fp16", {}).setdefault(role, []).append((x, r, v16.size))
+                if rows.shape[1] < 2:
+                    continue
+                for bits in QUANT_BITS:
+                    q, _ = tg.quantize_rows(rows, bits)
+                    r = len(tg.compress(q.numpy().tobytes(), c, levels[c])) / q.numel()
+                    tab.setdefault(f"int{bits}", {}).setdefault(role, []).append((x, r, q.numel()))
+                    scales = torch.cat([tg.quantize_rows(f, bits)[1] for f in flat]).numpy()
+                    sr = len(tg.compress(scales.tobytes(), c, levels[c])) / scales.size
+                    scale_samples.setdefault(ck, {}).setdefault(f"int{bits}", []).append((sr, scales.size))
+        log(f"calibrate: measured rates of {dict(cfg)}")
+    rates: dict = {}
+    for ck, tab in samples.items():
+        rates[ck] = {}
+        for storage, by_role in tab.items():
+            rates[ck][storage] = {role: _merge_points(pts) for role, pts in by_role.items()}
+            rates[ck][storage]["*"] = _merge_points([p for pts in by_role.values() for p in pts])
+    scale = {ck: {st: sum(r * w for r, w in v) / sum(w for _, w in v) for st, v in tab.items()}
+             for ck, tab in scale_samples.items()}
+    return rates, scale
 
 
-def predict_bytes(env: Mapping[str, str], script: str | Path | None = None) -> int:
-    """The searcher's hook: predicted total artifact bytes."""
-    return predict(env, script).total_bytes
+def _measure_blob_factors(models, compressors, levels, cal: "Calibration", log) -> dict:
+    """Per (compressor, storage): real serialize() bytes / the parts compressed alone, against
+    log2(stored values). One blob is not the sum of its tensors: in a large window the match finders
+    of zstd-22 and lzma-9 spend bytes on spurious matches in low-entropy int data, and the blob
+    carries the container (torch.save entries, pickle, names)."""
+    import pgolf.train_gpt as tg
+
+    raw: dict[str, dict[str, list]] = {}
+    for cfg, hp, state in models:
+        for c in compressors:
+            for bits in FACTOR_BITS:
+                env = {**SHORT_TRAINING, **cfg, "COMPRESSOR": c, "MLP_BITS": str(bits), "ATTN_BITS": str(bits),
+                       "EMBED_BITS": str(bits)}
+                if int(cfg.get("MODEL_DIM", "512")) <= 128:
+                    env["KEEP_FLOAT_MAX_NUMEL"] = "1024"  # smoke-sized: quantize the small matrices too
+                h = tg.Hyperparameters.from_env(env)
+                measured = len(tg.serialize(tg.quantize_state_dict(state, h), h))
+                p = predict(env, calibration=cal)
+                n_values = sum(e.numel for e in stored_entries(h))
+                storage = f"int{bits}" if bits != 16 else "fp16"
+                raw.setdefault(f"{c}:{levels[c]}", {}).setdefault(storage, []).append(
+                    (math.log2(n_values), measured / p.model_bytes, 1.0))
+            log(f"calibrate: blob factors of {dict(cfg)} with {c}")
+    return {ck: {st: _merge_points(pts) for st, pts in tab.items()} for ck, tab in raw.items()}
+
+
+def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
+              factor_models: tuple[int, ...] = FACTOR_MODELS, compressors: tuple[str, ...] = ("zstd", "lzma", "zlib"),
+              rates_from: str | Path | None = None,
+              log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
+    """Build the calibration table from short real trainings (see the module docstring).
+
+    rates_from: reuse the per-tensor rates of an earlier table (same configs) and only re-measure
+    the blob factors (trains only the factor models)."""
+    import torch
+    import zstandard
+
+    import pgolf.train_gpt as tg
+
+    levels = {c: tg.COMPRESSORS[c][2] for c in compressors}
+    t_start = time.time()
+    with tempfile.TemporaryDirectory(prefix="pgolf_size_cal_") as tmp:
+        wanted = set(factor_models) if rates_from else set(range(len(configs)))
+        models = {i: _train_for_calibration(i, cfg, tmp, log) for i, cfg in enumerate(configs) if i in wanted}
+        if rates_from:
+            old = Calibration.load(rates_from)
+            rates, scale, how_rates = old.rates, old.scale, old.meta.get("rates", {})
+        else:
+            rates, scale = _measure_rates(list(models.values()), compressors, levels, log)
+            how_rates = {"made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "seconds": round(time.time() - t_start)}
+        cal = Calibration(rates, scale, {})
+        cal.factor = _measure_blob_factors([models[i] for i in factor_models], compressors, levels, cal, log)
+    cal.meta = {
+        "made_by": "python -m pgolf.size calibrate",
+        "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "how": ("each config trained by pgolf/train_gpt.py on CPU with SHORT_TRAINING at bits 16 (the model "
+                "file then holds the trained fp16 weights). rates: per (role, storage) rows strided to about "
+                f"{SAMPLE_VALUES} values, quantized with quantize_rows and compressed alone; factor: real "
+                "serialize() of the factor models at every group's bits in FACTOR_BITS over the rates' prediction"),
+        "rates": how_rates, "factor_seconds": round(time.time() - t_start),
+        "short_training": SHORT_TRAINING, "configs": list(configs), "factor_models": list(factor_models),
+        "factor_bits": list(FACTOR_BITS),
+        "versions": {"torch": torch.__version__, "zstandard": zstandard.__version__},
+    }
+    cal.save(out)
+    log(f"calibrate: wrote {out} in {time.time() - t_start:.0f}s")
+    return cal
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def parse_settings(args: list[str]) -> dict[str, str]:
+    """KEY=VALUE arguments -> env dict; ValueError naming the bad argument and the fix."""
+    env = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+            raise ValueError(f"{arg!r} is not KEY=VALUE with an upper-case KEY (pass settings like NUM_LAYERS=11)")
+        env[key] = value
+    return env
+
+
+def format_prediction(p: Prediction) -> str:
+    names = {"embed": "embeddings", "attn": "attention", "mlp": "MLP", "other": "other"}
+    lines = [f"predicted total {p.total_bytes} bytes = code {p.code_bytes} + model {p.model_bytes} ({p.compressor})"]
+    for g in GROUPS:
+        lines.append(f"  {names[g]:<11s} {p.groups.get(g, 0):>12d} bytes  {p.params.get(g, 0):>12d} params")
+    lines.append(f"  {'code':<11s} {p.code_bytes:>12d} bytes")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    env = {}
-    for arg in args:
-        if "=" not in arg:
-            print(f"error: {arg!r} is not NAME=VALUE (pass settings like NUM_LAYERS=11)", file=sys.stderr)
+    if args and args[0] == "calibrate":
+        if len(args) > 1:
+            print("error: `calibrate` takes no arguments (it rebuilds pgolf/size_calibration.json)", file=sys.stderr)
             return 2
-        key, value = arg.split("=", 1)
-        env[key] = value
+        calibrate()
+        return 0
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     try:
-        p = predict(env)
+        p = predict(parse_settings(args))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"total {p.total_bytes} bytes = code {p.code_bytes} + model {p.model_bytes}")
-    for group, size in p.groups.items():
-        print(f"  {group:6s} {size:>12d} bytes  {p.params.get(group, 0):>12d} params")
+    print(format_prediction(p))
     return 0
 
 

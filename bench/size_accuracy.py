@@ -1,0 +1,162 @@
+"""How close is `pgolf.size.predict` to the real artifact? Prediction against measurement.
+
+Draws full-size configurations from the shipped spaces (spaces/*.py, their `space(trial)` sampled
+by Optuna's RandomSampler with a fixed seed; 7-13 layers, d 384-768), gives them the compressors
+zstd/lzma/zlib in turn, trains each briefly on CPU with the real trainer (`pgolf.size.SHORT_TRAINING`,
+data from `pgolf.data.prepare(vocab)`), and compares the predicted with the measured `bytes_total`.
+Prints one row per configuration, the error distribution and the time per `predict()` call.
+
+    .venv/bin/python bench/size_accuracy.py [--n 20] [--seed 0] [--max-mb 24] [--csv /tmp/size_accuracy.csv]
+
+Slow (minutes per configuration on a shared CPU: training plus zstd-22/lzma-9 of ~16 MB); run it
+in the background with `nice`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pgolf.train_gpt as tg  # noqa: E402
+from pgolf import size  # noqa: E402
+
+SPACES = ("tokenizer_width_depth", "bitwidths", "lowrank_q", "weight_decay")
+COMPRESSORS = ("zstd", "lzma", "zlib")
+DROP = {"DATA_PATH", "TOKENIZER_PATH", "ITERATIONS", "MAX_WALLCLOCK_SECONDS", "WARMDOWN_ITERS"}
+
+
+def load_space(name: str):
+    spec = importlib.util.spec_from_file_location(f"space_{name}", ROOT / "spaces" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def draw_configs(n: int, seed: int, max_bytes: int) -> list[tuple[str, dict[str, str]]]:
+    """n full-size configurations, round-robin over the spaces, predicted at most max_bytes."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spaces = [(name, load_space(name)) for name in SPACES]
+    studies = {name: optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + i))
+               for i, (name, _) in enumerate(spaces)}
+    out: list[tuple[str, dict[str, str]]] = []
+    tries = 0
+    while len(out) < n and tries < 200 * n:
+        tries += 1
+        name, mod = spaces[tries % len(spaces)]
+        params = mod.space(studies[name].ask())
+        env = {k: str(v) for k, v in {**mod.FIXED_ENV, **params}.items() if k not in DROP}
+        env["COMPRESSOR"] = COMPRESSORS[len(out) % len(COMPRESSORS)]
+        hp_layers, hp_dim = int(env.get("NUM_LAYERS", 9)), int(env.get("MODEL_DIM", 512))
+        if not (7 <= hp_layers <= 13 and 384 <= hp_dim <= 768):
+            continue
+        try:  # a rough filter (bits x values) so that the bench does not train far-over-budget models
+            hp = tg.Hyperparameters.from_env({**size.SHORT_TRAINING, **env})
+            hp.validate()
+        except ValueError:
+            continue
+        rough = sum(e.numel * (int(e.storage[3:]) / 8 if e.storage.startswith("int") else 2)
+                    for e in size.stored_entries(hp))
+        if rough <= max_bytes:
+            out.append((name, env))
+    return out
+
+
+def time_predict(env: dict[str, str], calls: int = 200) -> float:
+    t = time.perf_counter()
+    for _ in range(calls):
+        size.predict(env)
+    return (time.perf_counter() - t) / calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=20, help="configurations (default 20)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-mb", type=float, default=24.0, help="skip drawn configs predicted above this (MB)")
+    ap.add_argument("--csv", default="", help="also write the rows to this CSV file")
+    ap.add_argument("--cache", default="", help="JSON file of measured trainings: reused, and extended")
+    ap.add_argument("--measure-only", action="store_true", help="train and fill --cache, predict nothing")
+    args = ap.parse_args(argv)
+
+    configs = draw_configs(args.n, args.seed, int(args.max_mb * 1e6))
+    cache = json.loads(Path(args.cache).read_text()) if args.cache and Path(args.cache).exists() else {}
+    header = f"{'#':>2} {'space':<22} {'L':>2} {'d':>4} {'V':>5} {'kv':>2} {'mlp':>4} {'qr':>3} " \
+             f"{'bits m/a/e':>10} {'comp':<5} {'predicted':>10} {'measured':>10} {'error':>8} {'train_s':>7}"
+    print(header, flush=True)
+    rows, cold = [], []
+    with tempfile.TemporaryDirectory(prefix="size_accuracy_") as tmp:
+        for i, (space, env) in enumerate(configs):
+            full = {**size.SHORT_TRAINING, **env}
+            key = json.dumps(env, sort_keys=True)
+            if key not in cache:
+                t = time.perf_counter()
+                metrics = size._short_train(env, Path(tmp) / f"c{i}", size.DEFAULT_SCRIPT, {})
+                Path(metrics["model_path"]).unlink(missing_ok=True)
+                cache[key] = {"bytes_total": metrics["bytes_total"], "train_s": time.perf_counter() - t}
+                if args.cache:
+                    Path(args.cache).write_text(json.dumps(cache, indent=1))
+            if args.measure_only:
+                print(f"{i + 1:>2} measured {cache[key]['bytes_total']} in {cache[key]['train_s']:.0f}s: {env}",
+                      flush=True)
+                continue
+            metrics, train_s = cache[key], cache[key]["train_s"]
+            size._model_shapes.cache_clear()
+            t = time.perf_counter()
+            pred = size.predict(full)
+            cold.append(time.perf_counter() - t)
+            measured = int(metrics["bytes_total"])
+            err = (pred.total_bytes - measured) / measured
+            bits = f"{env.get('MLP_BITS', 8)}/{env.get('ATTN_BITS', 8)}/{env.get('EMBED_BITS', 8)}"
+            row = {"space": space, "L": env.get("NUM_LAYERS", "9"), "d": env.get("MODEL_DIM", "512"),
+                   "V": env.get("VOCAB_SIZE", "1024"), "kv": env.get("NUM_KV_HEADS", "4"),
+                   "mlp": env.get("MLP_MULT", "2"), "qr": env.get("Q_RANK", "0"), "bits": bits,
+                   "comp": env["COMPRESSOR"], "predicted": pred.total_bytes, "measured": measured,
+                   "error": err, "train_s": train_s, "env": env}
+            rows.append(row)
+            print(f"{i + 1:>2} {space:<22} {row['L']:>2} {row['d']:>4} {row['V']:>5} {row['kv']:>2} "
+                  f"{float(row['mlp']):>4.2f} {row['qr']:>3} {bits:>10} {row['comp']:<5} {pred.total_bytes:>10d} "
+                  f"{measured:>10d} {100 * err:>+7.3f}% {train_s:>7.0f}", flush=True)
+
+    if args.measure_only:
+        return 0
+    errs = [r["error"] for r in rows]
+    abs_errs = sorted(abs(e) for e in errs)
+    within = sum(e <= 0.01 for e in abs_errs)
+    p95 = abs_errs[min(len(abs_errs) - 1, math.ceil(0.95 * len(abs_errs)) - 1)] if abs_errs else float("nan")
+    print()
+    print(f"configurations: {len(rows)}; within 1 %: {within}/{len(rows)} ({100 * within / max(len(rows), 1):.0f} %)")
+    if errs:
+        print(f"error (predicted - measured) / measured: mean {100 * statistics.mean(errs):+.3f} %, "
+              f"median {100 * statistics.median(errs):+.3f} %, min {100 * min(errs):+.3f} %, "
+              f"max {100 * max(errs):+.3f} %, |error| p95 {100 * p95:.3f} %, max |error| {100 * abs_errs[-1]:.3f} %")
+        by_comp = {}
+        for r in rows:
+            by_comp.setdefault(r["comp"], []).append(abs(r["error"]))
+        print("max |error| by compressor: " + ", ".join(f"{c} {100 * max(v):.3f} %" for c, v in sorted(by_comp.items())))
+        warm = time_predict({**size.SHORT_TRAINING, **rows[0]["env"]})
+        print(f"predict() time: {1000 * statistics.median(cold):.1f} ms median on a new architecture "
+              f"(max {1000 * max(cold):.1f} ms), {1000 * warm:.2f} ms per call once its shapes are cached")
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "env"] if rows else ["space"])
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: v for k, v in r.items() if k != "env"})
+    return 0 if rows and within >= 0.95 * len(rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

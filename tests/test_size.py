@@ -1,0 +1,150 @@
+"""pgolf.size against the real trainer: real tiny trainings, real quantization and compressors."""
+
+from __future__ import annotations
+
+import json
+import re
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pgolf.train_gpt as tg
+from pgolf import size
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A smoke-space sized model (the smoke spaces lower KEEP_FLOAT_MAX_NUMEL so its matrices are quantized).
+TINY = {"NUM_LAYERS": "2", "MODEL_DIM": "64", "NUM_HEADS": "4", "NUM_KV_HEADS": "2", "MLP_MULT": "2",
+        "KEEP_FLOAT_MAX_NUMEL": "1024"}
+TOLERANCE = 0.03  # tiny models: a few KB, where a few hundred bytes of container noise are ~1 %
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(prepared_512, tmp_path_factory):
+    """Two real short trainings (zstd int8, lzma mixed widths) with their envs and metrics."""
+    runs = []
+    for i, extra in enumerate(({"COMPRESSOR": "zstd"},
+                               {"COMPRESSOR": "lzma", "MLP_BITS": "5", "ATTN_BITS": "6", "EMBED_BITS": "8"})):
+        env = {**size.SHORT_TRAINING, **prepared_512.env(), **TINY, **extra}
+        metrics = size._short_train(env, tmp_path_factory.mktemp(f"size{i}"), size.DEFAULT_SCRIPT, {})
+        runs.append((env, metrics))
+    return runs
+
+
+def test_storage_rule_matches_trainer_quantization():
+    env = {**TINY, "Q_RANK": "16", "BIGRAM_BUCKETS": "64", "BIGRAM_DIM": "32", "SMEAR_GATE": "1",
+           "TIE_EMBEDDINGS": "0", "MLP_BITS": "5", "EMBED_BITS": "16", "KEEP_FLOAT_MAX_NUMEL": "2048"}
+    hp = tg.Hyperparameters.from_env(env)
+    state = tg.build_model(hp).state_dict()
+    obj = tg.quantize_state_dict(state, hp)
+    entries = {e.name: e for e in size.stored_entries(hp)}
+    assert set(entries) == set(state)
+    for name, e in entries.items():
+        if name in obj["quant"]:
+            assert e.storage == f"int{obj['quant'][name]['bits']}", name
+        else:
+            assert e.storage == {torch.float32: "fp32", torch.float16: "fp16"}.get(obj["float"][name].dtype, "raw"), name
+        assert e.shape == tuple(state[name].shape)
+
+
+def test_predict_params_and_groups_are_exact():
+    env = {"NUM_LAYERS": "11", "MODEL_DIM": "512", "MLP_MULT": "3", "MLP_BITS": "6", "ATTN_BITS": "6"}
+    p = size.predict(env)
+    with torch.device("meta"):
+        model = tg.build_model(tg.Hyperparameters.from_env(env))
+    assert p.params == tg.count_params(model)
+    assert sum(p.groups.values()) == p.model_bytes
+    assert p.total_bytes == p.model_bytes + p.code_bytes
+    assert p.code_bytes == len(size.DEFAULT_SCRIPT.read_bytes())
+    assert abs(sum(p.parts.values()) - p.model_bytes) <= 1
+
+
+def test_predict_matches_real_training(tiny_runs):
+    for env, m in tiny_runs:
+        p = size.predict(env)
+        assert p.code_bytes == m["bytes_code"]
+        assert abs(p.total_bytes - m["bytes_total"]) / m["bytes_total"] < TOLERANCE, (env, p, m["bytes_total"])
+
+
+def test_fewer_bits_predict_fewer_bytes():
+    sizes = [size.predict({"MLP_BITS": str(b), "ATTN_BITS": str(b), "EMBED_BITS": str(b)}).model_bytes
+             for b in size.QUANT_BITS]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_learner_moves_toward_measurement_and_margin_reacts(tiny_runs, tmp_path):
+    learner = size.SizeLearner()
+    env, m = tiny_runs[0]
+    before = learner.predict_bytes(env)
+    assert learner.margin_fraction == size.PRIOR_MARGIN_FRACTION
+    err = learner.observe(env, m["bytes_total"])
+    assert err == pytest.approx((m["bytes_total"] - before) / before)
+    after = learner.predict_bytes(env)
+    assert abs(after - m["bytes_total"]) < abs(before - m["bytes_total"]) or after == m["bytes_total"]
+    # three observations of a model that is larger than predicted: the margin follows the error
+    env2, m2 = tiny_runs[1]
+    inflated = int(learner.predict_bytes(env2) * 1.05)
+    for _ in range(3):
+        learner.observe(env2, inflated)
+    assert len(learner.errors) == 4
+    assert learner.margin_fraction == pytest.approx(size.MARGIN_SAFETY * max(learner.errors[-size.ERROR_WINDOW:]))
+    assert learner.margin_fraction > size.PRIOR_MARGIN_FRACTION
+    prune, predicted, margin = learner.prune(env2, budget=learner.predict_bytes(env2) + 1)
+    assert prune and margin == learner.margin_bytes(predicted) > 0
+    path = tmp_path / "size_learner.json"
+    learner.save(path)
+    again = size.SizeLearner.load(path)
+    assert again.predict_bytes(env2) == learner.predict_bytes(env2)
+    assert again.margin_fraction == learner.margin_fraction
+    assert json.loads(path.read_text())["corrections"]
+
+
+def test_external_script_fit_from_trials():
+    def param_count(env):
+        return {"body": int(env["N"]) * 1000, "embed": 5000}
+
+    script = size.DEFAULT_SCRIPT
+    learner = size.SizeLearner(script=script, param_count=param_count)
+    code = len(script.read_bytes())
+    assert learner.predict(env={"N": "10"}) is None
+    assert learner.prune({"N": "10"}, budget=1)[0] is False  # no fit yet: never prune
+    bytes_per_param, overhead = 0.7, 3000  # the "script" stores params at 0.7 B each plus a header
+    for n in (10, 20, 40):
+        learner.observe({"N": str(n)}, code + int(bytes_per_param * (n * 1000 + 5000) + overhead))
+    predicted = learner.predict_bytes({"N": "80"})
+    truth = code + bytes_per_param * (80 * 1000 + 5000) + overhead
+    assert abs(predicted - truth) / truth < 0.001
+    with pytest.raises(ValueError, match="PARAM_COUNT"):
+        size.SizeLearner(param_count=lambda env: -1).observe({"N": "1"}, 10)
+
+
+def test_cli_prints_breakdown(capsys):
+    assert size.main(["NUM_LAYERS=3", "MODEL_DIM=128", "COMPRESSOR=lzma"]) == 0
+    out = capsys.readouterr().out
+    p = size.predict({"NUM_LAYERS": "3", "MODEL_DIM": "128", "COMPRESSOR": "lzma"})
+    assert f"predicted total {p.total_bytes} bytes" in out
+    for label in ("embeddings", "attention", "MLP", "other", "code"):
+        assert re.search(rf"^\s+{label}\s+\d+ bytes", out, re.M), label
+
+
+@pytest.mark.parametrize("args,named", [(["NUM_LAYERS"], "KEY=VALUE"), (["num_layers=3"], "KEY=VALUE"),
+                                        (["NUM_LAYERS=x"], "NUM_LAYERS"), (["COMPRESSOR=brotli"], "COMPRESSOR")])
+def test_cli_bad_setting_one_line_error(args, named):
+    proc = subprocess.run([sys.executable, "-m", "pgolf.size", *args], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0]
+
+
+def test_calibration_table_records_how_it_was_made():
+    cal = size.load_calibration()
+    assert cal.meta["made_by"] == "python -m pgolf.size calibrate"
+    for c in ("zstd", "lzma", "zlib"):
+        ck = cal.compressor_key(c, tg.COMPRESSORS[c][2])
+        assert {f"int{b}" for b in size.QUANT_BITS} | {"fp16", "fp32"} <= set(cal.rates[ck])
+        rates = [cal.value_bytes(ck, f"int{b}", "*", 512) for b in size.QUANT_BITS]
+        assert rates == sorted(rates) and all(0 < r <= 1.0 + 1e-9 for r in rates) and not any(map(math.isnan, rates))
