@@ -38,6 +38,11 @@ class TrainingFailed(RuntimeError):
         super().__init__(f"{reason}: {message}\n{log_tail}" if message else f"{reason}\n{log_tail}")
         self.reason = reason
         self.log_tail = log_tail
+        self.message = message
+
+    def __reduce__(self):
+        # Ray ships a failed trial's exception back to the driver by pickling it.
+        return (TrainingFailed, (self.reason, self.log_tail, self.message))
 
 
 def trial_resources(gpus_per_trial: int, cpus_per_trial: int = 1):

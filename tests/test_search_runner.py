@@ -59,3 +59,13 @@ def test_finished_metrics_match_on_requested_variables(tmp_path: Path) -> None:
     run_training({**env, "DATA_PATH": "/prepared/by/runner"}, FAKE, tmp_path / "d")
     assert load_finished_metrics(tmp_path / "d", env) is not None  # runner-added variables don't matter
     assert load_finished_metrics(tmp_path / "d", {**env, "FAKE_STEPS": "3"}) is None
+
+
+def test_training_failed_survives_pickling():
+    """Ray pickles a trial's exception to the driver; reason and log tail must arrive intact."""
+    import pickle
+
+    err = TrainingFailed("crashed", "line 1\nline 2", "exit code 1")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.reason, back.log_tail, back.message) == ("crashed", "line 1\nline 2", "exit code 1")
+    assert str(back) == str(err)
