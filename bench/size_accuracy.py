@@ -43,12 +43,13 @@ def load_space(name: str):
     return mod
 
 
-def draw_configs(n: int, seed: int, max_bytes: int) -> list[tuple[str, dict[str, str]]]:
-    """n full-size configurations, round-robin over the spaces, predicted at most max_bytes."""
+def draw_configs(n: int, seed: int, max_bytes: int, names: tuple[str, ...] = SPACES) -> list[tuple[str, dict[str, str]]]:
+    """n full-size configurations, round-robin over the spaces, at most max_bytes of rough size
+    (bits x values). Spaces that leave the bit widths at the default get 4-8 bits in turn."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spaces = [(name, load_space(name)) for name in SPACES]
+    spaces = [(name, load_space(name)) for name in names]
     studies = {name: optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + i))
                for i, (name, _) in enumerate(spaces)}
     out: list[tuple[str, dict[str, str]]] = []
@@ -59,6 +60,8 @@ def draw_configs(n: int, seed: int, max_bytes: int) -> list[tuple[str, dict[str,
         params = mod.space(studies[name].ask())
         env = {k: str(v) for k, v in {**mod.FIXED_ENV, **params}.items() if k not in DROP}
         env["COMPRESSOR"] = COMPRESSORS[len(out) % len(COMPRESSORS)]
+        if not any(k.endswith("_BITS") for k in env):
+            env.update(dict.fromkeys(("MLP_BITS", "ATTN_BITS", "EMBED_BITS"), str(4 + tries % 5)))
         hp_layers, hp_dim = int(env.get("NUM_LAYERS", 9)), int(env.get("MODEL_DIM", 512))
         if not (7 <= hp_layers <= 13 and 384 <= hp_dim <= 768):
             continue
@@ -72,6 +75,16 @@ def draw_configs(n: int, seed: int, max_bytes: int) -> list[tuple[str, dict[str,
         if rough <= max_bytes:
             out.append((name, env))
     return out
+
+
+def guess_space(env: dict[str, str]) -> str:
+    """The space of a cached configuration written before entries recorded it."""
+    if "Q_RANK" in env:
+        return "lowrank_q"
+    if "MUON_WEIGHT_DECAY" in env:
+        return "weight_decay"
+    return "bitwidths" if "NUM_KV_HEADS" in env and "EMBED_BITS" in env and env.get("VOCAB_SIZE") == "1024" \
+        and env.get("MODEL_DIM") == "512" else "tokenizer_width_depth"
 
 
 def time_predict(env: dict[str, str], calls: int = 200) -> float:
@@ -89,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", default="", help="also write the rows to this CSV file")
     ap.add_argument("--cache", default="", help="JSON file of measured trainings: reused, and extended")
     ap.add_argument("--measure-only", action="store_true", help="train and fill --cache, predict nothing")
+    ap.add_argument("--spaces", default=",".join(SPACES), help="comma-separated space names to draw from")
+    ap.add_argument("--from-cache", action="store_true", help="report every configuration in --cache, train nothing")
     args = ap.parse_args(argv)
 
-    configs = draw_configs(args.n, args.seed, int(args.max_mb * 1e6))
     cache = json.loads(Path(args.cache).read_text()) if args.cache and Path(args.cache).exists() else {}
+    if args.from_cache:
+        configs = [(v.get("space") or guess_space(json.loads(k)), json.loads(k)) for k, v in cache.items()]
+    else:
+        configs = draw_configs(args.n, args.seed, int(args.max_mb * 1e6), tuple(args.spaces.split(",")))
     header = f"{'#':>2} {'space':<22} {'L':>2} {'d':>4} {'V':>5} {'kv':>2} {'mlp':>4} {'qr':>3} " \
              f"{'bits m/a/e':>10} {'comp':<5} {'predicted':>10} {'measured':>10} {'error':>8} {'train_s':>7}"
     print(header, flush=True)
@@ -105,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 metrics = size._short_train(env, Path(tmp) / f"c{i}", size.DEFAULT_SCRIPT, {})
                 Path(metrics["model_path"]).unlink(missing_ok=True)
-                cache[key] = {"bytes_total": metrics["bytes_total"], "train_s": time.perf_counter() - t}
+                cache[key] = {"bytes_total": metrics["bytes_total"], "train_s": time.perf_counter() - t,
+                              "space": space}
+                if args.cache and Path(args.cache).exists():  # keep what other runs added meanwhile
+                    cache = {**json.loads(Path(args.cache).read_text()), **cache}
                 if args.cache:
                     Path(args.cache).write_text(json.dumps(cache, indent=1))
             if args.measure_only:

@@ -76,7 +76,7 @@ CALIBRATION_CONFIGS: tuple[dict[str, str], ...] = (
 )
 SAMPLE_VALUES = 1 << 18  # values compressed per (role, storage) and model when calibrating
 FACTOR_MODELS = (0, 1, 4, 5)  # calibration models whose whole blobs are compressed (the slow part)
-FACTOR_BITS = (4, 6, 8, 16)   # int5/int7 factors are interpolated between their neighbours
+FACTOR_BITS = (4, 6, 8, 16)   # other int widths are interpolated between these
 
 # Fields of Hyperparameters that do not change the model's shapes (the shape cache ignores them).
 _NON_SHAPE_FIELDS = frozenset({
@@ -223,16 +223,14 @@ class Calibration:
         return _interp(points, math.log2(max(row_len, 1)))
 
     def blob_factor(self, ckey: str, storage: str, log2_values: float) -> float:
-        """Whole-blob bytes over parts compressed alone (1 before factors are measured; int5/int7
-        average their neighbours when only FACTOR_BITS were measured)."""
+        """Whole-blob bytes over parts compressed alone (1 before factors are measured; widths not in
+        FACTOR_BITS are interpolated linearly between the measured ones)."""
         tab = self.factor.get(ckey, {})
         if storage in tab:
             return _interp(tab[storage], log2_values)
-        if storage.startswith("int"):
-            b = int(storage[3:])
-            near = [f"int{b - 1}", f"int{b + 1}"]
-            if all(k in tab for k in near):
-                return sum(_interp(tab[k], log2_values) for k in near) / 2
+        measured = sorted((int(k[3:]), _interp(v, log2_values)) for k, v in tab.items() if k.startswith("int"))
+        if storage.startswith("int") and measured:  # linear in the bit width between measured widths
+            return _interp([list(p) for p in measured], float(storage[3:]))
         return 1.0
 
 
