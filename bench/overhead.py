@@ -77,7 +77,7 @@ def _cpu() -> float:
 
 
 def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: Path,
-            work: Path) -> OverheadResult:
+            work: Path, reuse_actors: bool = False) -> OverheadResult:
     """One Tune run of `trials` sleeping trials on `slots` logical CPUs."""
     import optuna
     import ray
@@ -108,7 +108,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
         tuner = tune.Tuner(
             tune.with_resources(make_replay_trainable(table, seconds=trial_seconds), trial_resources(0, 1)),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=trials, max_concurrent_trials=slots,
-                                        reuse_actors=False),
+                                        reuse_actors=reuse_actors),
             run_config=tune.RunConfig(name="overhead", storage_path=str(folder.resolve()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)))
         cpu0, t0 = _cpu(), time.time()
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, default=ROOT / "bench/grid_table.csv")
     parser.add_argument("--space", type=Path, default=ROOT / "spaces/bench_grid.py")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    parser.add_argument("--reuse-actors", action="store_true",
+                        help="let Tune reuse trial workers (search.run does not: a fresh process per trial)")
     args = parser.parse_args(argv)
     try:
         slots = [int(s) for s in args.slots.split(",") if s.strip()]
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="pgolf_overhead_") as tmp:
         for n in slots:
-            r = measure(n, n * args.trials_per_slot, args.trial_seconds, args.table, args.space, Path(tmp))
+            r = measure(n, n * args.trials_per_slot, args.trial_seconds, args.table, args.space, Path(tmp),
+                        reuse_actors=args.reuse_actors)
             print(f"{n} slots: {r.trials} trials of {r.trial_seconds:g}s, idle {r.idle_per_trial:.2f}s per trial "
                   f"between trials in a slot ({r.fraction:.1%} of trial time), driver CPU "
                   f"{r.cpu_per_trial:.3f}s per trial", flush=True)
@@ -168,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "overhead.md").write_text(
+    name = "overhead_reuse_actors.md" if args.reuse_actors else "overhead.md"
+    (args.out / name).write_text(
         "# Scheduling overhead\n\nSleeping replay trials through real Ray Tune + BudgetedOptunaSearcher "
         "(SQLite study) on this machine.\n\n" + table + "\n\nCommand: `python bench/overhead.py "
         + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n")
-    print(f"wrote {args.out / 'overhead.md'}")
+    print(f"wrote {args.out / name}")
     return 0
 
 

@@ -41,6 +41,7 @@ import random
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -313,7 +314,8 @@ def plot(problem: Problem, figures: dict[str, dict[str, Any]], n: int, path: Pat
         med = [statistics.median(col) for col in columns]
         quart = [statistics.quantiles(col, n=4, method="inclusive") if len(col) > 1 else [col[0]] * 3
                  for col in columns]
-        line, = ax.plot(xs, med, label=method, lw=2 if method.startswith("ours") else 1.3)
+        line, = ax.plot(xs, med, label=method, lw=2 if method.startswith("ours") else 1.3,
+                        ls="--" if method == "ours-exact" else "-")
         ax.fill_between(xs, [q[0] for q in quart], [q[2] for q in quart], color=line.get_color(), alpha=0.15)
     for t in THRESHOLDS:
         ax.axhline(t, color="grey", lw=0.7, ls=":")
@@ -321,7 +323,7 @@ def plot(problem: Problem, figures: dict[str, dict[str, Any]], n: int, path: Pat
     ax.set_ylabel("hypervolume / true front's")
     ax.set_ylim(0, 1.02)
     ax.set_xlim(1, n)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 95), fontsize=8)
     ax.legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
