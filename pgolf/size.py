@@ -76,7 +76,7 @@ CALIBRATION_CONFIGS: tuple[dict[str, str], ...] = (
 )
 SAMPLE_VALUES = 1 << 18  # values compressed per (role, storage) and model when calibrating
 FACTOR_MODELS = (0, 1, 4, 5)  # calibration models whose whole blobs are compressed (the slow part)
-FACTOR_BITS = (4, 6, 8, 16)   # other int widths are interpolated between these
+FACTOR_BITS = (4, 5, 6, 7, 8, 16)  # blob factors measured at these widths (others interpolated)
 
 # Fields of Hyperparameters that do not change the model's shapes (the shape cache ignores them).
 _NON_SHAPE_FIELDS = frozenset({
@@ -572,7 +572,8 @@ def _measure_rates(models, compressors, levels, log) -> tuple[dict, dict]:
     return rates, scale
 
 
-def _measure_blob_factors(models, compressors, levels, cal: "Calibration", log) -> dict:
+def _measure_blob_factors(models, compressors, levels, cal: "Calibration", log,
+                          factor_bits: tuple[int, ...] = FACTOR_BITS) -> dict:
     """Per (compressor, storage): real serialize() bytes / the parts compressed alone, against
     log2(stored values). One blob is not the sum of its tensors: in a large window the match finders
     of zstd-22 and lzma-9 spend bytes on spurious matches in low-entropy int data, and the blob
@@ -582,7 +583,7 @@ def _measure_blob_factors(models, compressors, levels, cal: "Calibration", log) 
     raw: dict[str, dict[str, list]] = {}
     for cfg, hp, state in models:
         for c in compressors:
-            for bits in FACTOR_BITS:
+            for bits in factor_bits:
                 env = {**SHORT_TRAINING, **cfg, "COMPRESSOR": c, "MLP_BITS": str(bits), "ATTN_BITS": str(bits),
                        "EMBED_BITS": str(bits)}
                 if int(cfg.get("MODEL_DIM", "512")) <= 128:
@@ -600,12 +601,12 @@ def _measure_blob_factors(models, compressors, levels, cal: "Calibration", log) 
 
 def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
               factor_models: tuple[int, ...] = FACTOR_MODELS, compressors: tuple[str, ...] = ("zstd", "lzma", "zlib"),
-              rates_from: str | Path | None = None,
+              rates_from: str | Path | None = None, factor_bits: tuple[int, ...] = FACTOR_BITS,
               log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
     """Build the calibration table from short real trainings (see the module docstring).
 
-    rates_from: reuse the per-tensor rates of an earlier table (same configs) and only re-measure
-    the blob factors (trains only the factor models)."""
+    rates_from: reuse the per-tensor rates (and the blob factors of widths not in factor_bits) of an
+    earlier table made with the same configs; only the factor models are trained again."""
     import torch
     import zstandard
 
@@ -623,8 +624,12 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
             rates, scale = _measure_rates(list(models.values()), compressors, levels, log)
             how_rates = {"made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          "seconds": round(time.time() - t_start)}
-        cal = Calibration(rates, scale, {})
-        cal.factor = _measure_blob_factors([models[i] for i in factor_models], compressors, levels, cal, log)
+        kept = {ck: {st: pts for st, pts in tab.items() if st.startswith("int") and int(st[3:]) not in factor_bits
+                     or st == "fp16" and 16 not in factor_bits}
+                for ck, tab in (old.factor.items() if rates_from else [])}
+        measured = _measure_blob_factors([models[i] for i in factor_models], compressors, levels,
+                                         Calibration(rates, scale, {}), log, factor_bits)
+        cal = Calibration(rates, scale, {ck: {**kept.get(ck, {}), **tab} for ck, tab in measured.items()})
     cal.meta = {
         "made_by": "python -m pgolf.size calibrate",
         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -634,7 +639,7 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
                 "serialize() of the factor models at every group's bits in FACTOR_BITS over the rates' prediction"),
         "rates": how_rates, "factor_seconds": round(time.time() - t_start),
         "short_training": SHORT_TRAINING, "configs": list(configs), "factor_models": list(factor_models),
-        "factor_bits": list(FACTOR_BITS),
+        "factor_bits": sorted({*factor_bits, *(old.meta.get("factor_bits", []) if rates_from else [])}),
         "versions": {"torch": torch.__version__, "zstandard": zstandard.__version__},
     }
     cal.save(out)
