@@ -20,7 +20,7 @@ import optuna
 
 FIXED_COLUMNS = [
     "number", "state", "feasible", "reason", "val_bpb", "val_loss", "bytes_total",
-    "bytes_code", "bytes_model", "predicted_bytes", "constraint", "steps", "train_seconds",
+    "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
     "gpu_seconds", "log_path", "trial_dir",
 ]
 PARAM_PREFIX = "param_"
@@ -101,6 +101,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
         "bytes_code": attrs.get("bytes_code"),
         "bytes_model": attrs.get("bytes_model"),
         "predicted_bytes": predicted,
+        "margin_bytes": attrs.get("margin_bytes"),
         "constraint": constraint_value,
         "steps": attrs.get("steps"),
         "train_seconds": attrs.get("train_seconds"),

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Sequence
 
 from search.space import SpaceError, SpaceSpec, load_space
 
@@ -58,6 +58,7 @@ class RunSummary:
     pruned_before_launch: int
     launched: int
     num_samples: int
+    margin_fraction: float = 0.0   # the size predictor's safety margin at the end
 
 
 DEFAULT_NUM_SAMPLES = 20
@@ -96,12 +97,26 @@ def default_name(spec: SpaceSpec) -> str:
     return spec.path.stem + ("-smoke" if spec.smoke else "")
 
 
-def _predictor(spec: SpaceSpec) -> Callable[[Mapping[str, str]], int]:
+LEARNER_FILE = "size_learner.json"
+
+
+def _predictor(spec: SpaceSpec, folder: Path, resume: bool):
+    """The search's byte predictor: the space's PREDICT_BYTES as is, else a `pgolf.size.SizeLearner`
+    (calibrated for our trainer, or a bytes-per-parameter fit over the space's PARAM_COUNT), reloaded
+    from `size_learner.json` on --resume so that what it learned is kept."""
     if spec.predict_bytes is not None:
         return spec.predict_bytes
-    from pgolf.size import predict_bytes
+    from pgolf.size import SizeLearner
 
-    return lambda env: predict_bytes(env, spec.script)
+    path = folder / LEARNER_FILE
+    if resume and path.is_file():
+        try:
+            learner = SizeLearner.load(path, spec.param_count)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"error: {path} cannot be loaded: {exc} (delete it: the search relearns from new trials)")
+        learner.script = str(spec.script)
+        return learner
+    return SizeLearner(script=spec.script, param_count=spec.param_count)
 
 
 def _start_ray(opts: RunOptions) -> bool:
@@ -223,6 +238,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(name, results.storage_url(folder), seed, create=not opts.resume)
+    recovered: list[int] = []
     if opts.resume:
         recovered, requeued = settle_running_trials(study, spec.budget_bytes)
         if recovered or requeued:
@@ -239,7 +255,13 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
                                  prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd()),
-        _predictor(spec), max_over_budget_in_a_row=opts.max_over_budget_in_a_row)
+        _predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
+        learner_path=folder / LEARNER_FILE)
+    if opts.resume:  # trainings that finished while the driver was down: learn from them too
+        for number in recovered:
+            frozen = study.trials[number]
+            if frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values:
+                searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
     try:
         if remaining > 0:
             from ray import tune
@@ -254,6 +276,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
             concurrent = opts.max_concurrent or _fits(spec)
             print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
                   f"{spec.budget_bytes} bytes, results in {folder}", file=out, flush=True)
+            print(_margin_line(searcher.predictor), file=out, flush=True)
             progress = ProgressPrinter(study, out=out)
             tuner = tune.Tuner(
                 tune.with_resources(train_trial, trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)),
@@ -277,7 +300,18 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
                                              "failed": snap.failed, "running": snap.running},
                       best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
                       pruned_before_launch=searcher.pruned_before_launch,
-                      launched=count_trainings(study), num_samples=num_samples)
+                      launched=count_trainings(study), num_samples=num_samples,
+                      margin_fraction=searcher.predictor.margin_fraction)
+
+
+def _margin_line(predictor) -> str:
+    """How the search prunes: the predictor and its current safety margin."""
+    if not hasattr(predictor, "observations"):
+        return "size margin: 0.0% (the space's PREDICT_BYTES, used as is)"
+    how = ("bytes-per-parameter fit over PARAM_COUNT, no pruning before it has trials"
+           if predictor.param_count is not None else "pgolf.size calibrated predictor")
+    return (f"size margin: {predictor.margin_fraction:.1%} ({how}; learned from "
+            f"{len(predictor.observations)} completed trial(s)): pruned when predicted + margin > budget")
 
 
 def print_summary(summary: RunSummary, out=sys.stdout) -> None:
@@ -288,6 +322,7 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
           f"launch this run), {c['failed']} failed, {c['running']} running; {summary.launched} trainings in total",
           file=out)
     print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s)", file=out)
+    print(f"size margin: {summary.margin_fraction:.1%} (see margin_bytes in trials.csv)", file=out)
     if summary.launched < summary.num_samples:
         print(f"{summary.num_samples - summary.launched} training(s) short of --num-samples "
               f"{summary.num_samples}: run the same command with --resume to continue", file=out)

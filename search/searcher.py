@@ -5,9 +5,13 @@ reach Optuna, a NaN result leaves the Optuna trial RUNNING forever, and a trial
 stopped by a scheduler is told COMPLETE with a partial result. This searcher
 drives the study with `ask`/`tell` itself:
 
-- every proposal's artifact bytes are predicted before launch; one over the
-  budget is told PRUNED with its violation (`set_constraint`) and never
-  reaches Ray, and the next proposal is asked for at once;
+- every proposal's artifact bytes are predicted before launch; one whose
+  prediction plus the predictor's safety margin exceeds the budget is told
+  PRUNED with its violation (`set_constraint`) and never reaches Ray, and the
+  next proposal is asked for at once;
+- a completed training's measured bytes are given back to the predictor
+  (`observe`), which refits its corrections and margin (`pgolf.size.SizeLearner`,
+  saved to `size_learner.json` in the experiment folder);
 - a finished training is told `[val_bpb, bytes_total]` with the measured
   violation `bytes_total - budget` (<= 0 feasible), so the sampler learns
   where the infeasible region lies;
@@ -22,10 +26,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -54,6 +59,40 @@ class TrialLaunch:
     nproc: int            # processes per trial (0 = plain python)
     prepare_data: bool    # --smoke: fill DATA_PATH/TOKENIZER_PATH from the bundled corpus
     cwd: Path
+
+
+class BytePredictor(Protocol):
+    """What the searcher needs from a predictor (`pgolf.size.SizeLearner`, or `FixedPredictor`)."""
+
+    margin_fraction: float
+
+    def prune(self, env: Mapping[str, str], budget: int) -> tuple[bool, int | None, int]: ...
+
+    def observe(self, env: Mapping[str, str], measured_bytes_total: int) -> float | None: ...
+
+
+class FixedPredictor:
+    """A plain `env -> bytes` function (a space's PREDICT_BYTES) used as is: no margin, nothing learned."""
+
+    margin_fraction = 0.0
+
+    def __init__(self, predict_bytes: Callable[[Mapping[str, str]], int]):
+        self.predict_bytes = predict_bytes
+
+    def prune(self, env: Mapping[str, str], budget: int) -> tuple[bool, int | None, int]:
+        predicted = int(self.predict_bytes(env))
+        return predicted > budget, predicted, 0
+
+    def observe(self, env: Mapping[str, str], measured_bytes_total: int) -> float | None:
+        return None
+
+    def save(self, path: Path) -> None:
+        """Nothing learned, nothing to save."""
+
+
+def as_predictor(predictor: "BytePredictor | Callable[[Mapping[str, str]], int]") -> BytePredictor:
+    """A learner passes through; a plain function becomes a FixedPredictor."""
+    return predictor if hasattr(predictor, "prune") else FixedPredictor(predictor)  # type: ignore[return-value]
 
 
 def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
@@ -171,13 +210,17 @@ class BudgetedOptunaSearcher(Searcher):
     """Proposes trials from an Optuna study; prunes over-budget ones before Ray sees them."""
 
     def __init__(self, spec: SpaceSpec, study: optuna.Study, launch: TrialLaunch,
-                 predict_bytes: Callable[[Mapping[str, str]], int],
-                 max_over_budget_in_a_row: int = MAX_OVER_BUDGET_IN_A_ROW):
+                 predictor: BytePredictor | Callable[[Mapping[str, str]], int],
+                 max_over_budget_in_a_row: int = MAX_OVER_BUDGET_IN_A_ROW,
+                 learner_path: Path | None = None):
+        """predictor: a `pgolf.size.SizeLearner` (prunes with its margin and learns from completed
+        trials, saved to learner_path after each), or a plain env -> bytes function (used as is)."""
         super().__init__(metric=None, mode=None)
         self.spec = spec
         self.study = study
         self.launch = launch
-        self.predict_bytes = predict_bytes
+        self.predictor = as_predictor(predictor)
+        self.learner_path = learner_path
         self.max_over_budget_in_a_row = max_over_budget_in_a_row
         self.live: dict[str, optuna.Trial] = {}
         self.aborted: str | None = None
@@ -204,17 +247,20 @@ class BudgetedOptunaSearcher(Searcher):
             trial = self.study.ask()
             try:
                 env = self._propose(trial)
-                predicted = int(self.predict_bytes(env))
+                prune, predicted, margin = self.predictor.prune(env, self.spec.budget_bytes)
             except Exception as exc:  # noqa: BLE001 - stop the search with one line
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.aborted = str(exc) if isinstance(exc, SearchAborted) else (
                     f"error: {self.spec.path}: predicting bytes failed: {type(exc).__name__}: {exc} "
                     "(check the environment the space returns, or set PREDICT_BYTES)")
                 return Searcher.FINISHED
-            _set_attrs(trial, {"predicted_bytes": predicted, "env": env})
-            if predicted > self.spec.budget_bytes:
+            # predicted None: the predictor cannot tell yet (an external script before its fit)
+            _set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
+                               else None, "env": env})
+            if prune and predicted is not None:
                 _set_attrs(trial, {"reason": "over_budget_predicted"})
-                _set_violation(trial, predicted - self.spec.budget_bytes)
+                # the violation Optuna learns from includes the margin, so it is > 0 for every pruned trial
+                _set_violation(trial, predicted + margin - self.spec.budget_bytes)
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.pruned_before_launch += 1
                 continue
@@ -233,8 +279,22 @@ class BudgetedOptunaSearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
-        record_result(self.study, trial, result, error, self.spec.budget_bytes)
+        state = record_result(self.study, trial, result, error, self.spec.budget_bytes)
+        if state == TrialState.COMPLETE:
+            self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"))  # type: ignore[union-attr]
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
+
+    def observe(self, env: Mapping[str, str], bytes_total: Any) -> None:
+        """Give a completed trial's measured bytes to the predictor and save what it learned."""
+        if not env or not isinstance(bytes_total, (int, float)):
+            return
+        try:
+            self.predictor.observe(env, int(bytes_total))
+            if self.learner_path is not None and hasattr(self.predictor, "save"):
+                self.predictor.save(self.learner_path)
+        except Exception as exc:  # noqa: BLE001 - a learner problem must not stop the trials running
+            print(f"warning: the size predictor could not learn from this trial: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
 
     def save(self, checkpoint_path: str) -> None:
         """Tune checkpoints searchers; ours keeps its state in the study, so save a pointer."""

@@ -17,9 +17,17 @@ module-level settings (all upper case):
 - `EARLY_STOPPING`    None, or a dict of ASHA settings (`grace_period`,
                       `reduction_factor`, `max_t`) to stop poor trials on
                       their intermediate `val_bpb`
-- `PREDICT_BYTES`     callable env → predicted artifact bytes (default
-                      `pgolf.size.predict`); use it for a script whose model
-                      `pgolf.size` cannot build
+- `PREDICT_BYTES`     callable env → predicted artifact bytes, used as is
+                      (no learning, no margin: for an exact or trusted
+                      predictor, e.g. `search.replay.table_predictor`)
+- `PARAM_COUNT`       callable env → parameter count (an int, or a dict of
+                      ints summed) of a script whose model `pgolf.size`
+                      cannot build: the search then fits bytes per parameter
+                      from its completed trials (`pgolf.size.SizeLearner`)
+                      and prunes with a margin from the fit's measured error.
+                      Without either, `pgolf.size`'s calibrated predictor is
+                      used, corrected from completed trials. PREDICT_BYTES
+                      and PARAM_COUNT are mutually exclusive.
 - the `--smoke` profile: `SMOKE_ENV` (overrides on top of everything, e.g.
   tiny iterations), `smoke_space(trial)` (a shrunk version of `space`),
   `SMOKE_BUDGET_BYTES`, `SMOKE_POINTS_TO_EVALUATE`, `SMOKE_SCRIPT`.
@@ -49,7 +57,7 @@ DEFAULT_GPUS_PER_TRIAL = 8
 
 KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
-    "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "SMOKE_ENV",
+    "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT",
 }
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -74,6 +82,7 @@ class SpaceSpec:
     smoke: bool
     early_stopping: dict[str, int] | None = None
     predict_bytes: Callable[[Mapping[str, str]], int] | None = None
+    param_count: Callable[[Mapping[str, str]], Any] | None = None
     smoke_env: dict[str, str] = field(default_factory=dict)
 
     def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
@@ -168,7 +177,7 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                                "add `def space(trial): return {...}` returning the trial's environment"))
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
-                                               "SCRIPT", "EARLY", "PREDICT")) and name not in KNOWN_SETTINGS:
+                                               "SCRIPT", "EARLY", "PREDICT", "PARAM")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))
@@ -207,8 +216,15 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     predict = getattr(module, "PREDICT_BYTES", None)
     if predict is not None and not callable(predict):
         raise SpaceError(_line(path, "PREDICT_BYTES is not callable", "set it to a function env -> bytes"))
+    param_count = getattr(module, "PARAM_COUNT", None)
+    if param_count is not None and not callable(param_count):
+        raise SpaceError(_line(path, "PARAM_COUNT is not callable", "set it to a function env -> parameter count"))
+    if predict is not None and param_count is not None:
+        raise SpaceError(_line(path, "sets both PREDICT_BYTES and PARAM_COUNT",
+                               "keep PREDICT_BYTES for a predictor used as is, or PARAM_COUNT to learn "
+                               "bytes per parameter from trials, not both"))
 
     return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env,
                      budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
-                     predict_bytes=predict, smoke_env=smoke_env if smoke else {})
+                     predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {})
