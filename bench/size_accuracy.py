@@ -43,9 +43,11 @@ def load_space(name: str):
     return mod
 
 
-def draw_configs(n: int, seed: int, max_bytes: int, names: tuple[str, ...] = SPACES) -> list[tuple[str, dict[str, str]]]:
+def draw_configs(n: int, seed: int, max_bytes: int, names: tuple[str, ...] = SPACES,
+                 min_dim: int = 384) -> list[tuple[str, dict[str, str]]]:
     """n full-size configurations, round-robin over the spaces, at most max_bytes of rough size
-    (bits x values). Spaces that leave the bit widths at the default get 4-8 bits in turn."""
+    (bits x values), widths of at least min_dim. Spaces that leave the bit widths at the default get
+    4-8 bits in turn."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -63,7 +65,7 @@ def draw_configs(n: int, seed: int, max_bytes: int, names: tuple[str, ...] = SPA
         if not any(k.endswith("_BITS") for k in env):
             env.update(dict.fromkeys(("MLP_BITS", "ATTN_BITS", "EMBED_BITS"), str(4 + tries % 5)))
         hp_layers, hp_dim = int(env.get("NUM_LAYERS", 9)), int(env.get("MODEL_DIM", 512))
-        if not (7 <= hp_layers <= 13 and 384 <= hp_dim <= 768):
+        if not (7 <= hp_layers <= 13 and max(384, min_dim) <= hp_dim <= 768):
             continue
         try:  # a rough filter (bits x values) so that the bench does not train far-over-budget models
             hp = tg.Hyperparameters.from_env({**size.SHORT_TRAINING, **env})
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="", help="JSON file of measured trainings: reused, and extended")
     ap.add_argument("--measure-only", action="store_true", help="train and fill --cache, predict nothing")
     ap.add_argument("--spaces", default=",".join(SPACES), help="comma-separated space names to draw from")
+    ap.add_argument("--min-dim", type=int, default=384, help="draw only widths >= this (e.g. 768)")
     ap.add_argument("--from-cache", action="store_true", help="report every configuration in --cache, train nothing")
     args = ap.parse_args(argv)
 
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_cache:
         configs = [(v.get("space") or guess_space(json.loads(k)), json.loads(k)) for k, v in cache.items()]
     else:
-        configs = draw_configs(args.n, args.seed, int(args.max_mb * 1e6), tuple(args.spaces.split(",")))
+        configs = draw_configs(args.n, args.seed, int(args.max_mb * 1e6), tuple(args.spaces.split(",")),
+                               args.min_dim)
     header = f"{'#':>2} {'space':<22} {'L':>2} {'d':>4} {'V':>5} {'kv':>2} {'mlp':>4} {'qr':>3} " \
              f"{'bits m/a/e':>10} {'comp':<5} {'predicted':>10} {'measured':>10} {'error':>8} {'train_s':>7}"
     print(header, flush=True)
