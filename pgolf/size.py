@@ -441,7 +441,7 @@ class SizeLearner:
             x = np.array([o.params for o in obs])
             y = np.array([o.measured - o.fixed for o in obs], dtype=float)
             w = 1.0 / np.maximum(y, 1.0)  # relative errors
-            cols = [x, np.ones_like(x)] if len(obs) >= 3 and np.ptp(x) > 0 else [x]
+            cols = [x, np.ones_like(x)] if np.ptp(x) > 0 else [x]  # an intercept once two sizes are seen
             a = np.stack(cols, axis=1) * w[:, None]
             coef = np.linalg.lstsq(a, y * w, rcond=None)[0]
             self.fit = (float(coef[0]), float(coef[1]) if len(coef) > 1 else 0.0)

@@ -133,3 +133,33 @@ def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path) -> Non
     study = optuna.load_study(study_name="learn", storage=storage_url(second.folder))
     for t in study.get_trials(states=(TrialState.PRUNED,)):
         assert t.user_attrs["predicted_bytes"] + t.user_attrs["margin_bytes"] > budget
+
+
+def test_external_script_param_count_fit_prunes_after_two_trials(tmp_path: Path) -> None:
+    """A space with PARAM_COUNT for a script pgolf.size cannot build (the fake trainer, whose
+    artifact is 5000 + 1000 X bytes): no pruning until two trials completed, then the fit prunes."""
+    fake = Path(__file__).resolve().parent / "scripts" / "fake_train.py"
+    space = tmp_path / "external.py"
+    space.write_text(
+        f"SCRIPT = {str(fake)!r}\nBUDGET_BYTES = 7000\nGPUS_PER_TRIAL = 0\n"
+        "FIXED_ENV = {'FAKE_STEPS': 2}\n"
+        "POINTS_TO_EVALUATE = [{'X': 0.5}, {'X': 1.5}]\n"
+        "def PARAM_COUNT(env):\n    return {'body': int(1000 * float(env['X']))}\n"
+        "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 4.0)}\n")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
+             logging_level="ERROR")
+    try:
+        summary = run_search(RunOptions(space=space, name="ext", num_samples=6, max_concurrent=1, seed=0,
+                                        results_dir=tmp_path / "results"), out=io.StringIO())
+    finally:
+        ray.shutdown()
+    saved = json.loads((summary.folder / LEARNER_FILE).read_text())
+    assert saved["external"] and len(saved["observations"]) == 6
+    study = optuna.load_study(study_name="ext", storage=storage_url(summary.folder))
+    launched = sorted((t for t in study.get_trials() if t.user_attrs.get("launched")), key=lambda t: t.number)
+    assert [t.user_attrs["predicted_bytes"] for t in launched[:2]] == [None, None]  # no fit yet: no pruning
+    for t in launched[2:]:
+        assert abs(t.user_attrs["predicted_bytes"] - t.values[1]) <= 1  # the fit is exact for this script
+        assert t.values[1] <= 7000
+    pruned = [t for t in study.get_trials() if t.user_attrs.get("reason") == "over_budget_predicted"]
+    assert pruned and all(t.user_attrs["predicted_bytes"] + t.user_attrs["margin_bytes"] > 7000 for t in pruned)
