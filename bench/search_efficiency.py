@@ -6,8 +6,10 @@ table lookup and many seeds are cheap. Strategies:
 
 - `ours`: `search.searcher.BudgetedOptunaSearcher` driven directly (a Ray Tune
   Searcher is a plain object: `suggest()` / `on_trial_complete()`), in-memory
-  Optuna storage: constrained multi-objective TPE with pre-launch pruning on
-  `pgolf.size.predict_bytes`, exactly the code `search.run` uses;
+  Optuna storage: constrained multi-objective TPE with pre-launch pruning by
+  the predictor `search.run` builds (`search.run.make_predictor`: a fresh
+  `pgolf.size.SizeLearner` per seed, pruning on prediction + its margin and
+  learning from every completed trial), exactly the code `search.run` uses;
 - `ours-exact`: the same searcher with a perfect byte predictor (the table's
   measured bytes, `search.replay.table_predictor`): what the search strategy
   achieves when pre-launch pruning makes no mistakes, apart from
@@ -46,7 +48,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,6 +59,7 @@ from optuna.trial import TrialState  # noqa: E402
 from search.front import hypervolume  # noqa: E402
 from search.replay import ReplayTable, load_table, replay_metrics, table_predictor  # noqa: E402
 from search.results import BUDGET_CONSTRAINT  # noqa: E402
+from search.run import make_predictor  # noqa: E402
 from search.searcher import BudgetedOptunaSearcher, TrialLaunch, open_study  # noqa: E402
 from search.space import SpaceSpec, load_space  # noqa: E402
 
@@ -75,7 +78,6 @@ class Problem:
     budget: int
     ref: tuple[float, float]
     true_hv: float
-    predict_bytes: Callable[[Mapping[str, str]], int]
 
     def measure(self, env: Mapping[str, str]) -> tuple[float, int]:
         row = self.table.lookup(env)
@@ -97,10 +99,7 @@ def make_problem(space: Path, table_path: Path, budget: int | None) -> Problem:
     true_hv = hypervolume(feasible, ref)
     if true_hv <= 0:
         raise SystemExit(f"error: the feasible front of {table_path} has zero hypervolume (use a larger table)")
-    from pgolf.size import predict_bytes
-
-    predict = spec.predict_bytes or (lambda env: predict_bytes(env, spec.script))
-    return Problem(spec=spec, table=table, budget=budget, ref=ref, true_hv=true_hv, predict_bytes=predict)
+    return Problem(spec=spec, table=table, budget=budget, ref=ref, true_hv=true_hv)
 
 
 @dataclass
@@ -144,8 +143,10 @@ def _enqueue_baseline(study: optuna.Study, spec: SpaceSpec) -> None:
 def run_ours(problem: Problem, seed: int, n: int, exact: bool = False) -> Run:
     """The real searcher object, driven without Ray: suggest, look up, on_trial_complete."""
     run = Run("ours-exact" if exact else "ours", seed)
-    predict = table_predictor(problem.table.path) if exact else problem.predict_bytes
     with tempfile.TemporaryDirectory(prefix="pgolf_eff_") as tmp:
+        # A fresh predictor per seed: the learner is stateful, as in a new search.
+        predict = (table_predictor(problem.table.path) if exact
+                   else make_predictor(problem.spec, Path(tmp), resume=False))
         study = open_study(f"ours-{seed}", None, seed, create=True)  # type: ignore[arg-type]
         _enqueue_baseline(study, problem.spec)
         launch = TrialLaunch(folder=Path(tmp), script=problem.spec.script, nproc=0, prepare_data=False,

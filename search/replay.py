@@ -12,9 +12,10 @@ intermediate `{val_bpb, val_loss, step}` and then every metric of the row with
 folder as the runner does, so `--resume` and `search.pareto` work unchanged.
 
 Pre-launch pruning in a replay uses the same predictor as the real search
-(`pgolf.size.predict_bytes` for our trainer, or the space's `PREDICT_BYTES`),
-never the table's measured bytes: a replay measures the searcher as it would
-behave with real trainings.
+(`search.run.make_predictor`: the space's `PREDICT_BYTES`, else a
+`pgolf.size.SizeLearner`), never the table's measured bytes unless the space
+asks for them (`PREDICT_BYTES = table_predictor(...)`): a replay measures the
+searcher as it would behave with real trainings.
 """
 
 from __future__ import annotations
@@ -195,18 +196,12 @@ def make_replay_trainable(table_path: str | Path, seconds: float = 0.0):
     return replay
 
 
-def table_predictor(table_path: str | Path, script: str | Path | None = None):
-    """Predicted bytes for pre-launch pruning in a replay, env -> int.
+def table_predictor(table_path: str | Path):
+    """The table's measured `bytes_total` as a perfect predictor, env -> int.
 
-    With `script` (our trainer), `pgolf.size.predict_bytes`: the replay prunes
-    exactly as the real search would. Without it (a table from a script
-    `pgolf.size` cannot model), the table's measured `bytes_total`: a perfect
-    predictor, so such a replay shows the search with ideal pruning; a
-    configuration the table lacks raises ReplayError (one line).
+    For a space's `PREDICT_BYTES` when replaying a table from a script that
+    `pgolf.size` cannot model: the replay then shows the search with ideal
+    pruning. A configuration the table lacks raises ReplayError (one line).
     """
-    if script is not None:
-        from pgolf.size import predict_bytes
-
-        return lambda env: predict_bytes(env, script)
     table = load_table(table_path)
     return lambda env: int(table.lookup(env)["bytes_total"])

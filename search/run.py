@@ -100,7 +100,7 @@ def default_name(spec: SpaceSpec) -> str:
 LEARNER_FILE = "size_learner.json"
 
 
-def _predictor(spec: SpaceSpec, folder: Path, resume: bool):
+def make_predictor(spec: SpaceSpec, folder: Path, resume: bool):
     """The search's byte predictor: the space's PREDICT_BYTES as is, else a `pgolf.size.SizeLearner`
     (calibrated for our trainer, or a bytes-per-parameter fit over the space's PARAM_COUNT), reloaded
     from `size_learner.json` on --resume so that what it learned is kept."""
@@ -255,7 +255,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
                                  prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd()),
-        _predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
+        make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
         learner_path=folder / LEARNER_FILE)
     if opts.resume:  # trainings that finished while the driver was down: learn from them too
         for number in recovered:
