@@ -261,17 +261,12 @@ class Prediction:
     compressor: str = ""
 
 
-@lru_cache(maxsize=64)
-def _file_size(path: str, mtime: float) -> int:
-    return os.path.getsize(path)
-
-
 def code_bytes(script: str | Path | None = None) -> int:
     """Bytes of the training script (the artifact's code bytes)."""
     p = Path(script or DEFAULT_SCRIPT)
     if not p.is_file():
         raise ValueError(f"training script {p} not found; pass the path of the script the search runs")
-    return _file_size(str(p), p.stat().st_mtime)
+    return p.stat().st_size
 
 
 def predict(env: Mapping[str, str], script: str | Path | None = None,

@@ -124,7 +124,3 @@ class ShardSequenceWriter:
         if self._buffered or not self.counts:
             self._flush(self._buffered)
         return self.counts
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values()) + self._buffered
