@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 from search import front as frontlib
 from search.results import PARAM_PREFIX, read_experiment, read_trials_csv
+from search.space import DEFAULT_BUDGET_BYTES
 
-DEFAULT_BUDGET = 16_000_000
 FORMATS = ("text", "csv", "json", "markdown")
 REQUIRED_IF_EMPTY = ("number", "state", "val_bpb", "bytes_total")  # a header-only trials.csv is fine
 
@@ -161,7 +161,7 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
         raise ParetoError("no experiment given; pass at least one results/<name> folder")
     notes: list[str] = []
     if budget is None:
-        budgets = sorted({int(e.meta.get("budget_bytes") or DEFAULT_BUDGET) for e in experiments})
+        budgets = sorted({int(e.meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES) for e in experiments})
         budget = budgets[0]
         if len(budgets) > 1:
             notes.append(f"experiments have different budgets {budgets}; using the smallest, {budget} (override with --budget)")

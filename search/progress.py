@@ -17,6 +17,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
 
+from search.front import non_dominated
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -46,7 +48,7 @@ def snapshot(study: optuna.Study) -> Snapshot:
     feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values
                 and all(v <= 0 for v in t.constraints.values())]
     best = min(feasible, key=lambda t: t.values[0], default=None)
-    front = study.best_trials if feasible else []
+    front = non_dominated([(t.values[0], t.values[1]) for t in feasible])
     return Snapshot(count[TrialState.COMPLETE], count[TrialState.RUNNING], count[TrialState.PRUNED],
                     count[TrialState.FAIL], best.values[0] if best else None,
                     best.number if best else None, len(front))
@@ -62,7 +64,7 @@ class ProgressPrinter(Callback):
         self.every = every
         self.clock = clock
         self.start = clock()
-        self._last_line = ""
+        self._last_line = ""  # the last line printed, at elapsed 0: tells a change from a tick
         self._last_time = 0.0
 
     def __getstate__(self) -> dict:
@@ -83,9 +85,8 @@ class ProgressPrinter(Callback):
             return
         self._last_time = now
         snap = snapshot(self.study)
-        body = snap.line(0)[8:]
-        if body != self._last_line:
-            self._last_line = body
+        if snap.line(0) != self._last_line:
+            self._last_line = snap.line(0)
             print(snap.line(now - self.start), file=self.out, flush=True)
 
     def on_step_end(self, iteration, trials, **info) -> None:

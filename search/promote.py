@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search.results import read_experiment
+from search.space import DEFAULT_BUDGET_BYTES
 
 MIN_GAIN_NATS = 0.005
 ALPHA = 0.01
 DEFAULT_OUT = Path("records/track_10min_16mb")
-DEFAULT_BUDGET = 16_000_000
 UPSTREAM_DEFAULT_SEED = 1337
 # Keys the runner adds to env.json; a rerun gets its own.
 RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES", "RUN_ID")
@@ -239,7 +239,7 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         experiment_dir=exp_dir, trial=args.trial, seeds=seeds, script=script, env=env,
         gpus_per_trial=0 if smoke else int(meta.get("gpus_per_trial") or 0),
         cpus_per_trial=args.cpus_per_trial, smoke=smoke,
-        budget_bytes=int(meta.get("budget_bytes") or DEFAULT_BUDGET),
+        budget_bytes=int(meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES),
         record_dir=record_dir, work_dir=(exp_dir / "promote" / f"trial{args.trial}-{stamp}").resolve(),
         against_bpb=args.against, author=args.author or _git_user(), github_id=args.github_id or "unknown",
         name=name, blurb=args.blurb or "", hardware=args.hardware, experiment_name=str(meta.get("name") or exp_dir.name),
@@ -287,20 +287,14 @@ def seed_dirname(trial: Any) -> str:
 def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | None = None,
               num_gpus: int | None = None) -> None:
     """All seeds as one Tune run; Ray runs as many at once as the cluster's resources allow."""
-    import ray
     from ray import tune
 
-    from search.runner import trial_resources
+    from search.runner import ClusterError, start_ray, trial_resources
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-        kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     object_store_memory=200 * 1024**2 if cfg.smoke else None, **kwargs)
+    try:
+        start_ray(address, num_cpus, num_gpus, object_store_memory=200 * 1024**2 if cfg.smoke else None)
+    except ClusterError as exc:
+        raise PromoteError(str(exc)) from None
     nproc = 0 if cfg.smoke else cfg.gpus_per_trial
     trainable = tune.with_resources(seed_trainable, trial_resources(cfg.gpus_per_trial, cfg.cpus_per_trial))
     param_space = {

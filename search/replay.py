@@ -20,7 +20,6 @@ searcher as it would behave with real trainings.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -29,7 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-PARAM_PREFIX = "param_"
+from search.results import PARAM_PREFIX
+from search.results import read_trials_csv as read_table  # any CSV results table, not only trials.csv
+
 REQUIRED_COLUMNS = ("val_bpb", "bytes_total")
 # Columns reported as numbers when present (anything else that parses as a number is too).
 _INT_COLUMNS = ("bytes_total", "bytes_code", "bytes_model", "steps", "params_total")
@@ -37,12 +38,6 @@ _INT_COLUMNS = ("bytes_total", "bytes_code", "bytes_model", "steps", "params_tot
 
 class ReplayError(ValueError):
     """A replay table problem or a configuration the table lacks (one line)."""
-
-
-def read_table(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a CSV results table as dicts of strings."""
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def normalize(value: Any) -> str:

@@ -9,12 +9,13 @@ truth; `trials.csv` is a flat view of it, rewritten whenever a trial ends.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import optuna
 
@@ -26,7 +27,6 @@ FIXED_COLUMNS = [
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
 BUDGET_CONSTRAINT = "bytes_over_budget"
-REASONS = ("over_budget_predicted", "early_stopped", "crashed", "nan_loss", "interrupted")
 
 
 @dataclass
@@ -121,13 +121,12 @@ def write_trials_csv(study: optuna.Study, folder: str | Path, budget_bytes: int)
     rows = [trial_row(t, budget_bytes) for t in study.get_trials(deepcopy=False)
             if t.state != optuna.trial.TrialState.WAITING]
     params = sorted({k for row in rows for k in row if k.startswith(PARAM_PREFIX)})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=FIXED_COLUMNS + params, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
     path = Path(folder) / "trials.csv"
-    tmp = path.with_suffix(f".csv.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIXED_COLUMNS + params, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    _atomic_write(path, text.getvalue())
     return path
 
 
@@ -144,13 +143,3 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def iter_params(rows: Iterable[dict[str, str]]) -> list[str]:
-    """Parameter names (without prefix) that appear in trials.csv rows."""
-    names: list[str] = []
-    for row in rows:
-        for key in row:
-            if key.startswith(PARAM_PREFIX) and key[len(PARAM_PREFIX):] not in names:
-                names.append(key[len(PARAM_PREFIX):])
-    return names

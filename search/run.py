@@ -10,7 +10,6 @@ in `study.db` is the source of truth, which is what `--resume` continues from.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -121,31 +120,12 @@ def make_predictor(spec: SpaceSpec, folder: Path, resume: bool):
 
 def _start_ray(opts: RunOptions) -> bool:
     """Join or start a Ray cluster; True when this call started it (and must shut it down)."""
-    import ray
+    from search.runner import ClusterError, start_ray
 
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
-    if opts.address:
-        # `ray start` enables token authentication (Ray >= 2.59) but a driver joining by address
-        # only sends the token when told to: do so whenever a token is at hand.
-        if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                or (Path.home() / ".ray" / "auth_token").is_file()):
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        try:
-            ray.init(address=opts.address, **kwargs)
-        except (ConnectionError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunError(f"error: cannot join the Ray cluster at {opts.address}: {first[:200]} (start it with "
-                           "`ray start --head`, check the address, and the token in ~/.ray/auth_token or "
-                           "RAY_AUTH_TOKEN)") from None
-    else:
-        ray.init(num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False,
-                 object_store_memory=opts.object_store_memory, **kwargs)
-    return True
+    try:
+        return start_ray(opts.address, opts.num_cpus, opts.num_gpus, opts.object_store_memory)
+    except ClusterError as exc:
+        raise RunError(f"error: {exc}") from None
 
 
 def _fits(spec: SpaceSpec) -> int:
@@ -234,7 +214,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
 
     from search.progress import ProgressPrinter, snapshot
     from search.searcher import (BudgetedOptunaSearcher, TrialLaunch, count_trainings, open_study,
-                                 settle_running_trials)
+                                 enqueue_seed_points, settle_running_trials)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(name, results.storage_url(folder), seed, create=not opts.resume)
@@ -245,8 +225,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
             print(f"resume: {len(recovered)} finished trial(s) recovered from their folders, "
                   f"{len(requeued)} interrupted trial(s) queued to run again", file=out, flush=True)
     else:
-        for point in spec.points_to_evaluate:
-            study.enqueue_trial(point, user_attrs={"seed_point": True})
+        enqueue_seed_points(study, spec)
     results.write_trials_csv(study, folder, spec.budget_bytes)
 
     done_before = count_trainings(study)
@@ -257,9 +236,10 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
                                  prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd()),
         make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
         learner_path=folder / LEARNER_FILE)
-    if opts.resume:  # trainings that finished while the driver was down: learn from them too
+    if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
+        trials = study.get_trials(deepcopy=False)
         for number in recovered:
-            frozen = study.trials[number]
+            frozen = trials[number]
             if frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values:
                 searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
     try:

@@ -45,6 +45,43 @@ class TrainingFailed(RuntimeError):
         return (TrainingFailed, (self.reason, self.log_tail, self.message))
 
 
+class ClusterError(RuntimeError):
+    """The Ray cluster at an address cannot be joined (one-line message, no `error:` prefix)."""
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+              object_store_memory: int | None = None) -> bool:
+    """Join the cluster at `address`, or start an embedded one; True when this call started Ray.
+
+    Ray's own console output is quietened: the search prints its own progress.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    if address:
+        # `ray start` enables token authentication (Ray >= 2.59) but a driver joining by address
+        # only sends the token when told to: do so whenever a token is at hand.
+        if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file()):
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {first[:200]} (start it with "
+                               "`ray start --head`, check the address, and the token in ~/.ray/auth_token or "
+                               "RAY_AUTH_TOKEN)") from None
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 object_store_memory=object_store_memory, **kwargs)
+    return True
+
+
 def trial_resources(gpus_per_trial: int, cpus_per_trial: int = 1):
     """What to pass to `tune.with_resources` for one trial (one bundle, one node)."""
     from ray.tune import PlacementGroupFactory

@@ -118,6 +118,12 @@ def open_study(name: str, storage: str, seed: int | None, create: bool) -> optun
     return study
 
 
+def enqueue_seed_points(study: optuna.Study, spec: SpaceSpec) -> None:
+    """Queue the space's POINTS_TO_EVALUATE (e.g. the baseline) to be proposed first."""
+    for point in spec.points_to_evaluate:
+        study.enqueue_trial(point, user_attrs={"seed_point": True})
+
+
 def _set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
         if isinstance(value, float) and not math.isfinite(value):
