@@ -84,8 +84,9 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     from ray import tune
 
     from search.replay import make_replay_trainable
-    from search.runner import trial_resources
-    from search.searcher import BudgetedOptunaSearcher, TrialLaunch, open_study
+    from search.run import LEARNER_FILE, make_predictor
+    from search.runner import start_ray, trial_resources
+    from search.searcher import BudgetedOptunaSearcher, TrialLaunch, enqueue_seed_points, open_study
     from search.space import load_space
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -93,17 +94,12 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     folder = work / f"slots{slots}"
     folder.mkdir(parents=True)
     study = open_study(f"overhead{slots}", f"sqlite:///{folder / 'study.db'}", seed=0, create=True)
-    for point in spec.points_to_evaluate:
-        study.enqueue_trial(point, user_attrs={"seed_point": True})
-    from pgolf.size import predict_bytes
-
-    predict = spec.predict_bytes or (lambda env: predict_bytes(env, spec.script))
+    enqueue_seed_points(study, spec)
+    predict = make_predictor(spec, folder, resume=False)  # what search.run builds (size learner + margin)
     searcher = BudgetedOptunaSearcher(spec, study, TrialLaunch(folder=folder, script=spec.script, nproc=0,
-                                                               prepare_data=False, cwd=ROOT), predict)
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=slots, include_dashboard=False, object_store_memory=200 * 1024 ** 2,
-             log_to_driver=False, logging_level="ERROR", configure_logging=True)
+                                                               prepare_data=False, cwd=ROOT), predict,
+                                       learner_path=folder / LEARNER_FILE)
+    start_ray(num_cpus=slots, object_store_memory=200 * 1024 ** 2)
     try:
         tuner = tune.Tuner(
             tune.with_resources(make_replay_trainable(table, seconds=trial_seconds), trial_resources(0, 1)),

@@ -56,11 +56,11 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from search.front import hypervolume  # noqa: E402
+from search.front import hypervolume, hypervolume_history  # noqa: E402
 from search.replay import ReplayTable, load_table, replay_metrics, table_predictor  # noqa: E402
 from search.results import BUDGET_CONSTRAINT  # noqa: E402
 from search.run import make_predictor  # noqa: E402
-from search.searcher import BudgetedOptunaSearcher, TrialLaunch, open_study  # noqa: E402
+from search.searcher import BudgetedOptunaSearcher, TrialLaunch, enqueue_seed_points, open_study  # noqa: E402
 from search.space import SpaceSpec, load_space  # noqa: E402
 
 METHODS = ("ours", "ours-exact", "tpe", "nsga2", "random", "greedy")
@@ -113,14 +113,10 @@ class Run:
 
     def ratios(self, problem: Problem, n: int) -> list[float]:
         """Hypervolume ratio after 1..n trainings (the last value carries on past the run's end)."""
-        seen: list[tuple[float, float]] = []
-        out, current = [], 0.0
-        for val_bpb, total in self.trainings[:n]:
-            if problem.feasible(total):
-                seen.append((val_bpb, float(total)))
-                current = hypervolume(seen, problem.ref) / problem.true_hv
-            out.append(current)
-        return out + [current] * (n - len(out))
+        history = hypervolume_history([(v, float(t)) if problem.feasible(t) else None
+                                       for v, t in self.trainings[:n]], problem.ref)
+        out = [h / problem.true_hv for h in history]
+        return out + [out[-1] if out else 0.0] * (n - len(out))
 
     def infeasible(self, n: int, problem: Problem) -> int:
         return sum(1 for _, total in self.trainings[:n] if not problem.feasible(total))
@@ -128,16 +124,6 @@ class Run:
     def best_feasible(self, n: int, problem: Problem) -> float:
         values = [v for v, total in self.trainings[:n] if problem.feasible(total)]
         return min(values) if values else math.nan
-
-
-def _quiet_study(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-    return study
-
-
-def _enqueue_baseline(study: optuna.Study, spec: SpaceSpec) -> None:
-    for point in spec.points_to_evaluate:
-        study.enqueue_trial(point, user_attrs={"seed_point": True})
 
 
 def run_ours(problem: Problem, seed: int, n: int, exact: bool = False) -> Run:
@@ -148,7 +134,7 @@ def run_ours(problem: Problem, seed: int, n: int, exact: bool = False) -> Run:
         predict = (table_predictor(problem.table.path) if exact
                    else make_predictor(problem.spec, Path(tmp), resume=False))
         study = open_study(f"ours-{seed}", None, seed, create=True)  # type: ignore[arg-type]
-        _enqueue_baseline(study, problem.spec)
+        enqueue_seed_points(study, problem.spec)
         launch = TrialLaunch(folder=Path(tmp), script=problem.spec.script, nproc=0, prepare_data=False,
                              cwd=ROOT)
         searcher = BudgetedOptunaSearcher(problem.spec, study, launch, predict)
@@ -175,8 +161,8 @@ def run_optuna(method: str, problem: Problem, seed: int, n: int) -> Run:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         raise ValueError(f"unknown Optuna method {method!r}")
-    study = _quiet_study(sampler)
-    _enqueue_baseline(study, problem.spec)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    enqueue_seed_points(study, problem.spec)
     run = Run(method, seed)
     for _ in range(n):
         trial = study.ask()
@@ -274,14 +260,14 @@ def _median_count(values: list[float]) -> str:
     return f"{text} ({reached}/{len(values)})"
 
 
-def summarize(problem: Problem, runs: dict[str, list[Run]], n: int) -> tuple[str, dict[str, dict[str, Any]]]:
-    """The markdown table and the raw figures per method."""
+def summarize(problem: Problem, runs: dict[str, list[Run]], n: int) -> tuple[str, dict[str, list[list[float]]]]:
+    """The markdown table, and each method's hypervolume-ratio curves (one per seed) for the plot."""
     checkpoints = [c for c in CHECKPOINTS if c <= n] or [n]
     header = (["method"] + [f"HV ratio @{c}" for c in checkpoints]
               + [f"trainings to {t}" for t in THRESHOLDS]
               + ["infeasible trainings", "pruned before launch", "best feasible val_bpb"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    figures: dict[str, dict[str, Any]] = {}
+    all_curves: dict[str, list[list[float]]] = {}
     for method, method_runs in runs.items():
         curves = [r.ratios(problem, n) for r in method_runs]
         at = {c: statistics.median(curve[c - 1] for curve in curves) for c in checkpoints}
@@ -289,19 +275,17 @@ def summarize(problem: Problem, runs: dict[str, list[Run]], n: int) -> tuple[str
         infeasible = [r.infeasible(n, problem) for r in method_runs]
         pruned = [r.pruned_before_launch for r in method_runs]
         best = [r.best_feasible(n, problem) for r in method_runs]
-        used = [len(r.trainings[:n]) for r in method_runs]
-        figures[method] = {"at": at, "to": to, "infeasible": infeasible, "best": best, "curves": curves,
-                           "used": used}
+        all_curves[method] = curves
         cells = ([method] + [f"{at[c]:.3f}" for c in checkpoints]
                  + [_median_count(to[t]) for t in THRESHOLDS]
                  + [f"{statistics.median(infeasible):.0f} (max {max(infeasible)})",
                     f"{statistics.median(pruned):.0f}",
                     f"{statistics.median(best):.4f} (best {min(best):.4f})"])
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), figures
+    return "\n".join(lines), all_curves
 
 
-def plot(problem: Problem, figures: dict[str, dict[str, Any]], n: int, path: Path, title: str) -> None:
+def plot(problem: Problem, all_curves: dict[str, list[list[float]]], n: int, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,8 +293,7 @@ def plot(problem: Problem, figures: dict[str, dict[str, Any]], n: int, path: Pat
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     xs = list(range(1, n + 1))
-    for method, fig_data in figures.items():
-        curves = fig_data["curves"]
+    for method, curves in all_curves.items():
         columns = list(zip(*curves))
         med = [statistics.median(col) for col in columns]
         quart = [statistics.quantiles(col, n=4, method="inclusive") if len(col) > 1 else [col[0]] * 3
@@ -358,14 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"table {args.table}: {len(problem.table)} configurations, {feasible} feasible under "
           f"{problem.budget} bytes ({len(problem.table) - feasible} infeasible); reference point "
           f"({problem.ref[0]:.4f}, {problem.budget})", flush=True)
-    choices = _grid_choices(problem.spec)
+    choices = _grid_choices(problem.spec) if "greedy" in methods else {}
     runs: dict[str, list[Run]] = {}
     for method in methods:
         start = time.time()
         runs[method] = [run_method(method, problem, seed, args.trainings, choices) for seed in range(args.seeds)]
         print(f"  {method}: {args.seeds} seeds in {time.time() - start:.1f}s", flush=True)
 
-    table, figures = summarize(problem, runs, args.trainings)
+    table, all_curves = summarize(problem, runs, args.trainings)
     note = (f"{len(problem.table)} configurations of {args.space.name} ({feasible} feasible under "
             f"{problem.budget} bytes), {args.seeds} seeds x {args.trainings} trainings; medians over seeds, "
             "(k/N) = seeds that reached the threshold")
@@ -378,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     md.write_text("# Search efficiency on the tabular benchmark\n\n" + note + "\n\n" + table + "\n\n"
                   "Command: `python bench/search_efficiency.py " + " ".join(argv or sys.argv[1:]) + "`\n")
     png = args.out / "search_efficiency.png"
-    plot(problem, figures, args.trainings, png, note)
+    plot(problem, all_curves, args.trainings, png, note)
     print(f"wrote {md} and {png}")
     return 0
 
