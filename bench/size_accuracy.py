@@ -127,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             if key not in cache:
                 t = time.perf_counter()
                 metrics = size._short_train(env, Path(tmp) / f"c{i}", size.DEFAULT_SCRIPT, {})
+                header = size.read_container_header(Path(metrics["model_path"]))
                 Path(metrics["model_path"]).unlink(missing_ok=True)
                 cache[key] = {"bytes_total": metrics["bytes_total"], "train_s": time.perf_counter() - t,
-                              "space": space}
+                              "space": space, "frames": header["frames"],
+                              "tensors": [r[:2] + r[4:5] for r in header["tensors"]]}
                 if args.cache and Path(args.cache).exists():  # keep what other runs added meanwhile
                     cache = {**json.loads(Path(args.cache).read_text()), **cache}
                 if args.cache:

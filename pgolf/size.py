@@ -10,15 +10,18 @@ How `predict(env)` works (our trainer, `pgolf/train_gpt.py`):
   `Hyperparameters.from_env(env)`, so every state-dict entry's shape is exact;
 - each entry gets the stored form `quantize_state_dict` gives it (per-row int<b> values with one
   fp16 scale per row, fp16 small tensors, fp32 control tensors);
-- each stored form costs a *measured* number of compressed bytes per value, looked up in the
-  calibration table `pgolf/size_calibration.json` by (compressor:level, storage, tensor role,
-  row length), interpolated in log2(row length). The table is made by `python -m pgolf.size
-  calibrate`: short real CPU trainings of the trainer, whose weights are quantized at every bit
-  width and compressed with every compressor, each tensor alone;
-- one blob is not the sum of its tensors compressed alone (the container, and in a large window
-  the match finders of zstd-22/lzma-9 spend bytes on spurious matches in low-entropy int data), so
-  each stored form's bytes are multiplied by a measured blob factor per (compressor, storage),
-  interpolated in log2(stored values): real `serialize()` of calibration models over the parts;
+- the trainer's container compresses every quantized tensor alone, all row scales in one frame and
+  the float tensors in one frame per dtype, behind a JSON header (`tg.frame_layout`). The header is
+  rebuilt here from the exact layout (exact up to the digits of the frame lengths), and each frame
+  costs the compressor's fixed frame overhead plus its values;
+- each stored value costs a *measured* number of compressed bytes, looked up in the calibration
+  table `pgolf/size_calibration.json` by (compressor:level, storage, tensor role, row length),
+  interpolated in log2(row length). The table is made by `python -m pgolf.size calibrate`: short
+  real CPU trainings of the trainer, whose weights are quantized at every bit width and compressed
+  with every compressor, strided row samples of each role alone;
+- a whole frame is not exactly its row sample scaled up, so each frame's bytes are multiplied by a
+  measured frame factor per (compressor, frame kind), interpolated in log2(frame values): real
+  `serialize()` frames of calibration models over the rates' prediction;
 - code bytes are the script's size.
 
 `SizeLearner` wraps it for a search: `observe(env, measured_bytes_total)` after each completed
@@ -49,6 +52,7 @@ from typing import Callable, Mapping
 DEFAULT_SCRIPT = Path(__file__).with_name("train_gpt.py")
 CALIBRATION_PATH = Path(__file__).with_name("size_calibration.json")
 GROUPS = ("embed", "attn", "mlp", "other")
+CONTAINER_FORMAT = "pgolf-rowquant-v2"  # tg.quantize_state_dict's "format" (it is in the header)
 QUANT_BITS = (4, 5, 6, 7, 8)
 
 # The short CPU training used both to calibrate and to check the prediction (bench/size_accuracy.py).
@@ -75,8 +79,10 @@ CALIBRATION_CONFIGS: tuple[dict[str, str], ...] = (
      "MLP_MULT": "3"},
 )
 SAMPLE_VALUES = 1 << 18  # values compressed per (role, storage) and model when calibrating
-FACTOR_MODELS = (0, 1, 4, 5)  # calibration models whose whole blobs are compressed (the slow part)
-FACTOR_BITS = (4, 5, 6, 7, 8, 16)  # blob factors measured at these widths (others interpolated)
+FACTOR_MODELS = (0, 1, 4, 5)  # calibration models whose whole model files are written (the slow part)
+LR_MODELS = (0, 1, 2)  # calibration models also trained at the MATRIX_LR points (full-size roles)
+LR_POINTS = (0.01, 0.1)  # MATRIX_LR range of the shipped spaces (the default 0.04 is the reference)
+FACTOR_BITS = (4, 5, 6, 7, 8, 16)  # frame factors measured at these widths (others interpolated)
 
 # Fields of Hyperparameters that do not change the model's shapes (the shape cache ignores them).
 _NON_SHAPE_FIELDS = frozenset({
@@ -103,6 +109,7 @@ class Entry:
     shape: tuple[int, ...]
     storage: str
     itemsize: int = 0
+    dtype: str = "float32"  # the trained tensor's dtype (the container's header records it)
 
     @property
     def numel(self) -> int:
@@ -120,23 +127,13 @@ def tensor_role(name: str, tied: bool = True) -> str:
     return role + "@untied" if role == "tok_emb.weight" and not tied else role
 
 
-def storage_of(name: str, shape: tuple[int, ...], is_float: bool, hp, tg) -> str:
-    """The stored form `tg.quantize_state_dict` gives this entry (checked against it in the tests)."""
-    bits = tg.group_bits(name, hp)
-    if is_float and any(part in name for part in tg.CONTROL_NAME_PARTS):
-        return "fp32"
-    if is_float and len(shape) == 2 and math.prod(shape) > hp.keep_float_max_numel and bits != 16:
-        return f"int{bits}"
-    return "fp16" if is_float else "raw"
-
-
 def _shape_key(hp) -> tuple:
     return tuple(sorted((k, v) for k, v in asdict(hp).items() if k not in _NON_SHAPE_FIELDS))
 
 
 @lru_cache(maxsize=512)
-def _model_shapes(key: tuple) -> tuple[tuple[str, tuple[int, ...], bool, int], ...]:
-    """(name, shape, is_float, itemsize) of every state-dict entry, from the trainer's own model on `meta`."""
+def _model_shapes(key: tuple) -> tuple[tuple[str, tuple[int, ...], bool, int, str], ...]:
+    """(name, shape, is_float, itemsize, dtype) of every state-dict entry, from the trainer's own model on `meta`."""
     import torch
 
     import pgolf.train_gpt as tg
@@ -144,7 +141,8 @@ def _model_shapes(key: tuple) -> tuple[tuple[str, tuple[int, ...], bool, int], .
     hp = tg.Hyperparameters(**dict(key))
     with torch.device("meta"):
         model = tg.build_model(hp)
-    return tuple((n, tuple(t.shape), t.is_floating_point(), t.element_size()) for n, t in model.state_dict().items())
+    return tuple((n, tuple(t.shape), t.is_floating_point(), t.element_size(), str(t.dtype).removeprefix("torch."))
+                 for n, t in model.state_dict().items())
 
 
 def stored_entries(hp) -> list[Entry]:
@@ -152,8 +150,64 @@ def stored_entries(hp) -> list[Entry]:
     import pgolf.train_gpt as tg
 
     return [Entry(n, tensor_role(n, hp.tie_embeddings), tg.param_group(n), shape,
-                  storage_of(n, shape, is_float, hp, tg), itemsize)
-            for n, shape, is_float, itemsize in _model_shapes(_shape_key(hp))]
+                  tg.storage_kind(n, shape, is_float, hp), itemsize, dtype)
+            for n, shape, is_float, itemsize, dtype in _model_shapes(_shape_key(hp))]
+
+
+def read_container_header(path: str | Path) -> dict:
+    """The JSON header of a model file the trainer wrote (its records and frame lengths)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head[:4] != b"PGF1":
+            raise ValueError(f"{path} is not a pgolf model file (no PGF1 header)")
+        return json.loads(f.read(int.from_bytes(head[4:8], "little")))
+
+
+def _layout_model(entries: list[Entry]) -> dict:
+    """A data-free stand-in (meta tensors) for `tg.quantize_state_dict`'s result: same names, parts,
+    dtypes, shapes and order, so `tg.frame_layout`/`tg.container_header` give the real layout."""
+    import torch
+
+    quant, floats = {}, {}
+    for e in entries:
+        if e.storage.startswith("int"):
+            quant[e.name] = {"q": torch.empty(e.shape, dtype=torch.int8, device="meta"),
+                             "scale": torch.empty(e.shape[0], dtype=torch.float16, device="meta"),
+                             "bits": int(e.storage[3:])}
+        else:
+            dt = {"fp32": torch.float32, "fp16": torch.float16}.get(e.storage) or getattr(torch, e.dtype)
+            floats[e.name] = torch.empty(e.shape, dtype=dt, device="meta")
+    return {"format": CONTAINER_FORMAT, "quant": quant, "float": floats, "dtypes": {e.name: e.dtype for e in entries}}
+
+
+@lru_cache(maxsize=512)
+def _layout(key: tuple) -> tuple[dict[str, Entry], dict, list[list], list[int]]:
+    """(entries, data-free model, container records, values per frame) of an architecture at its
+    widths (cached: building the layout is most of a prediction's cost)."""
+    import pgolf.train_gpt as tg
+
+    hp = tg.Hyperparameters(**dict(key))
+    entries = {e.name: e for e in stored_entries(hp)}
+    model_obj = _layout_model(list(entries.values()))
+    records, frames = tg.frame_layout(model_obj)
+    return entries, model_obj, records, [sum(t.numel() for t in ts) for ts in frames]
+
+
+def _layout_key(hp) -> tuple:
+    keep = ("mlp_bits", "attn_bits", "embed_bits", "keep_float_max_numel")
+    return tuple(sorted({**dict(_shape_key(hp)), **{k: getattr(hp, k) for k in keep}}.items()))
+
+
+def muon_updated(e: Entry) -> bool:
+    """Whether the trainer's Muon optimizer trains this entry (MATRIX_LR applies): the rule of
+    `tg.build_optimizers`, checked against it in the tests."""
+    return (len(e.shape) == 2 and not e.name.startswith(("tok_emb.", "bigram.table.", "lm_head."))
+            and e.storage != "fp32")
+
+
+def frame_kind(part: str, storage: str) -> str:
+    """The factor key of a frame: its tensors' storage (`int6`, `fp16`, `fp32`, `raw`) or `scale`."""
+    return "scale" if part == "scale" else storage
 
 
 # ----------------------------------------------------------------------------- calibration table
@@ -183,13 +237,17 @@ class Calibration:
     """Measured compressed bytes per stored value, per `compressor:level`.
 
     rates[ckey][storage][role] = sorted [log2(row length), bytes per value] points (role `*` pools
-    all roles); scale[ckey][storage] = bytes per fp16 row scale; factor[ckey][storage] = sorted
-    [log2(stored values), whole blob / parts compressed alone] points.
+    all roles; the frame overhead excluded); scale[ckey][storage] = bytes per fp16 row scale;
+    factor[ckey][kind] = sorted [log2(frame values), real frame / predicted frame] points (kind: a
+    storage or `scale`); overhead[ckey] = bytes of an empty frame; lr_factor[ckey][storage] = sorted
+    [log2(MATRIX_LR), bytes per Muon-trained value / those at the default MATRIX_LR] points.
     """
 
     rates: dict[str, dict[str, dict[str, list[list[float]]]]]
     scale: dict[str, dict[str, float]]
     factor: dict[str, dict[str, list[list[float]]]]
+    overhead: dict[str, int] = field(default_factory=dict)
+    lr_factor: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
     @classmethod
@@ -198,11 +256,17 @@ class Calibration:
         if not p.is_file():
             raise ValueError(f"size calibration table {p} is missing; rebuild it with `python -m pgolf.size calibrate`")
         data = json.loads(p.read_text(encoding="utf-8"))
-        return cls(rates=data["rates"], scale=data["scale"], factor=data.get("factor", {}), meta=data.get("meta", {}))
+        if "overhead" not in data:
+            raise ValueError(f"size calibration table {p} predates the framed model container; rebuild it with "
+                             f"`python -m pgolf.size calibrate`")
+        return cls(rates=data["rates"], scale=data["scale"], factor=data.get("factor", {}),
+                   overhead=data["overhead"], lr_factor=data.get("lr_factor", {}), meta=data.get("meta", {}))
 
     def save(self, path: str | Path = CALIBRATION_PATH) -> None:
         Path(path).write_text(json.dumps({"meta": self.meta, "rates": self.rates, "scale": self.scale,
-                                          "factor": self.factor}, indent=1) + "\n", encoding="utf-8")
+                                          "factor": self.factor, "overhead": self.overhead,
+                                          "lr_factor": self.lr_factor}, indent=1) + "\n",
+                              encoding="utf-8")
 
     def compressor_key(self, compressor: str, level: int) -> str:
         """The table's key for this compressor: the exact level if calibrated, else its nearest level."""
@@ -222,15 +286,21 @@ class Calibration:
         points = by_role.get(role) or by_role["*"]
         return _interp(points, math.log2(max(row_len, 1)))
 
-    def blob_factor(self, ckey: str, storage: str, log2_values: float) -> float:
-        """Whole-blob bytes over parts compressed alone (1 before factors are measured; widths not in
+    def lr_factor_of(self, ckey: str, storage: str, matrix_lr: float) -> float:
+        """Bytes of Muon-trained values at this MATRIX_LR over those at the calibration's default
+        (a short training moves weights further from their init at a larger rate)."""
+        points = self.lr_factor.get(ckey, {}).get(storage)
+        return _interp(points, math.log2(matrix_lr)) if points and matrix_lr > 0 else 1.0
+
+    def frame_factor(self, ckey: str, kind: str, log2_values: float) -> float:
+        """Real frame bytes over the rates' prediction (1 before factors are measured; widths not in
         FACTOR_BITS are interpolated linearly between the measured ones)."""
         tab = self.factor.get(ckey, {})
-        if storage in tab:
-            return _interp(tab[storage], log2_values)
+        if kind in tab:
+            return _interp(tab[kind], log2_values)
         measured = sorted((int(k[3:]), _interp(v, log2_values)) for k, v in tab.items() if k.startswith("int"))
-        if storage.startswith("int") and measured:  # linear in the bit width between measured widths
-            return _interp([list(p) for p in measured], float(storage[3:]))
+        if kind.startswith("int") and measured:  # linear in the bit width between measured widths
+            return _interp([list(p) for p in measured], float(kind[3:]))
         return 1.0
 
 
@@ -249,8 +319,9 @@ def load_calibration(path: str | Path = CALIBRATION_PATH) -> Calibration:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predicted artifact bytes: total = code + model; model bytes per group and per stored form
-    (`parts`, e.g. `int6` (values and scales), `fp16`, `fp32`)."""
+    """Predicted artifact bytes: total = code + model, model = container + the tensors' bytes, by
+    group and by stored form (`parts`, e.g. `int6` (values and scales), `fp16`, `fp32`). The
+    container (header and the frames' fixed overhead) is known in advance and never corrected."""
 
     total_bytes: int
     code_bytes: int
@@ -259,6 +330,7 @@ class Prediction:
     params: dict[str, int] = field(default_factory=dict)
     parts: dict[str, float] = field(default_factory=dict)
     compressor: str = ""
+    container_bytes: int = 0
 
 
 def code_bytes(script: str | Path | None = None) -> int:
@@ -267,6 +339,28 @@ def code_bytes(script: str | Path | None = None) -> int:
     if not p.is_file():
         raise ValueError(f"training script {p} not found; pass the path of the script the search runs")
     return p.stat().st_size
+
+
+def _frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values: list[int], cal: Calibration,
+                 ckey: str, matrix_lr: float | None = None) -> list[tuple[str, int, list[tuple[Entry, float]]]]:
+    """Per frame of the layout: (kind, values, [(entry, bytes by the rates)]), before the frame
+    factor and without the frame overhead; Muon-trained values scaled by the MATRIX_LR factor."""
+    shares: list[list[tuple[Entry, float]]] = [[] for _ in frame_values]
+    kinds = [""] * len(frame_values)
+    for name, part, _dtype, shape, frame, _offset in records:
+        e = entries[name]
+        n = math.prod(shape)
+        if e.storage == "raw":
+            b = float(n * e.itemsize)
+        elif part == "scale":
+            b = n * cal.scale[ckey][e.storage]
+        else:
+            b = n * cal.value_bytes(ckey, e.storage, e.role, e.row_len)
+            if matrix_lr is not None and muon_updated(e):
+                b *= cal.lr_factor_of(ckey, e.storage, matrix_lr)
+        shares[frame].append((e, b))
+        kinds[frame] = frame_kind(part, e.storage)
+    return [(kinds[i], n, shares[i]) for i, n in enumerate(frame_values)]
 
 
 def predict(env: Mapping[str, str], script: str | Path | None = None,
@@ -278,31 +372,27 @@ def predict(env: Mapping[str, str], script: str | Path | None = None,
     hp.validate()
     cal = calibration or load_calibration()
     ckey = cal.compressor_key(hp.compressor, hp.compressor_level)
+    entries, model_obj, records, frame_values = _layout(_layout_key(hp))
     groups = dict.fromkeys(GROUPS, 0.0)
     parts: dict[str, float] = {}
     params = dict.fromkeys(GROUPS, 0)
-    entries = stored_entries(hp)
-    log2_values = math.log2(max(sum(e.numel for e in entries), 1))
-    factors: dict[str, float] = {}
-    for e in entries:
-        if e.storage not in factors:
-            factors[e.storage] = 1.0 if e.storage == "raw" else cal.blob_factor(ckey, e.storage, log2_values)
-        if e.storage == "raw":
-            b = e.numel * e.itemsize
-        else:
-            b = e.numel * cal.value_bytes(ckey, e.storage, e.role, e.row_len)
-            if e.storage.startswith("int"):
-                b += e.shape[0] * cal.scale[ckey][e.storage]
-        b *= factors[e.storage]
-        groups[e.group] += b
-        parts[e.storage] = parts.get(e.storage, 0.0) + b
+    for e in entries.values():
         if e.storage != "raw":
             params[e.group] += e.numel
-    model = int(round(sum(groups.values())))
+    frame_bytes = []
+    for kind, n_values, shares in _frame_rates(entries, records, frame_values, cal, ckey, hp.matrix_lr):
+        f = 1.0 if kind == "raw" else cal.frame_factor(ckey, kind, math.log2(max(n_values, 1)))
+        for e, b in shares:
+            groups[e.group] += b * f
+            parts[e.storage] = parts.get(e.storage, 0.0) + b * f
+        frame_bytes.append(sum(b for _, b in shares) * f + cal.overhead[ckey])
+    header = tg.container_header(model_obj, records, [int(round(b)) for b in frame_bytes], hp.compressor)
+    container = 8 + len(header) + len(frame_values) * cal.overhead[ckey]
+    model = container + int(round(sum(parts.values())))
     code = code_bytes(script)
     return Prediction(total_bytes=model + code, code_bytes=code, model_bytes=model,
                       groups={k: int(round(v)) for k, v in groups.items()}, params=params, parts=parts,
-                      compressor=ckey)
+                      compressor=ckey, container_bytes=container)
 
 
 def predict_bytes(env: Mapping[str, str], script: str | Path | None = None) -> int:
@@ -329,7 +419,7 @@ class Observation:
     measured: int
     predicted: int | None
     parts: dict[str, float] = field(default_factory=dict)  # uncorrected bytes per correction key
-    fixed: float = 0.0                                    # code bytes (not corrected)
+    fixed: float = 0.0                                    # code (and container) bytes: not corrected
     params: float = 0.0                                   # external scripts: parameter count
 
 
@@ -374,13 +464,18 @@ class SizeLearner:
             model = int(round(a * params + b))
             return Prediction(total_bytes=code + model, code_bytes=code, model_bytes=model,
                               groups={"other": model}, params={"other": int(params)}, compressor="fit")
-        base = predict(env, self.script, self.calibration)
-        model = sum(self.corrections.get(f"{k}|{base.compressor}", 1.0) * v for k, v in base.parts.items())
-        ratio = model / base.model_bytes if base.model_bytes else 1.0
-        model_i = int(round(model))
+        return self._corrected(predict(env, self.script, self.calibration))
+
+    def _corrected(self, base: Prediction) -> Prediction:
+        """The calibrated prediction with this learner's corrections applied to its parts."""
+        tensors = sum(self.corrections.get(f"{k}|{base.compressor}", 1.0) * v for k, v in base.parts.items())
+        base_tensors = base.model_bytes - base.container_bytes
+        ratio = tensors / base_tensors if base_tensors else 1.0
+        model_i = base.container_bytes + int(round(tensors))
         return Prediction(total_bytes=base.code_bytes + model_i, code_bytes=base.code_bytes, model_bytes=model_i,
                           groups={k: int(round(v * ratio)) for k, v in base.groups.items()},
-                          params=base.params, parts=base.parts, compressor=base.compressor)
+                          params=base.params, parts=base.parts, compressor=base.compressor,
+                          container_bytes=base.container_bytes)
 
     def predict_bytes(self, env: Mapping[str, str]) -> int | None:
         p = self.predict(env)
@@ -410,7 +505,8 @@ class SizeLearner:
         """Record a completed trial's measured bytes_total; returns the relative error
         (measured - predicted) / predicted of the prediction made before this observation."""
         env = {k: str(v) for k, v in env.items()}
-        before = self.predict_bytes(env)
+        base = None if self.param_count is not None else predict(env, self.script, self.calibration)
+        before = self.predict_bytes(env) if base is None else self._corrected(base).total_bytes
         err = None if before is None else (measured_bytes_total - before) / before
         if err is not None:
             self.errors.append(err)
@@ -418,8 +514,7 @@ class SizeLearner:
             obs = Observation(env, int(measured_bytes_total), before, fixed=code_bytes(self.script),
                               params=self._params(env))
         else:
-            base = predict(env, self.script, self.calibration)
-            obs = Observation(env, int(measured_bytes_total), before, fixed=base.code_bytes,
+            obs = Observation(env, int(measured_bytes_total), before, fixed=base.code_bytes + base.container_bytes,
                               parts={f"{k}|{base.compressor}": v for k, v in base.parts.items()})
         self.observations.append(obs)
         self._refit()
@@ -502,7 +597,7 @@ def _sample_rows(q, n_values: int):
     return q[::step]
 
 
-def _train_for_calibration(i: int, cfg: Mapping[str, str], tmp: str, log) -> tuple:
+def _train_for_calibration(i: int | str, cfg: Mapping[str, str], tmp: str, log) -> tuple:
     import pgolf.train_gpt as tg
 
     t0 = time.time()
@@ -516,8 +611,16 @@ def _train_for_calibration(i: int, cfg: Mapping[str, str], tmp: str, log) -> tup
     return cfg, tg.Hyperparameters.from_env({**SHORT_TRAINING, **cfg}), state
 
 
-def _measure_rates(models, compressors, levels, log) -> tuple[dict, dict]:
-    """Per (compressor, storage, role): bytes per value of strided row samples compressed alone."""
+def frame_overhead(compressor: str, level: int) -> int:
+    """Bytes the compressor spends on an empty frame (its container's fixed cost)."""
+    import pgolf.train_gpt as tg
+
+    return len(tg.compress(b"", compressor, level))
+
+
+def _measure_rates(models, compressors, levels, overhead, log) -> tuple[dict, dict]:
+    """Per (compressor, storage, role): bytes per value of strided row samples compressed alone
+    (less the frame overhead)."""
     import numpy as np
     import torch
 
@@ -525,6 +628,10 @@ def _measure_rates(models, compressors, levels, log) -> tuple[dict, dict]:
 
     samples: dict[str, dict[str, dict[str, list]]] = {}
     scale_samples: dict[str, dict[str, list]] = {}
+
+    def rate(data: bytes, n: int, c: str) -> float:
+        return (len(tg.compress(data, c, levels[c])) - overhead[f"{c}:{levels[c]}"]) / n
+
     for cfg, hp, state in models:
         by_role: dict[tuple[str, str], list] = {}
         for name, t in state.items():
@@ -534,27 +641,27 @@ def _measure_rates(models, compressors, levels, log) -> tuple[dict, dict]:
             row_len = ts[0].shape[-1] if ts[0].ndim else 1
             x = math.log2(max(row_len, 1))
             flat = [t.reshape(-1, row_len) if t.ndim else t.reshape(1, 1) for t in ts]
+            if kind == "fp32":
+                vals = torch.cat([f.reshape(-1) for f in flat]).numpy().astype(np.float32)
+                for c in compressors:
+                    samples.setdefault(f"{c}:{levels[c]}", {}).setdefault("fp32", {}).setdefault("*", []).append(
+                        (x, rate(vals.tobytes(), vals.size, c), vals.size))
+                continue
+            rows = torch.cat([_sample_rows(f, SAMPLE_VALUES // len(flat)) for f in flat])
+            v16 = rows.to(torch.float16).numpy()
+            quantized = {}
+            if rows.shape[1] >= 2:
+                for bits in QUANT_BITS:
+                    q, _ = tg.quantize_rows(rows, bits)
+                    scales = torch.cat([tg.quantize_rows(f, bits)[1] for f in flat]).numpy()
+                    quantized[bits] = (q.numpy().tobytes(), q.numel(), scales.tobytes(), scales.size)
             for c in compressors:
                 ck = f"{c}:{levels[c]}"
                 tab = samples.setdefault(ck, {})
-                if kind == "fp32":
-                    vals = torch.cat([f.reshape(-1) for f in flat]).numpy().astype(np.float32)
-                    r = len(tg.compress(vals.tobytes(), c, levels[c])) / vals.size
-                    tab.setdefault("fp32", {}).setdefault("*", []).append((x, r, vals.size))
-                    continue
-                rows = torch.cat([_sample_rows(f, SAMPLE_VALUES // len(flat)) for f in flat])
-                v16 = rows.to(torch.float16).numpy()
-                r = len(tg.compress(v16.tobytes(), c, levels[c])) / v16.size
-                tab.setdefault("fp16", {}).setdefault(role, []).append((x, r, v16.size))
-                if rows.shape[1] < 2:
-                    continue
-                for bits in QUANT_BITS:
-                    q, _ = tg.quantize_rows(rows, bits)
-                    r = len(tg.compress(q.numpy().tobytes(), c, levels[c])) / q.numel()
-                    tab.setdefault(f"int{bits}", {}).setdefault(role, []).append((x, r, q.numel()))
-                    scales = torch.cat([tg.quantize_rows(f, bits)[1] for f in flat]).numpy()
-                    sr = len(tg.compress(scales.tobytes(), c, levels[c])) / scales.size
-                    scale_samples.setdefault(ck, {}).setdefault(f"int{bits}", []).append((sr, scales.size))
+                tab.setdefault("fp16", {}).setdefault(role, []).append((x, rate(v16.tobytes(), v16.size, c), v16.size))
+                for bits, (qb, qn, sb, sn) in quantized.items():
+                    tab.setdefault(f"int{bits}", {}).setdefault(role, []).append((x, rate(qb, qn, c), qn))
+                    scale_samples.setdefault(ck, {}).setdefault(f"int{bits}", []).append((rate(sb, sn, c), sn))
         log(f"calibrate: measured rates of {dict(cfg)}")
     rates: dict = {}
     for ck, tab in samples.items():
@@ -567,31 +674,84 @@ def _measure_rates(models, compressors, levels, log) -> tuple[dict, dict]:
     return rates, scale
 
 
-def _measure_blob_factors(models, compressors, levels, cal: "Calibration", log,
-                          factor_bits: tuple[int, ...] = FACTOR_BITS) -> dict:
-    """Per (compressor, storage): real serialize() bytes / the parts compressed alone, against
-    log2(stored values). One blob is not the sum of its tensors: in a large window the match finders
-    of zstd-22 and lzma-9 spend bytes on spurious matches in low-entropy int data, and the blob
-    carries the container (torch.save entries, pickle, names)."""
+def _measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
+                           factor_bits: tuple[int, ...] = FACTOR_BITS) -> dict:
+    """Per (compressor, frame kind): real `serialize()` frame bytes / the rates' prediction of that
+    frame (both without the frame overhead), against log2(frame values). A row sample is not the
+    whole tensor (blocks, adaptive models and match finders see more data in a whole frame)."""
     import pgolf.train_gpt as tg
 
     raw: dict[str, dict[str, list]] = {}
     for cfg, hp, state in models:
         for c in compressors:
+            ck = f"{c}:{levels[c]}"
             for bits in factor_bits:
                 env = {**SHORT_TRAINING, **cfg, "COMPRESSOR": c, "MLP_BITS": str(bits), "ATTN_BITS": str(bits),
                        "EMBED_BITS": str(bits)}
                 if int(cfg.get("MODEL_DIM", "512")) <= 128:
                     env["KEEP_FLOAT_MAX_NUMEL"] = "1024"  # smoke-sized: quantize the small matrices too
                 h = tg.Hyperparameters.from_env(env)
-                measured = len(tg.serialize(tg.quantize_state_dict(state, h), h))
-                p = predict(env, calibration=cal)
-                n_values = sum(e.numel for e in stored_entries(h))
-                storage = f"int{bits}" if bits != 16 else "fp16"
-                raw.setdefault(f"{c}:{levels[c]}", {}).setdefault(storage, []).append(
-                    (math.log2(n_values), measured / p.model_bytes, 1.0))
-            log(f"calibrate: blob factors of {dict(cfg)} with {c}")
-    return {ck: {st: _merge_points(pts) for st, pts in tab.items()} for ck, tab in raw.items()}
+                obj = tg.quantize_state_dict(state, h)
+                blob = tg.serialize(obj, h)
+                header = json.loads(blob[8 : 8 + int.from_bytes(blob[4:8], "little")])
+                entries = {e.name: e for e in stored_entries(h)}
+                records, frames = tg.frame_layout(obj)
+                values = [sum(t.numel() for t in ts) for ts in frames]
+                for (kind, n_values, shares), real in zip(_frame_rates(entries, records, values, cal, ck),
+                                                          header["frames"]):
+                    predicted = sum(b for _, b in shares)
+                    if kind == "raw" or predicted <= 0:
+                        continue
+                    raw.setdefault(ck, {}).setdefault(kind, []).append(
+                        (math.log2(max(n_values, 1)), (real - cal.overhead[ck]) / predicted, n_values))
+            log(f"calibrate: frame factors of {dict(cfg)} with {c}")
+    return {ck: {kind: _merge_points(pts) for kind, pts in tab.items()} for ck, tab in raw.items()}
+
+
+def _muon_roles(hp) -> set[str]:
+    return {e.role for e in stored_entries(hp) if muon_updated(e)}
+
+
+def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = LR_MODELS,
+                 lrs: tuple[float, ...] = LR_POINTS, configs=CALIBRATION_CONFIGS,
+                 log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
+    """Add the MATRIX_LR factor to the table at `path`: the calibration models in `models`, trained
+    at the default MATRIX_LR and at each of `lrs`; per (compressor, storage), the mean over their
+    Muon-trained roles and row lengths of (bytes per value at that rate) / (at the default)."""
+    import pgolf.train_gpt as tg
+
+    cal = Calibration.load(path)
+    levels = {c: tg.COMPRESSORS[c][2] for c in ("zstd", "lzma", "zlib")}
+    default_lr = tg.Hyperparameters().matrix_lr
+    t_start = time.time()
+    sums: dict[str, dict[str, dict[float, list[float]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="pgolf_size_lr_") as tmp:
+        for i in models:
+            base = _train_for_calibration(f"{i}", configs[i], tmp, log)
+            roles = _muon_roles(base[1])
+            ref, _ = _measure_rates([base], tuple(levels), levels, cal.overhead, lambda m: None)
+            for lr in lrs:
+                trained = _train_for_calibration(f"{i}_lr{lr}", {**configs[i], "MATRIX_LR": str(lr)}, tmp, log)
+                got, _ = _measure_rates([trained], tuple(levels), levels, cal.overhead, lambda m: None)
+                for ck, tab in got.items():
+                    for storage, by_role in tab.items():
+                        if not storage.startswith("int"):
+                            continue
+                        for role in roles & set(by_role):
+                            for x, y in by_role[role]:
+                                r = y / _interp(ref[ck][storage][role], x)
+                                acc = sums.setdefault(ck, {}).setdefault(storage, {}).setdefault(lr, [0.0, 0.0])
+                                acc[0] += r
+                                acc[1] += 1.0
+                log(f"calibrate: MATRIX_LR={lr} rates of {dict(configs[i])}")
+    cal.lr_factor = {ck: {st: sorted([[math.log2(default_lr), 1.0]] + [[math.log2(lr), a / w] for lr, (a, w) in by_lr.items()])
+                          for st, by_lr in tab.items()} for ck, tab in sums.items()}
+    cal.meta["lr_factor"] = {"models": list(models), "matrix_lrs": list(lrs), "default_matrix_lr": default_lr,
+                             "seconds": round(time.time() - t_start),
+                             "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cal.save(path)
+    log(f"calibrate: MATRIX_LR factors written to {path} in {time.time() - t_start:.0f}s")
+    return cal
 
 
 def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
@@ -600,7 +760,7 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
               log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
     """Build the calibration table from short real trainings (see the module docstring).
 
-    rates_from: reuse the per-tensor rates (and the blob factors of widths not in factor_bits) of an
+    rates_from: reuse the per-tensor rates (and the frame factors of widths not in factor_bits) of an
     earlier table made with the same configs; only the factor models are trained again."""
     import torch
     import zstandard
@@ -608,6 +768,7 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
     import pgolf.train_gpt as tg
 
     levels = {c: tg.COMPRESSORS[c][2] for c in compressors}
+    overhead = {f"{c}:{levels[c]}": frame_overhead(c, levels[c]) for c in compressors}
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="pgolf_size_cal_") as tmp:
         wanted = set(factor_models) if rates_from else set(range(len(configs)))
@@ -616,22 +777,22 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
             old = Calibration.load(rates_from)
             rates, scale, how_rates = old.rates, old.scale, old.meta.get("rates", {})
         else:
-            rates, scale = _measure_rates(list(models.values()), compressors, levels, log)
+            rates, scale = _measure_rates(list(models.values()), compressors, levels, overhead, log)
             how_rates = {"made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          "seconds": round(time.time() - t_start)}
-        kept = {ck: {st: pts for st, pts in tab.items() if st.startswith("int") and int(st[3:]) not in factor_bits
-                     or st == "fp16" and 16 not in factor_bits}
+        kept = {ck: {kind: pts for kind, pts in tab.items() if kind.startswith("int") and int(kind[3:]) not in factor_bits}
                 for ck, tab in (old.factor.items() if rates_from else [])}
-        measured = _measure_blob_factors([models[i] for i in factor_models], compressors, levels,
-                                         Calibration(rates, scale, {}), log, factor_bits)
-        cal = Calibration(rates, scale, {ck: {**kept.get(ck, {}), **tab} for ck, tab in measured.items()})
+        measured = _measure_frame_factors([models[i] for i in factor_models], compressors, levels,
+                                          Calibration(rates, scale, {}, overhead), log, factor_bits)
+        cal = Calibration(rates, scale, {ck: {**kept.get(ck, {}), **tab} for ck, tab in measured.items()}, overhead)
     cal.meta = {
         "made_by": "python -m pgolf.size calibrate",
         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "how": ("each config trained by pgolf/train_gpt.py on CPU with SHORT_TRAINING at bits 16 (the model "
                 "file then holds the trained fp16 weights). rates: per (role, storage) rows strided to about "
-                f"{SAMPLE_VALUES} values, quantized with quantize_rows and compressed alone; factor: real "
-                "serialize() of the factor models at every group's bits in FACTOR_BITS over the rates' prediction"),
+                f"{SAMPLE_VALUES} values, quantized with quantize_rows and compressed alone, less the empty-frame overhead; "
+                "factor: the real frames of serialize() of the factor models at every width in FACTOR_BITS over "
+                "the rates' prediction of each frame"),
         "rates": how_rates, "factor_seconds": round(time.time() - t_start),
         "short_training": SHORT_TRAINING, "configs": list(configs), "factor_models": list(factor_models),
         "factor_bits": sorted({*factor_bits, *(old.meta.get("factor_bits", []) if rates_from else [])}),
@@ -639,7 +800,7 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
     }
     cal.save(out)
     log(f"calibrate: wrote {out} in {time.time() - t_start:.0f}s")
-    return cal
+    return calibrate_lr(out, configs=configs, log=log) if configs is CALIBRATION_CONFIGS else cal
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -660,6 +821,7 @@ def format_prediction(p: Prediction) -> str:
     lines = [f"predicted total {p.total_bytes} bytes = code {p.code_bytes} + model {p.model_bytes} ({p.compressor})"]
     for g in GROUPS:
         lines.append(f"  {names[g]:<11s} {p.groups.get(g, 0):>12d} bytes  {p.params.get(g, 0):>12d} params")
+    lines.append(f"  {'container':<11s} {p.container_bytes:>12d} bytes  (header and frame overheads)")
     lines.append(f"  {'code':<11s} {p.code_bytes:>12d} bytes")
     return "\n".join(lines)
 

@@ -51,16 +51,54 @@ def test_storage_rule_matches_trainer_quantization():
         assert e.shape == tuple(state[name].shape)
 
 
+def test_muon_rule_matches_the_trainers_optimizers():
+    env = {**TINY, "Q_RANK": "16", "BIGRAM_BUCKETS": "64", "BIGRAM_DIM": "32", "SMEAR_GATE": "1", "TIE_EMBEDDINGS": "0"}
+    hp = tg.Hyperparameters.from_env(env)
+    model = tg.build_model(hp)
+    muon = tg.build_optimizers(model, hp, torch.device("cpu"), 0, 1)[2]
+    trained = {id(p) for g in muon.param_groups for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in trained}
+    assert names and names == {e.name for e in size.stored_entries(hp) if size.muon_updated(e)}
+
+
+def test_a_larger_matrix_lr_is_predicted_within_the_calibrated_range():
+    cal = size.load_calibration()
+    ck = cal.compressor_key("zstd", 22)
+    lo, hi = min(size.LR_POINTS), max(size.LR_POINTS)
+    assert cal.lr_factor_of(ck, "int6", tg.Hyperparameters().matrix_lr) == pytest.approx(1.0)
+    for storage in (f"int{b}" for b in size.QUANT_BITS):
+        xs = [x for x, _ in cal.lr_factor[ck][storage]]
+        assert min(xs) == pytest.approx(math.log2(lo)) and max(xs) == pytest.approx(math.log2(hi))
+    env = {"MLP_BITS": "6", "ATTN_BITS": "6"}
+    assert size.predict({**env, "MATRIX_LR": str(hi * 4)}).total_bytes == size.predict({**env, "MATRIX_LR": str(hi)}).total_bytes
+
+
 def test_predict_params_and_groups_are_exact():
     env = {"NUM_LAYERS": "11", "MODEL_DIM": "512", "MLP_MULT": "3", "MLP_BITS": "6", "ATTN_BITS": "6"}
     p = size.predict(env)
     with torch.device("meta"):
         model = tg.build_model(tg.Hyperparameters.from_env(env))
     assert p.params == tg.count_params(model)
-    assert sum(p.groups.values()) == p.model_bytes
+    assert abs(sum(p.groups.values()) + p.container_bytes - p.model_bytes) <= len(p.groups)  # rounding
     assert p.total_bytes == p.model_bytes + p.code_bytes
     assert p.code_bytes == len(size.DEFAULT_SCRIPT.read_bytes())
-    assert abs(sum(p.parts.values()) - p.model_bytes) <= 1
+    assert abs(sum(p.parts.values()) + p.container_bytes - p.model_bytes) <= 1
+
+
+def test_predicted_container_layout_is_the_real_one(tiny_runs):
+    """The header the predictor rebuilds from shapes alone names the same tensors, parts, dtypes,
+    shapes, frames and offsets as the trainer's real file, and its length differs only by digits."""
+    cal = size.load_calibration()
+    for env, m in tiny_runs:
+        real = size.read_container_header(m["model_path"])
+        hp = tg.Hyperparameters.from_env(env)
+        records, frames = tg.frame_layout(size._layout_model(size.stored_entries(hp)))
+        assert records == real["tensors"] and len(frames) == len(real["frames"])
+        p = size.predict(env)
+        overhead = cal.overhead[p.compressor]
+        real_header = len(json.dumps(real, separators=(",", ":")).encode())
+        predicted_header = p.container_bytes - 8 - len(frames) * overhead
+        assert abs(predicted_header - real_header) <= len(frames), (predicted_header, real_header)
 
 
 def test_predict_matches_real_training(tiny_runs):
@@ -127,7 +165,7 @@ def test_cli_prints_breakdown(capsys):
     out = capsys.readouterr().out
     p = size.predict({"NUM_LAYERS": "3", "MODEL_DIM": "128", "COMPRESSOR": "lzma"})
     assert f"predicted total {p.total_bytes} bytes" in out
-    for label in ("embeddings", "attention", "MLP", "other", "code"):
+    for label in ("embeddings", "attention", "MLP", "other", "container", "code"):
         assert re.search(rf"^\s+{label}\s+\d+ bytes", out, re.M), label
 
 
