@@ -402,7 +402,7 @@ def predict_bytes(env: Mapping[str, str], script: str | Path | None = None) -> i
 
 # ----------------------------------------------------------------------------- learning from trials
 
-PRIOR_MARGIN_FRACTION = 0.05   # before MIN_ERRORS observations: 1.5 x the bench's worst under-prediction (3.3 %)
+PRIOR_MARGIN_FRACTION = 0.05   # before MIN_ERRORS observations: about 3 x the bench's largest |error| (1.65 %)
 MARGIN_SAFETY = 1.5            # margin = safety x the worst recent under-prediction
 MARGIN_FLOOR = 0.002           # never below 0.2 %
 MIN_ERRORS = 3
