@@ -154,13 +154,18 @@ def stored_entries(hp) -> list[Entry]:
             for n, shape, is_float, itemsize, dtype in _model_shapes(_shape_key(hp))]
 
 
+def container_header_of(data: bytes, source: str = "data") -> dict:
+    """The JSON header at the start of a model file's bytes (its records and frame lengths)."""
+    if data[:4] != b"PGF1":
+        raise ValueError(f"{source} is not a pgolf model file (no PGF1 header)")
+    return json.loads(data[8 : 8 + int.from_bytes(data[4:8], "little")])
+
+
 def read_container_header(path: str | Path) -> dict:
-    """The JSON header of a model file the trainer wrote (its records and frame lengths)."""
+    """The header of a model file the trainer wrote (read without the frames)."""
     with open(path, "rb") as f:
         head = f.read(8)
-        if head[:4] != b"PGF1":
-            raise ValueError(f"{path} is not a pgolf model file (no PGF1 header)")
-        return json.loads(f.read(int.from_bytes(head[4:8], "little")))
+        return container_header_of(head + f.read(int.from_bytes(head[4:8], "little")), str(path))
 
 
 def _layout_model(entries: list[Entry]) -> dict:
@@ -691,14 +696,10 @@ def _measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
                 if int(cfg.get("MODEL_DIM", "512")) <= 128:
                     env["KEEP_FLOAT_MAX_NUMEL"] = "1024"  # smoke-sized: quantize the small matrices too
                 h = tg.Hyperparameters.from_env(env)
-                obj = tg.quantize_state_dict(state, h)
-                blob = tg.serialize(obj, h)
-                header = json.loads(blob[8 : 8 + int.from_bytes(blob[4:8], "little")])
-                entries = {e.name: e for e in stored_entries(h)}
-                records, frames = tg.frame_layout(obj)
-                values = [sum(t.numel() for t in ts) for ts in frames]
+                real_frames = container_header_of(tg.serialize(tg.quantize_state_dict(state, h), h))["frames"]
+                entries, _, records, values = _layout(_layout_key(h))
                 for (kind, n_values, shares), real in zip(_frame_rates(entries, records, values, cal, ck),
-                                                          header["frames"]):
+                                                          real_frames):
                     predicted = sum(b for _, b in shares)
                     if kind == "raw" or predicted <= 0:
                         continue
@@ -714,10 +715,12 @@ def _muon_roles(hp) -> set[str]:
 
 def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = LR_MODELS,
                  lrs: tuple[float, ...] = LR_POINTS, configs=CALIBRATION_CONFIGS,
-                 log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
+                 log: Callable[[str], None] = lambda m: print(m, flush=True),
+                 trained: Mapping[int | str, tuple] | None = None) -> Calibration:
     """Add the MATRIX_LR factor to the table at `path`: the calibration models in `models`, trained
     at the default MATRIX_LR and at each of `lrs`; per (compressor, storage), the mean over their
-    Muon-trained roles and row lengths of (bytes per value at that rate) / (at the default)."""
+    Muon-trained roles and row lengths of (bytes per value at that rate) / (at the default).
+    trained: models `calibrate` already trained at the default rate (index -> model), reused."""
     import pgolf.train_gpt as tg
 
     cal = Calibration.load(path)
@@ -727,7 +730,7 @@ def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = 
     sums: dict[str, dict[str, dict[float, list[float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="pgolf_size_lr_") as tmp:
         for i in models:
-            base = _train_for_calibration(f"{i}", configs[i], tmp, log)
+            base = (trained or {}).get(i) or _train_for_calibration(f"{i}", configs[i], tmp, log)
             roles = _muon_roles(base[1])
             ref, _ = _measure_rates([base], tuple(levels), levels, cal.overhead, lambda m: None)
             for lr in lrs:
@@ -800,7 +803,7 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
     }
     cal.save(out)
     log(f"calibrate: wrote {out} in {time.time() - t_start:.0f}s")
-    return calibrate_lr(out, configs=configs, log=log) if configs is CALIBRATION_CONFIGS else cal
+    return calibrate_lr(out, configs=configs, log=log, trained=models) if configs is CALIBRATION_CONFIGS else cal
 
 
 # ----------------------------------------------------------------------------- CLI
