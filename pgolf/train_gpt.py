@@ -21,15 +21,15 @@ Importable without side effects; the public functions other code reuses:
 - `storage_kind(name, shape, is_float, hp)`: how `quantize_state_dict` stores an entry.
 - `compress(data, compressor, level)`, `decompress(blob)`, `serialize(obj, hp) -> bytes`,
   `deserialize(blob) -> obj` (the framed container below; and back).
+- `scheme_name(hp)`, `load_shard(path)`, `load_val_tokens(pattern, seq_len, max_tokens)`.
+- `token_byte_luts(sp, vocab_size) -> ByteLuts`, `count_target_bytes(prev, tgt, luts)`.
+- `eval_windows(n_targets, seq_len, stride)`, `eval_val(hp, model, val_tokens, luts, ...) -> (val_loss, val_bpb)`.
 
 Artifact container (`serialize`): `PGF1`, a 4-byte little-endian header length, a JSON header
 (every stored tensor's name, part, dtype, shape, frame and offset; the frames' lengths), then the
 frames, each compressed alone: one per quantized tensor's int values, one for all row scales, one
 per dtype of the float tensors. Compressing tensors apart is smaller than one stream (zstd-22 packs
 int6 values worse after int8 ones) and makes the size a sum that `pgolf.size` can predict.
-- `scheme_name(hp)`, `load_shard(path)`, `load_val_tokens(pattern, seq_len, max_tokens)`.
-- `token_byte_luts(sp, vocab_size) -> ByteLuts`, `count_target_bytes(prev, tgt, luts)`.
-- `eval_windows(n_targets, seq_len, stride)`, `eval_val(hp, model, val_tokens, luts, ...) -> (val_loss, val_bpb)`.
 """
 
 from __future__ import annotations
@@ -596,6 +596,7 @@ def decompress(blob: bytes) -> bytes:
 
 
 CONTAINER_MAGIC = b"PGF1"
+COMPRESS_THREADS = 4  # frames compressed at once: an lzma-9 compressor alone holds about 0.7 GB
 
 
 def frame_layout(obj: Mapping) -> tuple[list[list], list[list[Tensor]]]:
@@ -637,7 +638,7 @@ def serialize(obj: Mapping, hp: Hyperparameters) -> bytes:
 
     records, frames = frame_layout(obj)
     raw = [b"".join(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() for t in ts) for ts in frames]
-    with ThreadPoolExecutor(max_workers=min(len(raw), os.cpu_count() or 1) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(raw), os.cpu_count() or 1, COMPRESS_THREADS))) as pool:
         packed = list(pool.map(lambda b: compress(b, hp.compressor, hp.compressor_level), raw))
     header = container_header(obj, records, [len(b) for b in packed], hp.compressor)
     return b"".join([CONTAINER_MAGIC, len(header).to_bytes(4, "little"), header, *packed])
