@@ -3,7 +3,8 @@
 Draws full-size configurations from the shipped spaces (spaces/*.py, their `space(trial)` sampled
 by Optuna's RandomSampler with a fixed seed; 7-13 layers, d 384-768), gives them the compressors
 zstd/lzma/zlib in turn, trains each briefly on CPU with the real trainer (`pgolf.size.SHORT_TRAINING`,
-data from `pgolf.data.prepare(vocab)`), and compares the predicted with the measured `bytes_total`.
+data from `pgolf.data.prepare(vocab)`), and compares the predicted with the measured `bytes_total`
+(its model bytes plus the script's current code bytes).
 Prints one row per configuration, the error distribution and the time per `predict()` call.
 
     .venv/bin/python bench/size_accuracy.py [--n 20] [--seed 0] [--max-mb 24] [--csv /tmp/size_accuracy.csv]
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics = size._short_train(env, Path(tmp) / f"c{i}", size.DEFAULT_SCRIPT, {})
                 header = size.read_container_header(Path(metrics["model_path"]))
                 Path(metrics["model_path"]).unlink(missing_ok=True)
-                cache[key] = {"bytes_total": metrics["bytes_total"], "train_s": time.perf_counter() - t,
+                cache[key] = {"bytes_total": metrics["bytes_total"], "bytes_code": metrics["bytes_code"],
+                              "train_s": time.perf_counter() - t,
                               "space": space, "frames": header["frames"],
                               "tensors": [r[:2] + r[4:5] for r in header["tensors"]]}
                 if args.cache and Path(args.cache).exists():  # keep what other runs added meanwhile
@@ -145,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             pred = size.predict(full)
             cold.append(time.perf_counter() - t)
-            measured = int(metrics["bytes_total"])
+            # the model's bytes as measured, plus the trainer's code bytes now (an edit to the script
+            # that leaves its model files alone, e.g. a comment, does not stale the cache)
+            measured = int(metrics["bytes_total"]) - int(metrics["bytes_code"]) + pred.code_bytes
             err = (pred.total_bytes - measured) / measured
             bits = f"{env.get('MLP_BITS', 8)}/{env.get('ATTN_BITS', 8)}/{env.get('EMBED_BITS', 8)}"
             row = {"space": space, "L": env.get("NUM_LAYERS", "9"), "d": env.get("MODEL_DIM", "512"),
