@@ -52,7 +52,6 @@ from typing import Callable, Mapping
 DEFAULT_SCRIPT = Path(__file__).with_name("train_gpt.py")
 CALIBRATION_PATH = Path(__file__).with_name("size_calibration.json")
 GROUPS = ("embed", "attn", "mlp", "other")
-CONTAINER_FORMAT = "pgolf-rowquant-v2"  # tg.quantize_state_dict's "format" (it is in the header)
 QUANT_BITS = (4, 5, 6, 7, 8)
 
 # The short CPU training used both to calibrate and to check the prediction (bench/size_accuracy.py).
@@ -154,24 +153,25 @@ def stored_entries(hp) -> list[Entry]:
             for n, shape, is_float, itemsize, dtype in _model_shapes(_shape_key(hp))]
 
 
-def container_header_of(data: bytes, source: str = "data") -> dict:
-    """The JSON header at the start of a model file's bytes (its records and frame lengths)."""
-    if data[:4] != b"PGF1":
-        raise ValueError(f"{source} is not a pgolf model file (no PGF1 header)")
-    return json.loads(data[8 : 8 + int.from_bytes(data[4:8], "little")])
-
-
 def read_container_header(path: str | Path) -> dict:
-    """The header of a model file the trainer wrote (read without the frames)."""
+    """The JSON header of a model file the trainer wrote (its records and frame lengths; the frames
+    are not read)."""
+    import pgolf.train_gpt as tg
+
     with open(path, "rb") as f:
         head = f.read(8)
-        return container_header_of(head + f.read(int.from_bytes(head[4:8], "little")), str(path))
+        try:
+            return tg.read_header(head + f.read(int.from_bytes(head[4:8], "little")))[0]
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def _layout_model(entries: list[Entry]) -> dict:
     """A data-free stand-in (meta tensors) for `tg.quantize_state_dict`'s result: same names, parts,
     dtypes, shapes and order, so `tg.frame_layout`/`tg.container_header` give the real layout."""
     import torch
+
+    import pgolf.train_gpt as tg
 
     quant, floats = {}, {}
     for e in entries:
@@ -182,7 +182,7 @@ def _layout_model(entries: list[Entry]) -> dict:
         else:
             dt = {"fp32": torch.float32, "fp16": torch.float16}.get(e.storage) or getattr(torch, e.dtype)
             floats[e.name] = torch.empty(e.shape, dtype=dt, device="meta")
-    return {"format": CONTAINER_FORMAT, "quant": quant, "float": floats, "dtypes": {e.name: e.dtype for e in entries}}
+    return {"format": tg.ROWQUANT_FORMAT, "quant": quant, "float": floats, "dtypes": {e.name: e.dtype for e in entries}}
 
 
 @lru_cache(maxsize=512)
@@ -696,7 +696,7 @@ def _measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
                 if int(cfg.get("MODEL_DIM", "512")) <= 128:
                     env["KEEP_FLOAT_MAX_NUMEL"] = "1024"  # smoke-sized: quantize the small matrices too
                 h = tg.Hyperparameters.from_env(env)
-                real_frames = container_header_of(tg.serialize(tg.quantize_state_dict(state, h), h))["frames"]
+                real_frames = tg.read_header(tg.serialize(tg.quantize_state_dict(state, h), h))[0]["frames"]
                 entries, _, records, values = _layout(_layout_key(h))
                 for (kind, n_values, shares), real in zip(_frame_rates(entries, records, values, cal, ck),
                                                           real_frames):

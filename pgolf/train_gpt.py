@@ -544,6 +544,9 @@ def storage_kind(name: str, shape: tuple[int, ...], is_float: bool, hp: Hyperpar
     return "fp16" if is_float else "raw"
 
 
+ROWQUANT_FORMAT = "pgolf-rowquant-v2"
+
+
 def quantize_state_dict(state_dict: Mapping[str, Tensor], hp: Hyperparameters) -> dict:
     """Large 2-D float tensors -> per-row ints of their group's width; the rest kept as floats
     (control tensors in fp32, other small tensors and 16-bit groups in fp16)."""
@@ -561,7 +564,7 @@ def quantize_state_dict(state_dict: Mapping[str, Tensor], hp: Hyperparameters) -
             floats[name] = t.to(torch.float16).contiguous()
         else:
             floats[name] = t.contiguous()
-    return {"format": "pgolf-rowquant-v2", "quant": quant, "float": floats, "dtypes": dtypes}
+    return {"format": ROWQUANT_FORMAT, "quant": quant, "float": floats, "dtypes": dtypes}
 
 
 def dequantize_state_dict(obj: Mapping) -> dict[str, Tensor]:
@@ -644,13 +647,18 @@ def serialize(obj: Mapping, hp: Hyperparameters) -> bytes:
     return b"".join([CONTAINER_MAGIC, len(header).to_bytes(4, "little"), header, *packed])
 
 
-def deserialize(blob: bytes) -> dict:
-    """Inverse of serialize: the quantized object (quant/float/dtypes)."""
+def read_header(blob: bytes) -> tuple[dict, int]:
+    """The container's JSON header and the offset of its first frame (blob may end after the header)."""
     if blob[:4] != CONTAINER_MAGIC:
         raise ValueError("not a pgolf model file (no PGF1 header); it was written by another trainer version")
     n = int.from_bytes(blob[4:8], "little")
-    header = json.loads(blob[8 : 8 + n])
-    frames, pos = [], 8 + n
+    return json.loads(blob[8 : 8 + n]), 8 + n
+
+
+def deserialize(blob: bytes) -> dict:
+    """Inverse of serialize: the quantized object (quant/float/dtypes)."""
+    header, pos = read_header(blob)
+    frames = []
     for length in header["frames"]:
         frames.append(decompress(blob[pos : pos + length]))
         pos += length
