@@ -92,7 +92,7 @@ def test_predicted_container_layout_is_the_real_one(tiny_runs):
     for env, m in tiny_runs:
         real = size.read_container_header(m["model_path"])
         hp = tg.Hyperparameters.from_env(env)
-        records, frames = tg.frame_layout(size._layout_model(size.stored_entries(hp)))
+        _, _, records, frames = size._layout(size._layout_key(hp))  # what predict() uses
         assert records == real["tensors"] and len(frames) == len(real["frames"])
         p = size.predict(env)
         overhead = cal.overhead[p.compressor]
