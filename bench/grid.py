@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from search.replay import PARAM_PREFIX, read_table  # noqa: E402
+from search.results import row_params  # noqa: E402
 from search.space import SpaceSpec, load_space  # noqa: E402
 
 METRIC_COLUMNS = ("val_bpb", "val_loss", "val_bpb_prequant", "val_loss_prequant", "bytes_total",
@@ -182,7 +183,7 @@ def update_meta(grid: Grid, table: Path, rows: int) -> None:
 
 def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: list[str]) -> int:
     """Train the configurations not yet in the table; return how many were trained."""
-    done = {param_key({k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)})
+    done = {param_key(row_params(row))
             for row in read_table(table)} if table.is_file() else set()
     env_names = None
     trained = 0
@@ -192,12 +193,12 @@ def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: li
         env = trial_env(grid, params)
         # Table parameter columns: every variable the space sets (derived ones included).
         env_names = env_names or list(proposed_env(grid, params))
-        row_params = {k: env[k] for k in env_names}
-        if param_key(row_params) in done:
+        table_params = {k: env[k] for k in env_names}
+        if param_key(table_params) in done:
             continue
         start = time.time()
         metrics = train_one(grid, params, work_dir / str(index))
-        row = {"config": index, **{PARAM_PREFIX + k: v for k, v in row_params.items()},
+        row = {"config": index, **{PARAM_PREFIX + k: v for k, v in table_params.items()},
                **{k: metrics.get(k) for k in METRIC_COLUMNS}}
         new = not table.is_file()
         with table.open("a", newline="") as fh:
@@ -205,9 +206,9 @@ def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: li
             if new:
                 writer.writeheader()
             writer.writerow(row)
-        done.add(param_key(row_params))
+        done.add(param_key(table_params))
         trained += 1
-        print(f"[{len(done)}/{grid.size()}] config {index} {row_params} val_bpb={metrics['val_bpb']:.4f} "
+        print(f"[{len(done)}/{grid.size()}] config {index} {table_params} val_bpb={metrics['val_bpb']:.4f} "
               f"bytes={metrics['bytes_total']} ({time.time() - start:.1f}s)", flush=True)
         write_meta(grid, table, len(done), argv)
     if trained == 0 and table.is_file():
@@ -221,7 +222,7 @@ def check_row(grid: Grid, table: Path, number: int, work_dir: Path) -> None:
     if not 0 <= number < len(rows):
         raise SystemExit(f"error: --check {number}: the table has rows 0..{len(rows) - 1} (pick one of them)")
     row = rows[number]
-    params = {k.removeprefix(PARAM_PREFIX): v for k, v in row.items() if k.startswith(PARAM_PREFIX)}
+    params = row_params(row)
     grid_params = {k: next(v for v in grid.knobs[k] if _norm(v) == _norm(params[k])) for k in grid.knobs}
     metrics = train_one(grid, grid_params, work_dir / f"check_{number}")
     print(f"row {number} {params}")

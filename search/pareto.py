@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search import front as frontlib
-from search.results import PARAM_PREFIX, read_experiment, read_trials_csv
+from search.results import PARAM_PREFIX, read_experiment, read_trials_csv, row_params
 from search.space import DEFAULT_BUDGET_BYTES
 
 FORMATS = ("text", "csv", "json", "markdown")
@@ -137,7 +137,7 @@ def changed_params(params: dict[str, str], defaults: dict[str, Any]) -> dict[str
 
 def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoint:
     number = int(float(row["number"]))
-    params = {k[len(PARAM_PREFIX):]: v for k, v in row.items() if k.startswith(PARAM_PREFIX)}
+    params = row_params(row)
     bytes_total = _number(row.get("bytes_total"))
     predicted = _number(row.get("predicted_bytes"))
     return TrialPoint(

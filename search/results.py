@@ -130,6 +130,11 @@ def write_trials_csv(study: optuna.Study, folder: str | Path, budget_bytes: int)
     return path
 
 
+def row_params(row: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a trials.csv / table row, without their `param_` prefix."""
+    return {k[len(PARAM_PREFIX):]: v for k, v in row.items() if k.startswith(PARAM_PREFIX)}
+
+
 def read_trials_csv(folder_or_file: str | Path) -> list[dict[str, str]]:
     """Rows of trials.csv as dicts of strings (parameters keep their `param_` prefix)."""
     path = Path(folder_or_file)

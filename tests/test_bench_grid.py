@@ -13,7 +13,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import grid as bench_grid  # noqa: E402
 
-from search.replay import PARAM_PREFIX, read_table  # noqa: E402
+from search.replay import read_table  # noqa: E402
+from search.results import row_params  # noqa: E402
 
 TABLE = ROOT / "bench" / "grid_table.csv"
 
@@ -26,7 +27,7 @@ def test_committed_table_covers_the_grid_with_a_third_to_a_half_infeasible() -> 
     assert meta["configurations"] == grid.size() and meta["rows"] == len(rows) == grid.size()
     assert meta["budget_bytes"] == grid.spec.budget_bytes
     assert {"command", "git_commit", "machine", "date", "trainer_sha256"} <= set(meta)
-    keys = {bench_grid.param_key({k[len(PARAM_PREFIX):]: v for k, v in r.items() if k.startswith(PARAM_PREFIX)})
+    keys = {bench_grid.param_key(row_params(r))
             for r in rows}
     assert len(keys) == len(rows)  # every configuration once
     infeasible = sum(1 for r in rows if int(r["bytes_total"]) > grid.spec.budget_bytes)
@@ -49,9 +50,8 @@ def test_regenerating_a_row_reproduces_its_bytes_exactly(tmp_path: Path) -> None
     assert len(rows) == 1
     assert json.loads(bench_grid.meta_path(table).read_text())["rows"] == 1
     # The committed table's row for the same configuration: same bytes, val_bpb within noise.
-    committed = {bench_grid.param_key({k[len(PARAM_PREFIX):]: v for k, v in r.items()
-                                       if k.startswith(PARAM_PREFIX)}): r for r in read_table(TABLE)}
-    key = bench_grid.param_key({k[len(PARAM_PREFIX):]: v for k, v in rows[0].items() if k.startswith(PARAM_PREFIX)})
+    committed = {bench_grid.param_key(row_params(r)): r for r in read_table(TABLE)}
+    key = bench_grid.param_key(row_params(rows[0]))
     assert int(rows[0]["bytes_total"]) == int(committed[key]["bytes_total"])
     assert float(rows[0]["val_bpb"]) == pytest.approx(float(committed[key]["val_bpb"]), abs=0.01)
 

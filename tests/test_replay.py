@@ -17,6 +17,7 @@ import pytest
 
 from search.replay import PARAM_PREFIX, ReplayError, ReplayTable, make_replay_trainable, replay_metrics, \
     table_predictor
+from search.results import row_params
 from search.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def test_lookup_returns_each_rows_recorded_metrics(sub) -> None:
 def test_missing_configuration_and_bad_tables_are_one_line_errors(sub, tmp_path: Path) -> None:
     folder, grid, rows, budget = sub
     table = ReplayTable.load(folder / "table.csv")
-    env = {k[len(PARAM_PREFIX):]: v for k, v in rows[0].items() if k.startswith(PARAM_PREFIX)}
+    env = row_params(rows[0])
     absent = dict(env, NUM_LAYERS=str(max(_grid_module().GRID["NUM_LAYERS"]) + 7))
     with pytest.raises(ReplayError, match="has no row for") as err:
         table.lookup(absent)
@@ -138,7 +139,7 @@ def test_table_predictor_is_the_tables_bytes(sub) -> None:
     folder, grid, rows, budget = sub
     predict = table_predictor(folder / "table.csv")
     for row in rows[:3]:
-        env = {k[len(PARAM_PREFIX):]: v for k, v in row.items() if k.startswith(PARAM_PREFIX)}
+        env = row_params(row)
         assert predict(env) == int(row["bytes_total"])
 
 
