@@ -16,9 +16,11 @@ How `predict(env)` works (our trainer, `pgolf/train_gpt.py`):
   costs the compressor's fixed frame overhead plus its values;
 - each stored value costs a *measured* number of compressed bytes, looked up in the calibration
   table `pgolf/size_calibration.json` by (compressor:level, storage, tensor role, row length),
-  interpolated in log2(row length). The table is made by `python -m pgolf.size calibrate`: short
-  real CPU trainings of the trainer, whose weights are quantized at every bit width and compressed
-  with every compressor, strided row samples of each role alone;
+  interpolated in log2(row length); the tied embedding's rate also in log2(vocab), from a grid of
+  tied models (a short training leaves a larger vocabulary's embedding more compressible). The table
+  is made by `python -m pgolf.size calibrate`: short real CPU trainings of the trainer, whose
+  weights are quantized at every bit width and compressed with every compressor, strided row
+  samples of each role alone;
 - a whole frame is not exactly its row sample scaled up, so each frame's bytes are multiplied by a
   measured frame factor per (compressor, frame kind), interpolated in log2(frame values): real
   `serialize()` frames of calibration models over the rates' prediction;
@@ -82,6 +84,12 @@ FACTOR_MODELS = (0, 1, 4, 5)  # calibration models whose whole model files are w
 LR_MODELS = (0, 1, 2)  # calibration models also trained at the MATRIX_LR points (full-size roles)
 LR_POINTS = (0.01, 0.1)  # MATRIX_LR range of the shipped spaces (the default 0.04 is the reference)
 FACTOR_BITS = (4, 5, 6, 7, 8, 16)  # frame factors measured at these widths (others interpolated)
+# Tied-embedding models: (MODEL_DIM, VOCAB_SIZE) over the full-size spaces' widths and vocabularies
+# at a middle depth (the embedding's rate after a short training depends on both, up to 10 %).
+# Only their embedding is measured; it adds the vocabulary axis of the tied embedding's rate.
+EMBED_GRID_DIMS = (384, 576, 768)
+EMBED_GRID_VOCABS = (1024, 2048, 4096, 8192)
+EMBED_GRID_SHAPE = {"NUM_LAYERS": "9", "NUM_HEADS": "8", "NUM_KV_HEADS": "4", "MLP_MULT": "2"}
 
 # Fields of Hyperparameters that do not change the model's shapes (the shape cache ignores them).
 _NON_SHAPE_FIELDS = frozenset({
@@ -119,11 +127,16 @@ class Entry:
         return self.shape[-1] if self.shape else 1
 
 
-def tensor_role(name: str, tied: bool = True) -> str:
-    """Calibration key of an entry: its name with layer indices replaced by `*` (an untied embedding
-    is its own role: it starts at std 1.0 instead of the tied embedding's small std)."""
+def tensor_role(name: str, tied: bool = True, vocab: int = 0) -> str:
+    """Calibration key of an entry: its name with layer indices replaced by `*`. An untied embedding
+    is its own role (it starts at std 1.0 instead of the tied embedding's small std); a tied one
+    carries its vocabulary (`tok_emb.weight@V8192`), the second axis of its rate."""
     role = re.sub(r"\.\d+\.", ".*.", name)
-    return role + "@untied" if role == "tok_emb.weight" and not tied else role
+    if role != "tok_emb.weight":
+        return role
+    if not tied:
+        return role + "@untied"
+    return f"{role}@V{vocab}" if vocab else role
 
 
 def _shape_key(hp) -> tuple:
@@ -148,7 +161,7 @@ def stored_entries(hp) -> list[Entry]:
     """Every entry of the artifact's state dict with its stored form (cached per architecture)."""
     import pgolf.train_gpt as tg
 
-    return [Entry(n, tensor_role(n, hp.tie_embeddings), tg.param_group(n), shape,
+    return [Entry(n, tensor_role(n, hp.tie_embeddings, hp.vocab_size), tg.param_group(n), shape,
                   tg.storage_kind(n, shape, is_float, hp), itemsize, dtype)
             for n, shape, is_float, itemsize, dtype in _model_shapes(_shape_key(hp))]
 
@@ -288,8 +301,15 @@ class Calibration:
         by_role = self.rates[ckey].get(storage)
         if by_role is None:
             raise ValueError(f"storage {storage} is not in the size calibration table; recalibrate")
-        points = by_role.get(role) or by_role["*"]
-        return _interp(points, math.log2(max(row_len, 1)))
+        x = math.log2(max(row_len, 1))
+        base, _, vocab = role.partition("@V")
+        if vocab and role not in by_role:  # between the calibrated vocabularies, in log2(vocab)
+            rows = sorted([math.log2(int(v)), _interp(pts, x)] for r, pts in by_role.items()
+                          for b, _, v in [r.partition("@V")] if b == base and v)
+            if rows:
+                return _interp(rows, math.log2(int(vocab)))
+            role = base
+        return _interp(by_role.get(role) or by_role["*"], x)
 
     def lr_factor_of(self, ckey: str, storage: str, matrix_lr: float) -> float:
         """Bytes of Muon-trained values at this MATRIX_LR over those at the calibration's default
@@ -408,7 +428,7 @@ def predict_bytes(env: Mapping[str, str], script: str | Path | None = None) -> i
 # ----------------------------------------------------------------------------- learning from trials
 
 PRIOR_MARGIN_FRACTION = 0.05   # before MIN_ERRORS observations: about 3 x the bench's largest |error| (1.65 %)
-MARGIN_SAFETY = 1.5            # margin = safety x the worst recent under-prediction
+MARGIN_SAFETY = 1.5            # margin = safety x the largest recent |error|
 MARGIN_FLOOR = 0.002           # never below 0.2 %
 MIN_ERRORS = 3
 ERROR_WINDOW = 20
@@ -436,7 +456,8 @@ class SizeLearner:
     - External script (`param_count` given): bytes_total = code + a x params + b, fitted by least
       squares over completed trials; `predict` returns None (no pruning) before MIN_FIT_TRIALS trials.
     - `margin_fraction`: PRIOR_MARGIN_FRACTION until MIN_ERRORS out-of-sample errors exist, then
-      MARGIN_SAFETY x the largest under-prediction of the last ERROR_WINDOW trials (floor MARGIN_FLOOR).
+      MARGIN_SAFETY x the largest |error| of the last ERROR_WINDOW trials (floor MARGIN_FLOOR): an
+      error of either sign, since the corrections flip the sign of the next ones.
     - `prune(env, budget)`: True when prediction + margin > budget.
     """
 
@@ -491,7 +512,7 @@ class SizeLearner:
     def margin_fraction(self) -> float:
         if len(self.errors) < MIN_ERRORS:
             return PRIOR_MARGIN_FRACTION
-        worst = max(max(self.errors[-ERROR_WINDOW:]), 0.0)
+        worst = max(abs(e) for e in self.errors[-ERROR_WINDOW:])
         return max(MARGIN_FLOOR, MARGIN_SAFETY * worst)
 
     def margin_bytes(self, predicted: int) -> int:
@@ -623,34 +644,42 @@ def frame_overhead(compressor: str, level: int) -> int:
     return len(tg.compress(b"", compressor, level))
 
 
-def _measure_rates(models, compressors, levels, overhead, log) -> tuple[dict, dict]:
+def _measure_rates(models, compressors, levels, overhead, log, unpooled=()) -> tuple[dict, dict]:
     """Per (compressor, storage, role): bytes per value of strided row samples compressed alone
-    (less the frame overhead)."""
+    (less the frame overhead). Role `*` pools the roles of `models`; `unpooled` models (e.g. the
+    embedding grid's, one role each) add to their own roles only."""
     import numpy as np
     import torch
 
     import pgolf.train_gpt as tg
 
     samples: dict[str, dict[str, dict[str, list]]] = {}
+    pooled: dict[str, dict[str, list]] = {}
     scale_samples: dict[str, dict[str, list]] = {}
+
+    def add(ck: str, storage: str, role: str, point: tuple, pool: bool) -> None:
+        samples.setdefault(ck, {}).setdefault(storage, {}).setdefault(role, []).append(point)
+        if pool:
+            pooled.setdefault(ck, {}).setdefault(storage, []).append(point)
 
     def rate(data: bytes, n: int, c: str) -> float:
         return (len(tg.compress(data, c, levels[c])) - overhead[f"{c}:{levels[c]}"]) / n
 
-    for cfg, hp, state in models:
+    for (cfg, hp, state), pool in [(m, True) for m in models] + [(m, False) for m in unpooled]:
         by_role: dict[tuple[str, str], list] = {}
         for name, t in state.items():
             kind = "fp32" if any(part in name for part in tg.CONTROL_NAME_PARTS) else "fp16"
-            by_role.setdefault((tensor_role(name, hp.tie_embeddings), kind), []).append(t)
+            by_role.setdefault((tensor_role(name, hp.tie_embeddings, hp.vocab_size), kind), []).append(t)
         for (role, kind), ts in by_role.items():
+            if not any(t.numel() for t in ts):  # e.g. a 1-layer model's (0, d) skip weights
+                continue
             row_len = ts[0].shape[-1] if ts[0].ndim else 1
             x = math.log2(max(row_len, 1))
             flat = [t.reshape(-1, row_len) if t.ndim else t.reshape(1, 1) for t in ts]
             if kind == "fp32":
                 vals = torch.cat([f.reshape(-1) for f in flat]).numpy().astype(np.float32)
                 for c in compressors:
-                    samples.setdefault(f"{c}:{levels[c]}", {}).setdefault("fp32", {}).setdefault("*", []).append(
-                        (x, rate(vals.tobytes(), vals.size, c), vals.size))
+                    add(f"{c}:{levels[c]}", "fp32", "*", (x, rate(vals.tobytes(), vals.size, c), vals.size), False)
                 continue
             rows = torch.cat([_sample_rows(f, SAMPLE_VALUES // len(flat)) for f in flat])
             v16 = rows.to(torch.float16).numpy()
@@ -662,21 +691,38 @@ def _measure_rates(models, compressors, levels, overhead, log) -> tuple[dict, di
                     quantized[bits] = (q.numpy().tobytes(), q.numel(), scales.tobytes(), scales.size)
             for c in compressors:
                 ck = f"{c}:{levels[c]}"
-                tab = samples.setdefault(ck, {})
-                tab.setdefault("fp16", {}).setdefault(role, []).append((x, rate(v16.tobytes(), v16.size, c), v16.size))
+                add(ck, "fp16", role, (x, rate(v16.tobytes(), v16.size, c), v16.size), pool)
                 for bits, (qb, qn, sb, sn) in quantized.items():
-                    tab.setdefault(f"int{bits}", {}).setdefault(role, []).append((x, rate(qb, qn, c), qn))
-                    scale_samples.setdefault(ck, {}).setdefault(f"int{bits}", []).append((rate(sb, sn, c), sn))
+                    add(ck, f"int{bits}", role, (x, rate(qb, qn, c), qn), pool)
+                    if pool:
+                        scale_samples.setdefault(ck, {}).setdefault(f"int{bits}", []).append((rate(sb, sn, c), sn))
         log(f"calibrate: measured rates of {dict(cfg)}")
     rates: dict = {}
     for ck, tab in samples.items():
         rates[ck] = {}
         for storage, by_role in tab.items():
             rates[ck][storage] = {role: _merge_points(pts) for role, pts in by_role.items()}
-            rates[ck][storage]["*"] = _merge_points([p for pts in by_role.values() for p in pts])
+            if storage != "fp32":
+                rates[ck][storage]["*"] = _merge_points(pooled[ck][storage])
     scale = {ck: {st: sum(r * w for r, w in v) / sum(w for _, w in v) for st, v in tab.items()}
              for ck, tab in scale_samples.items()}
     return rates, scale
+
+
+def embedding_grid(configs=CALIBRATION_CONFIGS) -> list[dict[str, str]]:
+    """The tied-embedding grid's configurations not already among `configs`."""
+    grid = [{"VOCAB_SIZE": str(v), "MODEL_DIM": str(d), **EMBED_GRID_SHAPE}
+            for v in EMBED_GRID_VOCABS for d in EMBED_GRID_DIMS]
+    return [g for g in grid if g not in configs]
+
+
+def _train_embedding_grid(grid, tmp: str, log) -> list[tuple]:
+    """The grid's models, each reduced to its tied embedding (the only role measured from them)."""
+    out = []
+    for i, cfg in enumerate(grid):
+        c, hp, state = _train_for_calibration(f"emb{i}", cfg, tmp, log)
+        out.append((c, hp, {"tok_emb.weight": state["tok_emb.weight"]}))
+    return out
 
 
 def _measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
@@ -734,8 +780,8 @@ def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = 
             roles = _muon_roles(base[1])
             ref, _ = _measure_rates([base], tuple(levels), levels, cal.overhead, lambda m: None)
             for lr in lrs:
-                trained = _train_for_calibration(f"{i}_lr{lr}", {**configs[i], "MATRIX_LR": str(lr)}, tmp, log)
-                got, _ = _measure_rates([trained], tuple(levels), levels, cal.overhead, lambda m: None)
+                at_lr = _train_for_calibration(f"{i}_lr{lr}", {**configs[i], "MATRIX_LR": str(lr)}, tmp, log)
+                got, _ = _measure_rates([at_lr], tuple(levels), levels, cal.overhead, lambda m: None)
                 for ck, tab in got.items():
                     for storage, by_role in tab.items():
                         if not storage.startswith("int"):
@@ -760,11 +806,13 @@ def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = 
 def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
               factor_models: tuple[int, ...] = FACTOR_MODELS, compressors: tuple[str, ...] = ("zstd", "lzma", "zlib"),
               rates_from: str | Path | None = None, factor_bits: tuple[int, ...] = FACTOR_BITS,
+              grid: list[dict[str, str]] | None = None,
               log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
     """Build the calibration table from short real trainings (see the module docstring).
 
     rates_from: reuse the per-tensor rates (and the frame factors of widths not in factor_bits) of an
-    earlier table made with the same configs; only the factor models are trained again."""
+    earlier table made with the same configs; only the factor models are trained again.
+    grid: the tied-embedding models (default: `embedding_grid()` with the default configs, else none)."""
     import torch
     import zstandard
 
@@ -772,6 +820,8 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
 
     levels = {c: tg.COMPRESSORS[c][2] for c in compressors}
     overhead = {f"{c}:{levels[c]}": frame_overhead(c, levels[c]) for c in compressors}
+    if grid is None:
+        grid = embedding_grid(configs) if configs is CALIBRATION_CONFIGS else []
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="pgolf_size_cal_") as tmp:
         wanted = set(factor_models) if rates_from else set(range(len(configs)))
@@ -780,7 +830,8 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
             old = Calibration.load(rates_from)
             rates, scale, how_rates = old.rates, old.scale, old.meta.get("rates", {})
         else:
-            rates, scale = _measure_rates(list(models.values()), compressors, levels, overhead, log)
+            rates, scale = _measure_rates(list(models.values()), compressors, levels, overhead, log,
+                                          unpooled=_train_embedding_grid(grid, tmp, log))
             how_rates = {"made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          "seconds": round(time.time() - t_start)}
         kept = {ck: {kind: pts for kind, pts in tab.items() if kind.startswith("int") and int(kind[3:]) not in factor_bits}
@@ -793,11 +844,13 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "how": ("each config trained by pgolf/train_gpt.py on CPU with SHORT_TRAINING at bits 16 (the model "
                 "file then holds the trained fp16 weights). rates: per (role, storage) rows strided to about "
-                f"{SAMPLE_VALUES} values, quantized with quantize_rows and compressed alone, less the empty-frame overhead; "
+                f"{SAMPLE_VALUES} values, quantized with quantize_rows and compressed alone, less the empty-frame overhead "
+                "(the embedding_grid models add their tied embedding's rates only, keyed by vocabulary); "
                 "factor: the real frames of serialize() of the factor models at every width in FACTOR_BITS over "
                 "the rates' prediction of each frame"),
         "rates": how_rates, "factor_seconds": round(time.time() - t_start),
         "short_training": SHORT_TRAINING, "configs": list(configs), "factor_models": list(factor_models),
+        "embedding_grid": old.meta.get("embedding_grid", []) if rates_from else list(grid),
         "factor_bits": sorted({*factor_bits, *(old.meta.get("factor_bits", []) if rates_from else [])}),
         "versions": {"torch": torch.__version__, "zstandard": zstandard.__version__},
     }

@@ -129,7 +129,7 @@ def test_learner_moves_toward_measurement_and_margin_reacts(tiny_runs, tmp_path)
     for _ in range(3):
         learner.observe(env2, inflated)
     assert len(learner.errors) == 4
-    assert learner.margin_fraction == pytest.approx(size.MARGIN_SAFETY * max(learner.errors[-size.ERROR_WINDOW:]))
+    assert learner.margin_fraction == pytest.approx(size.MARGIN_SAFETY * max(map(abs, learner.errors[-size.ERROR_WINDOW:])))
     assert learner.margin_fraction > size.PRIOR_MARGIN_FRACTION
     prune, predicted, margin = learner.prune(env2, budget=learner.predict_bytes(env2) + 1)
     assert prune and margin == learner.margin_bytes(predicted) > 0
@@ -138,6 +138,12 @@ def test_learner_moves_toward_measurement_and_margin_reacts(tiny_runs, tmp_path)
     again = size.SizeLearner.load(path)
     assert again.predict_bytes(env2) == learner.predict_bytes(env2)
     assert again.margin_fraction == learner.margin_fraction
+    # over-predictions count too: models smaller than predicted do not shrink the margin to its floor
+    shrinking = size.SizeLearner()
+    for _ in range(size.MIN_ERRORS):
+        shrinking.observe(env2, int(shrinking.predict_bytes(env2) * 0.97))
+    assert all(e < 0 for e in shrinking.errors)
+    assert shrinking.margin_fraction == pytest.approx(size.MARGIN_SAFETY * 0.03, rel=0.01)
     assert json.loads(path.read_text())["corrections"]
 
 
@@ -176,6 +182,43 @@ def test_cli_bad_setting_one_line_error(args, named):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and named in lines[0]
+
+
+def test_tied_embedding_rate_is_interpolated_between_calibrated_vocabularies():
+    cal = size.load_calibration()
+    ck = cal.compressor_key("zstd", 22)
+    assert size.tensor_role("tok_emb.weight", tied=True, vocab=8192) == "tok_emb.weight@V8192"
+    assert size.tensor_role("tok_emb.weight", tied=False, vocab=8192) == "tok_emb.weight@untied"
+    assert {f"tok_emb.weight@V{v}" for v in size.EMBED_GRID_VOCABS} <= set(cal.rates[ck]["int6"])
+    assert cal.meta["embedding_grid"] == size.embedding_grid()
+    for d in size.EMBED_GRID_DIMS:
+        lo, hi = (cal.value_bytes(ck, "int6", f"tok_emb.weight@V{v}", d) for v in (2048, 4096))
+        mid = cal.value_bytes(ck, "int6", "tok_emb.weight@V3000", d)
+        assert min(lo, hi) <= mid <= max(lo, hi) and lo != hi
+    entries = {e.name: e for e in size.stored_entries(tg.Hyperparameters.from_env({"VOCAB_SIZE": "4096"}))}
+    assert entries["tok_emb.weight"].role == "tok_emb.weight@V4096"
+
+
+def test_calibration_runs_end_to_end_on_tiny_models(tmp_path):
+    """`calibrate` + `calibrate_lr` on tiny real trainings (the shipped table takes ~25 minutes)."""
+    shape = {"NUM_LAYERS": "1", "NUM_HEADS": "4", "NUM_KV_HEADS": "2", "MLP_MULT": "2"}
+    configs = ({"VOCAB_SIZE": "512", "MODEL_DIM": "64", **shape}, {"VOCAB_SIZE": "512", "MODEL_DIM": "32", **shape})
+    grid = [{"VOCAB_SIZE": "1024", "MODEL_DIM": "64", **shape}]
+    out = tmp_path / "calibration.json"
+    quiet = lambda m: None  # noqa: E731
+    cal = size.calibrate(out, configs=configs, factor_models=(0,), factor_bits=(6,), grid=grid, log=quiet)
+    int6 = cal.rates["zstd:22"]["int6"]
+    assert {"tok_emb.weight@V512", "tok_emb.weight@V1024", "*"} <= set(int6) and cal.meta["embedding_grid"] == grid
+    assert set(cal.factor["zstd:22"]) >= {"int6", "scale"}
+    # the MATRIX_LR factor over two models (one reused from `trained`, one trained again)
+    trained = {0: size._train_for_calibration(0, configs[0], str(tmp_path), quiet)}
+    cal = size.calibrate_lr(out, models=(0, 1), lrs=(0.1,), configs=configs, log=quiet, trained=trained)
+    for ck in ("zstd:22", "lzma:9", "zlib:9"):
+        xs = [x for x, _ in cal.lr_factor[ck]["int6"]]
+        assert xs == pytest.approx(sorted([math.log2(tg.Hyperparameters().matrix_lr), math.log2(0.1)]))
+    env = {**configs[0], "MATRIX_LR": "0.1", "MLP_BITS": "6", "ATTN_BITS": "6", "EMBED_BITS": "6",
+           "KEEP_FLOAT_MAX_NUMEL": "1024"}
+    assert size.predict(env, calibration=size.Calibration.load(out)).total_bytes > size.code_bytes()
 
 
 def test_calibration_table_records_how_it_was_made():
