@@ -183,8 +183,7 @@ def update_meta(grid: Grid, table: Path, rows: int) -> None:
 
 def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: list[str]) -> int:
     """Train the configurations not yet in the table; return how many were trained."""
-    done = {param_key(row_params(row))
-            for row in read_table(table)} if table.is_file() else set()
+    done = {param_key(row_params(row)) for row in read_table(table)} if table.is_file() else set()
     env_names = None
     trained = 0
     for index, params in enumerate(grid.configurations()):

@@ -427,7 +427,7 @@ def predict_bytes(env: Mapping[str, str], script: str | Path | None = None) -> i
 
 # ----------------------------------------------------------------------------- learning from trials
 
-PRIOR_MARGIN_FRACTION = 0.05   # before MIN_ERRORS observations: about 3 x the bench's largest |error| (1.65 %)
+PRIOR_MARGIN_FRACTION = 0.05   # before MIN_ERRORS observations (bench's largest |error| 0.87 %, smoke's 1.28 %)
 MARGIN_SAFETY = 1.5            # margin = safety x the largest recent |error|
 MARGIN_FLOOR = 0.002           # never below 0.2 %
 MIN_ERRORS = 3

@@ -27,8 +27,7 @@ def test_committed_table_covers_the_grid_with_a_third_to_a_half_infeasible() -> 
     assert meta["configurations"] == grid.size() and meta["rows"] == len(rows) == grid.size()
     assert meta["budget_bytes"] == grid.spec.budget_bytes
     assert {"command", "git_commit", "machine", "date", "trainer_sha256"} <= set(meta)
-    keys = {bench_grid.param_key(row_params(r))
-            for r in rows}
+    keys = {bench_grid.param_key(row_params(r)) for r in rows}
     assert len(keys) == len(rows)  # every configuration once
     infeasible = sum(1 for r in rows if int(r["bytes_total"]) > grid.spec.budget_bytes)
     assert len(rows) / 3 <= infeasible <= len(rows) / 2
