@@ -16,6 +16,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,34 @@ class ClusterError(RuntimeError):
     """The Ray cluster at an address cannot be joined (one-line message, no `error:` prefix)."""
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nothing listens at (Ray itself retries for minutes); `auto` and
+    addresses without a port are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
+                           f"({exc.strerror or type(exc).__name__}; start the head with `ray start --head "
+                           f"--port={port}` or fix --address)") from None
+
+
+def _send_auth_token_if_any() -> None:
+    """`ray start` enables token authentication (Ray >= 2.59), but a driver joining by an explicit
+    address (not `auto`) only sends the token in RAY_AUTH_MODE=token, which Ray reads into its
+    config once, at import: set it whenever a token is at hand, and have Ray read its config again."""
+    if os.environ.get("RAY_AUTH_MODE") is not None or not (
+            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config  # what Ray's own `_enable_token_auth` does after setting the mode
+
+    Config.initialize("")
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
               object_store_memory: int | None = None) -> bool:
     """Join the cluster at `address`, or start an embedded one; True when this call started Ray.
@@ -64,11 +93,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
-        # `ray start` enables token authentication (Ray >= 2.59) but a driver joining by address
-        # only sends the token when told to: do so whenever a token is at hand.
-        if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                or (Path.home() / ".ray" / "auth_token").is_file()):
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        _check_reachable(address)
+        _send_auth_token_if_any()
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as exc:

@@ -1,0 +1,79 @@
+"""Joining a Ray cluster that is already running (`search.run --address HOST:PORT`), as users with a
+Ray cluster do: a real head started by `ray start --head` from another folder, the real trainer."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search.results import read_trials_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path):
+    """A head node started with `ray start --head --block` (stopped with SIGTERM afterwards)."""
+    port = _free_port()
+    log = tmp_path / "head.log"
+    cmd = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+           "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000", "--block"]
+    with log.open("w") as out:
+        head = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while "block forever" not in log.read_text() and time.time() < deadline and head.poll() is None:
+            time.sleep(0.5)
+        assert "block forever" in log.read_text(), f"ray start --head did not come up:\n{log.read_text()[-2000:]}"
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        # gone for good: a live head would be joined by the next test's plain ray.init()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.5)
+
+
+def test_search_joins_a_running_cluster_by_address(ray_head: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "search.run", "spaces/lowrank_q.py", "--smoke", "--num-samples", "2",
+           "--results-dir", str(results), "--name", "joined", "--address", ray_head]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    complete = [r for r in read_trials_csv(results / "joined") if r["state"] == "COMPLETE"]
+    assert len(complete) == 2 and all(int(float(r["bytes_total"])) > 0 for r in complete)
+    assert "2 complete" in proc.stdout
+
+
+def test_an_address_nothing_answers_at_fails_at_once_with_one_line(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    cmd = [sys.executable, "-m", "search.run", "spaces/lowrank_q.py", "--smoke", "--results-dir",
+           str(tmp_path), "--name", "nowhere", "--address", f"127.0.0.1:{port}"]
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and time.time() - started < 60
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot join the Ray cluster at 127.0.0.1:{port}")
+    assert "ray start --head" in lines[0]
+    assert not (tmp_path / "nowhere").exists()
