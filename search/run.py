@@ -233,7 +233,8 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
-                                 prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd()),
+                                 prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd(),
+                                 timeout_s=spec.trial_timeout_seconds),
         make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
         learner_path=folder / LEARNER_FILE)
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -103,7 +104,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
                                "`ray start --head`, check the address, and the token in ~/.ray/auth_token or "
                                "RAY_AUTH_TOKEN)") from None
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+        # address "local": always a new cluster, never one a past `ray start` left in /tmp/ray
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  object_store_memory=object_store_memory, **kwargs)
     return True
 
@@ -124,6 +126,35 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass  # not Linux: cleanup in train_trial's finally still applies
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (Linux /proc; [] elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a launched training and everything under it. torchrun starts each rank in a session
+    of its own, so killing the launcher's process group alone would leave the ranks running."""
+    for victim in [pid, *_descendants(pid)]:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(victim, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def launch_command(script: Path, nproc: int) -> list[str]:
@@ -188,10 +219,11 @@ def _fail(trial_dir: Path, reason: str, tail: str, message: str = "") -> Trainin
 
 
 def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Path, nproc: int = 0,
-                 cwd: str | Path | None = None, report=None) -> dict[str, Any]:
+                 cwd: str | Path | None = None, report=None, timeout_s: float | None = None) -> dict[str, Any]:
     """Run one training to the end; return its metrics (plus timing), raise TrainingFailed.
 
-    `report(dict)` is called for each intermediate validation line.
+    `report(dict)` is called for each intermediate validation line. A training still running after
+    `timeout_s` seconds (e.g. a hung collective holding its GPUs) is killed: reason `timeout`.
     """
     script, trial_dir = Path(script).resolve(), Path(trial_dir).resolve()
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +244,16 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent,
                             start_new_session=True)
+    timed_out = threading.Event()
+
+    def kill_on_timeout() -> None:
+        timed_out.set()
+        _kill_tree(proc.pid)
+
+    watchdog = threading.Timer(timeout_s, kill_on_timeout) if timeout_s else None
+    if watchdog is not None:
+        watchdog.daemon = True
+        watchdog.start()
     try:
         with open(trial_dir / "stdout.log", "w") as out:
             for line in proc.stdout:  # type: ignore[union-attr]
@@ -228,17 +270,18 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
                 if isinstance(event, ValStep) and report is not None and math.isfinite(event.val_bpb):
                     report({"val_bpb": event.val_bpb, "val_loss": event.val_loss, "step": event.step})
         if nan_seen:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc.pid)
         returncode = proc.wait()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_tree(proc.pid)
             proc.wait()
     wall = time.time() - start
     tail_text = "\n".join(tail)
+    if timed_out.is_set():
+        raise _fail(trial_dir, "timeout", tail_text, f"killed after {timeout_s:g} s (TRIAL_TIMEOUT_SECONDS)")
     if nan_seen:
         raise _fail(trial_dir, "nan_loss", tail_text, "a loss became NaN")
     if returncode != 0:
@@ -269,8 +312,10 @@ def train_trial(config: dict[str, Any]) -> None:
 
     Optional keys beyond the contract: `prepare_data` (fill DATA_PATH and
     TOKENIZER_PATH from the bundled corpus for the trial's VOCAB_SIZE, used by
-    `--smoke`) and `cwd` (working directory of the training, default the
-    driver's, so relative paths in a space file mean the same everywhere).
+    `--smoke`), `cwd` (working directory of the training, default the
+    driver's, so relative paths in a space file mean the same everywhere) and
+    `timeout_s` (kill the training after that many seconds; the space's
+    TRIAL_TIMEOUT_SECONDS).
     """
     from ray import tune
 
@@ -281,5 +326,5 @@ def train_trial(config: dict[str, Any]) -> None:
     done = load_finished_metrics(trial_dir, env)
     if done is None:
         done = run_training(env, config["script"], trial_dir, int(config.get("nproc", 0)),
-                            cwd=config.get("cwd"), report=tune.report)
+                            cwd=config.get("cwd"), report=tune.report, timeout_s=config.get("timeout_s"))
     tune.report({**done, "training_done": True})

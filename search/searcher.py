@@ -59,6 +59,7 @@ class TrialLaunch:
     nproc: int            # processes per trial (0 = plain python)
     prepare_data: bool    # --smoke: fill DATA_PATH/TOKENIZER_PATH from the bundled corpus
     cwd: Path
+    timeout_s: float | None = None  # the space's TRIAL_TIMEOUT_SECONDS
 
 
 class BytePredictor(Protocol):
@@ -275,7 +276,7 @@ class BudgetedOptunaSearcher(Searcher):
             self.live[trial_id] = trial
             return {"env": env, "script": str(self.launch.script.resolve()), "trial_dir": str(trial_dir),
                     "nproc": self.launch.nproc, "prepare_data": self.launch.prepare_data,
-                    "cwd": str(self.launch.cwd.resolve())}
+                    "cwd": str(self.launch.cwd.resolve()), "timeout_s": self.launch.timeout_s}
         self.aborted = (f"error: {self.spec.path}: {self.max_over_budget_in_a_row} proposals in a row were "
                         f"predicted over the {self.spec.budget_bytes}-byte budget (the space is almost "
                         "entirely over budget: shrink its ranges or raise BUDGET_BYTES)")

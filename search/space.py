@@ -14,6 +14,9 @@ module-level settings (all upper case):
 - `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
 - `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
 - `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
+- `TRIAL_TIMEOUT_SECONDS` None (default), or seconds after which a trial's
+                      training is killed and the trial fails with reason
+                      `timeout` (e.g. a hung collective holding 8 GPUs)
 - `EARLY_STOPPING`    None, or a dict of ASHA settings (`grace_period`,
                       `reduction_factor`, `max_t`) to stop poor trials on
                       their intermediate `val_bpb`
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import math
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -58,7 +62,7 @@ DEFAULT_GPUS_PER_TRIAL = 8
 KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
-    "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT",
+    "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
 }
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
 
@@ -84,6 +88,7 @@ class SpaceSpec:
     predict_bytes: Callable[[Mapping[str, str]], int] | None = None
     param_count: Callable[[Mapping[str, str]], Any] | None = None
     smoke_env: dict[str, str] = field(default_factory=dict)
+    trial_timeout_seconds: float | None = None
 
     def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
         """The full environment of one trial: fixed, then proposed, then smoke overrides.
@@ -177,7 +182,7 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                                "add `def space(trial): return {...}` returning the trial's environment"))
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
-                                               "SCRIPT", "EARLY", "PREDICT", "PARAM")) and name not in KNOWN_SETTINGS:
+                                               "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))
@@ -205,6 +210,12 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     if smoke:
         points = _points_setting(path, module, "SMOKE_POINTS_TO_EVALUATE", points)
 
+    timeout = getattr(module, "TRIAL_TIMEOUT_SECONDS", None)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise SpaceError(_line(path, f"TRIAL_TIMEOUT_SECONDS={timeout!r} is not a positive number of seconds",
+                               "use None (no limit) or e.g. 1800"))
+
     early = getattr(module, "EARLY_STOPPING", None)
     if early is not None:
         if not isinstance(early, Mapping) or not set(early) <= EARLY_STOPPING_KEYS or not all(
@@ -227,4 +238,5 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env,
                      budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
-                     predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {})
+                     predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},
+                     trial_timeout_seconds=None if timeout is None else float(timeout))

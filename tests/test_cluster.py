@@ -3,10 +3,12 @@ Ray cluster do: a real head started by `ray start --head` from another folder, t
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +31,12 @@ def ray_head(tmp_path: Path):
     """A head node started with `ray start --head --block` (stopped with SIGTERM afterwards)."""
     port = _free_port()
     log = tmp_path / "head.log"
+    # its own short temp dir (socket paths are limited to ~100 bytes): `ray start` records the
+    # cluster there, not in /tmp/ray, so nothing of it outlives the test
+    temp_dir = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")
     cmd = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-           "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000", "--block"]
+           "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000",
+           f"--temp-dir={temp_dir}", "--block"]
     with log.open("w") as out:
         head = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -45,7 +51,7 @@ def ray_head(tmp_path: Path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
-        # gone for good: a live head would be joined by the next test's plain ray.init()
+        # gone for good before the next test starts a cluster of its own
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -53,6 +59,7 @@ def ray_head(tmp_path: Path):
             except OSError:
                 break
             time.sleep(0.5)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_search_joins_a_running_cluster_by_address(ray_head: str, tmp_path: Path) -> None:
@@ -77,3 +84,21 @@ def test_an_address_nothing_answers_at_fails_at_once_with_one_line(tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot join the Ray cluster at 127.0.0.1:{port}")
     assert "ray start --head" in lines[0]
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_without_address_a_stale_ray_start_record_is_ignored(tmp_path: Path) -> None:
+    """A head stopped uncleanly leaves its address in /tmp/ray/ray_current_cluster, which a plain
+    ray.init() would try to join: the search starts its own cluster instead."""
+    record = Path("/tmp/ray/ray_current_cluster")
+    if record.exists():
+        pytest.skip(f"{record} exists (a cluster started with `ray start` on this machine): not touched")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"127.0.0.1:{_free_port()}")  # nothing listens there
+    try:
+        cmd = [sys.executable, "-m", "search.run", "spaces/lowrank_q.py", "--smoke", "--num-samples", "1",
+               "--results-dir", str(tmp_path), "--name", "own"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)  # joining it hangs
+    finally:
+        record.unlink(missing_ok=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["state"] for r in read_trials_csv(tmp_path / "own")].count("COMPLETE") == 1

@@ -152,7 +152,7 @@ def test_replay_search_through_ray_and_optuna_writes_the_tables_values(sub, tmp_
 
     folder, grid, rows, budget = sub
     space = write_subspace(tmp_path / "space.py", grid, budget, predict_from_table=folder / "table.csv")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
              logging_level="ERROR")
     try:
         summary = run_search(RunOptions(space=space, smoke=True, name="replay", num_samples=5, seed=0,

@@ -25,7 +25,7 @@ FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, num_gpus=16, include_dashboard=False, object_store_memory=200 * 1024**2,
+    ray.init(address="local", num_cpus=2, num_gpus=16, include_dashboard=False, object_store_memory=200 * 1024**2,
              log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
@@ -93,13 +93,16 @@ def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
 def test_crash_and_nan_fail_and_search_goes_on(ray_cluster, tmp_path: Path) -> None:
     body = (
         "def space(trial):\n"
-        "    mode = trial.suggest_categorical('MODE', ['ok', 'crash', 'nan', 'big'])\n"
+        "    mode = trial.suggest_categorical('MODE', ['ok', 'crash', 'nan', 'big', 'hang'])\n"
         "    return {'X': trial.suggest_float('X', 0.0, 2.0), 'FAKE_CRASH': mode == 'crash',\n"
-        "            'FAKE_NAN': mode == 'nan', 'FAKE_BYTES': 150_000 if mode == 'big' else 7000}\n")
+        "            'FAKE_NAN': mode == 'nan', 'FAKE_BYTES': 150_000 if mode == 'big' else 7000,\n"
+        "            'FAKE_SLEEP': 60 if mode == 'hang' else 0.05}\n")
     space = write_space(tmp_path / "crashy.py", body, BUDGET_BYTES=100_000, GPUS_PER_TRIAL=0,
+                        TRIAL_TIMEOUT_SECONDS=8,
                         POINTS_TO_EVALUATE=[{"MODE": "crash", "X": 1.0}, {"MODE": "nan", "X": 1.0},
-                                            {"MODE": "ok", "X": 1.0}, {"MODE": "big", "X": 1.0}])
-    summary = run_search(RunOptions(space=space, name="crashy", num_samples=4, seed=0,
+                                            {"MODE": "ok", "X": 1.0}, {"MODE": "big", "X": 1.0},
+                                            {"MODE": "hang", "X": 1.0}])
+    summary = run_search(RunOptions(space=space, name="crashy", num_samples=5, seed=0,
                                     results_dir=tmp_path / "results"))
     study = load(summary.folder, "crashy")
     by_mode = {t.params["MODE"]: t for t in study.get_trials()}
@@ -109,6 +112,7 @@ def test_crash_and_nan_fail_and_search_goes_on(ray_cluster, tmp_path: Path) -> N
     assert by_mode["nan"].state == TrialState.FAIL
     assert by_mode["nan"].user_attrs["reason"] == "nan_loss"
     assert "train_loss:nan" in by_mode["nan"].user_attrs["log_tail"]
+    assert by_mode["hang"].state == TrialState.FAIL and by_mode["hang"].user_attrs["reason"] == "timeout"
     assert by_mode["ok"].state == TrialState.COMPLETE  # the search went on
     big = by_mode["big"]  # predicted within budget, measured over it: complete but infeasible
     assert big.state == TrialState.COMPLETE and big.values[1] == 150_000
@@ -116,7 +120,7 @@ def test_crash_and_nan_fail_and_search_goes_on(ray_cluster, tmp_path: Path) -> N
     assert not study.get_trials(states=(TrialState.RUNNING,))
     rows = {r["param_MODE"]: r for r in read_trials_csv(summary.folder)}
     assert rows["crash"]["reason"] == "crashed" and rows["crash"]["val_bpb"] == ""
-    assert rows["nan"]["reason"] == "nan_loss"
+    assert rows["nan"]["reason"] == "nan_loss" and rows["hang"]["reason"] == "timeout"
     assert rows["big"]["feasible"] == "false" and rows["ok"]["feasible"] == "true"
 
 

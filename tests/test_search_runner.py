@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,31 @@ def test_failures_carry_reason_and_log_tail(tmp_path: Path, knob: str, reason: s
     assert not (tmp_path / "f" / "metrics.json").exists()
     if knob == "FAKE_NAN":  # killed at the first NaN, not run to the end
         assert "step:50/50" not in (tmp_path / "f" / "stdout.log").read_text()
+
+
+def _alive(marker: str) -> list[int]:
+    """PIDs of fake trainings whose environment mentions marker (a tmp folder)."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"fake_train.py" in Path(f"/proc/{pid}/cmdline").read_bytes() \
+                    and marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                alive.append(int(pid))
+        except OSError:
+            continue
+    return alive
+
+
+def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path) -> None:
+    started = time.time()
+    with pytest.raises(TrainingFailed) as info:  # two ranks under torchrun, 100 steps of 0.2 s
+        run_training({"FAKE_STEPS": "100", "FAKE_SLEEP": "0.2"}, FAKE, tmp_path / "h", nproc=2, timeout_s=4)
+    assert info.value.reason == "timeout" and "4 s" in info.value.message
+    assert 4 <= time.time() - started < 30
+    log = (tmp_path / "h" / "stdout.log").read_text()
+    assert "step:1/100" in log and "step:100/100" not in log  # stopped mid-way, not run to the end
+    assert json.loads((tmp_path / "h" / "failure.json").read_text())["reason"] == "timeout"
+    assert _alive(str(tmp_path)) == []  # torchrun and both ranks are gone
 
 
 def test_launch_command_uses_torchrun_for_processes() -> None:

@@ -103,7 +103,7 @@ def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path) -> Non
     folder, grid, rows, budget = grid_sub
     space = write_subspace(tmp_path / "space.py", grid, budget)
     results = tmp_path / "results"
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
              logging_level="ERROR")
     try:
         out = io.StringIO()
@@ -146,7 +146,7 @@ def test_external_script_param_count_fit_prunes_after_two_trials(tmp_path: Path)
         "POINTS_TO_EVALUATE = [{'X': 0.5}, {'X': 1.5}]\n"
         "def PARAM_COUNT(env):\n    return {'body': int(1000 * float(env['X']))}\n"
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 4.0)}\n")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
              logging_level="ERROR")
     try:
         summary = run_search(RunOptions(space=space, name="ext", num_samples=6, max_concurrent=1, seed=0,

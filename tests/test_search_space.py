@@ -51,6 +51,9 @@ BAD_SPACES = {
     "bad_script": ("SCRIPT = 'nope/train_gpt.py'\ndef space(trial):\n    return {}\n", "SCRIPT='nope/train_gpt.py'"),
     "bad_env": ("FIXED_ENV = ['A']\ndef space(trial):\n    return {}\n", "FIXED_ENV must be a dict"),
     "import_error": ("import not_a_module_xyz\ndef space(trial):\n    return {}\n", "ModuleNotFoundError at line 1"),
+    "bad_timeout": ("TRIAL_TIMEOUT_SECONDS = 0\ndef space(trial):\n    return {}\n", "TRIAL_TIMEOUT_SECONDS=0"),
+    "timeout_typo": ("TRIAL_TIMEOUT = 60\ndef space(trial):\n    return {}\n",
+                     "unknown setting TRIAL_TIMEOUT (did you mean TRIAL_TIMEOUT_SECONDS?)"),
 }
 
 
