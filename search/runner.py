@@ -157,11 +157,15 @@ def _kill_tree(pid: int) -> None:
                 pass
 
 
+RANK_GUARD = Path(__file__).with_name("rank_guard.py")
+
+
 def launch_command(script: Path, nproc: int) -> list[str]:
-    """`torchrun --standalone --nproc_per_node=N script` for N > 0, else `python script`."""
+    """`torchrun --standalone --nproc_per_node=N rank_guard.py script` for N > 0 (each rank runs the
+    script under `search/rank_guard.py`, so it dies with torchrun), else `python script`."""
     if nproc > 0:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={nproc}", str(script)]
+                f"--nproc_per_node={nproc}", str(RANK_GUARD), str(script)]
     return [sys.executable, str(script)]
 
 

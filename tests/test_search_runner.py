@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,9 +77,30 @@ def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path) -
     assert _alive(str(tmp_path)) == []  # torchrun and both ranks are gone
 
 
+def test_torchrun_ranks_die_with_the_process_that_launched_them(tmp_path: Path) -> None:
+    """The Ray worker running a trial is killed (driver killed, trial cancelled): torchrun dies with
+    it, and so must its ranks, which torchrun starts in sessions of their own."""
+    code = (f"from search.runner import run_training\n"
+            f"run_training({{'FAKE_STEPS': '400', 'FAKE_SLEEP': '0.1'}}, {str(FAKE)!r}, {str(tmp_path / 'd')!r}, nproc=2)")
+    worker = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    log = tmp_path / "d" / "stdout.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and "step:3/400" in log.read_text()):
+        time.sleep(0.2)
+    assert len(_alive(str(tmp_path))) == 3, "torchrun and both ranks should be running by now"
+    worker.kill()
+    worker.wait()
+    deadline = time.time() + 20
+    while _alive(str(tmp_path)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _alive(str(tmp_path)) == []
+    assert "step:400/400" not in log.read_text()
+
+
 def test_launch_command_uses_torchrun_for_processes() -> None:
     cmd = launch_command(Path("train_gpt.py"), 8)
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
+    assert cmd[5:] == [str(ROOT / "search" / "rank_guard.py"), "train_gpt.py"]
     assert launch_command(Path("train_gpt.py"), 0)[1:] == ["train_gpt.py"]
 
 
