@@ -125,6 +125,16 @@ def test_torchrun_two_processes_matches_single(single_run, smoke_env, tmp_path):
     assert abs(multi["val_bpb"] - single["val_bpb"]) / single["val_bpb"] < 0.01
 
 
+def test_two_ranks_launched_by_the_search_runner(single_run, smoke_env, tmp_path):
+    """As a GPU trial launches it: torchrun with each rank under search/rank_guard.py."""
+    from search.runner import run_training
+
+    _, single, _ = single_run
+    multi = run_training(smoke_env, SCRIPT, tmp_path / "trial", nproc=2)
+    assert multi["world_size"] == 2 and multi["bytes_code"] == len(SCRIPT.read_bytes())
+    assert abs(multi["val_bpb"] - single["val_bpb"]) / single["val_bpb"] < 0.01
+
+
 def test_search_knobs_run_end_to_end(smoke_env, tmp_path):
     """Every explored knob on at once, for a few steps: the paths run and the export honours the bits."""
     env = {**smoke_env, "ITERATIONS": "8", "WARMDOWN_ITERS": "6", "TRAIN_LOG_EVERY": "0", "VAL_MAX_TOKENS": "4096",
