@@ -185,8 +185,10 @@ def settle_running_trials(study: optuna.Study, budget_bytes: int) -> tuple[list[
 
     A trial whose folder holds a finished metrics.json for its environment is
     told COMPLETE from it (its training is never run again); any other RUNNING
-    trial was interrupted: it is told FAIL with reason `interrupted` and its
-    parameters are enqueued so that the next search runs it again.
+    trial was interrupted: it is told FAIL with reason `interrupted`, and if its
+    training had been launched its parameters are enqueued so that the next
+    search runs it again (a proposal killed before launch, perhaps with only
+    part of its parameters drawn, cost nothing and is not repeated).
     Returns (numbers recovered, numbers re-enqueued).
     """
     recovered, requeued = [], []
@@ -200,9 +202,10 @@ def settle_running_trials(study: optuna.Study, budget_bytes: int) -> tuple[list[
             continue
         _set_attrs(trial, {"reason": "interrupted"})
         study.tell(trial, state=TrialState.FAIL)
-        study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number},
-                            skip_if_exists=False)
-        requeued.append(frozen.number)
+        if frozen.user_attrs.get("launched"):
+            study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number},
+                                skip_if_exists=False)
+            requeued.append(frozen.number)
     return recovered, requeued
 
 

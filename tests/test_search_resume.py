@@ -93,13 +93,17 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path
     assert completed_dirs <= set(lines)
     for number, values in complete_before.items():  # the study lost nothing either
         assert trials[number].state == TrialState.COMPLETE and trials[number].values == values
-    # a trial caught running was either finished (recovered from its folder) or re-run with its parameters
+    # a trial caught running was either finished (recovered from its folder) or re-run with its
+    # parameters; one caught before its launch (the driver died while proposing it) is not re-run
     rerun = {t.user_attrs.get("requeued_from"): t for t in trials if "requeued_from" in t.user_attrs}
     for number in running_before:
         t = trials[number]
         if t.state == TrialState.FAIL:
             assert t.user_attrs["reason"] == "interrupted"
-            assert rerun[number].params == t.params
+            if t.user_attrs.get("launched"):
+                assert rerun[number].params == t.params
+            else:
+                assert number not in rerun
         else:
             assert t.state == TrialState.COMPLETE
     assert not [t for t in trials if t.user_attrs.get("reason") == "interrupted" and t.number not in running_before]
@@ -119,6 +123,8 @@ def test_settle_recovers_finished_training_without_rerun(tmp_path: Path) -> None
         trial.set_user_attr("trial_dir", str(trial_dir))
         trial.set_user_attr("env", env)
         trial.set_user_attr("launched", True)
+    proposing = study.ask()  # the driver died while the space function drew its values
+    proposing.suggest_float("X", 0, 5)
     done_dir = folder / "trials" / str(finished.number)
     (done_dir / "env.json").write_text(json.dumps({**env, "OUT_DIR": str(done_dir)}))
     (done_dir / "metrics.json").write_text(json.dumps({"val_bpb": 1.25, "val_loss": 0.9, "bytes_total": 900,
@@ -129,6 +135,8 @@ def test_settle_recovers_finished_training_without_rerun(tmp_path: Path) -> None
     assert got.state == TrialState.COMPLETE and got.values == [1.25, 900.0]
     assert got.constraints == {"bytes_over_budget": -100.0}
     assert study.trials[lost.number].state == TrialState.FAIL
+    assert study.trials[proposing.number].state == TrialState.FAIL  # never launched: not queued again
+    assert study.trials[proposing.number].user_attrs["reason"] == "interrupted"
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == [study.trials[lost.number].params]  # rerun
     assert count_trainings(study) == 1
