@@ -1,8 +1,11 @@
-"""Shared test fixtures: one real data preparation per test session, reused by every test file."""
+"""Shared test fixtures: one real data preparation per test session, reused by every test file,
+and a probe for fake trainings left running."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -22,3 +25,20 @@ def prepared_512(data_dir: Path) -> Prepared:
     Use `prepared_512.env()` for DATA_PATH / TOKENIZER_PATH / VOCAB_SIZE.
     """
     return prepare(512, data_dir, quiet=True)
+
+
+@pytest.fixture
+def fake_trainings_alive() -> Callable[[str], list[int]]:
+    """alive(marker): PIDs of tests/scripts/fake_train.py processes (torchrun launching it included)
+    whose environment mentions marker, e.g. the test's tmp folder."""
+    def alive(marker: str) -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if b"fake_train.py" in Path(f"/proc/{pid}/cmdline").read_bytes() \
+                        and marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                    found.append(int(pid))
+            except OSError:
+                continue
+        return found
+    return alive

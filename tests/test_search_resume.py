@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,22 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 
-def _fake_trainings_alive(marker: str) -> list[int]:
-    """PIDs of fake trainings whose environment mentions marker (our tmp folder)."""
-    alive = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            env = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"fake_train.py" in cmd and marker.encode() in env:
-            alive.append(int(pid))
-    return alive
-
-
 def _complete_rows(folder: Path) -> list[dict[str, str]]:
     try:
         return [r for r in read_trials_csv(folder) if r["state"] == "COMPLETE"]
@@ -43,7 +26,7 @@ def _complete_rows(folder: Path) -> list[dict[str, str]]:
         return []
 
 
-def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path, fake_trainings_alive) -> None:
     log = tmp_path / "launches.txt"
     space = tmp_path / "slow.py"
     space.write_text(
@@ -67,10 +50,10 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path
 
     # The trainings die with their Ray workers: no orphan keeps running.
     for _ in range(40):
-        if not _fake_trainings_alive(str(tmp_path)):
+        if not fake_trainings_alive(str(tmp_path)):
             break
         time.sleep(0.5)
-    assert not _fake_trainings_alive(str(tmp_path))
+    assert not fake_trainings_alive(str(tmp_path))
 
     study = optuna.load_study(study_name="slow", storage=storage_url(folder))
     complete_before = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}

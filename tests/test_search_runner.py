@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -52,20 +51,7 @@ def test_failures_carry_reason_and_log_tail(tmp_path: Path, knob: str, reason: s
         assert "step:50/50" not in (tmp_path / "f" / "stdout.log").read_text()
 
 
-def _alive(marker: str) -> list[int]:
-    """PIDs of fake trainings whose environment mentions marker (a tmp folder)."""
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if b"fake_train.py" in Path(f"/proc/{pid}/cmdline").read_bytes() \
-                    and marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                alive.append(int(pid))
-        except OSError:
-            continue
-    return alive
-
-
-def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path) -> None:
+def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path, fake_trainings_alive) -> None:
     started = time.time()
     with pytest.raises(TrainingFailed) as info:  # two ranks under torchrun, 100 steps of 0.2 s
         run_training({"FAKE_STEPS": "100", "FAKE_SLEEP": "0.2"}, FAKE, tmp_path / "h", nproc=2, timeout_s=4)
@@ -74,10 +60,10 @@ def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path) -
     log = (tmp_path / "h" / "stdout.log").read_text()
     assert "step:1/100" in log and "step:100/100" not in log  # stopped mid-way, not run to the end
     assert json.loads((tmp_path / "h" / "failure.json").read_text())["reason"] == "timeout"
-    assert _alive(str(tmp_path)) == []  # torchrun and both ranks are gone
+    assert fake_trainings_alive(str(tmp_path)) == []  # torchrun and both ranks are gone
 
 
-def test_torchrun_ranks_die_with_the_process_that_launched_them(tmp_path: Path) -> None:
+def test_torchrun_ranks_die_with_the_process_that_launched_them(tmp_path: Path, fake_trainings_alive) -> None:
     """The Ray worker running a trial is killed (driver killed, trial cancelled): torchrun dies with
     it, and so must its ranks, which torchrun starts in sessions of their own."""
     code = (f"from search.runner import run_training\n"
@@ -87,13 +73,13 @@ def test_torchrun_ranks_die_with_the_process_that_launched_them(tmp_path: Path) 
     deadline = time.time() + 120
     while time.time() < deadline and not (log.is_file() and "step:3/400" in log.read_text()):
         time.sleep(0.2)
-    assert len(_alive(str(tmp_path))) == 3, "torchrun and both ranks should be running by now"
+    assert len(fake_trainings_alive(str(tmp_path))) == 3, "torchrun and both ranks should be running by now"
     worker.kill()
     worker.wait()
     deadline = time.time() + 20
-    while _alive(str(tmp_path)) and time.time() < deadline:
+    while fake_trainings_alive(str(tmp_path)) and time.time() < deadline:
         time.sleep(0.2)
-    assert _alive(str(tmp_path)) == []
+    assert fake_trainings_alive(str(tmp_path)) == []
     assert "step:400/400" not in log.read_text()
 
 
