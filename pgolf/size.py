@@ -755,8 +755,12 @@ def _measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
     return {ck: {kind: _merge_points(pts) for kind, pts in tab.items()} for ck, tab in raw.items()}
 
 
-def _muon_roles(hp) -> set[str]:
-    return {e.role for e in stored_entries(hp) if muon_updated(e)}
+def _muon_only(model: tuple) -> tuple:
+    """A trained calibration model reduced to its Muon-trained tensors (the only ones the MATRIX_LR
+    factor measures: compressing the others at every width and compressor would be wasted)."""
+    cfg, hp, state = model
+    names = {e.name for e in stored_entries(hp) if muon_updated(e)}
+    return cfg, hp, {n: t for n, t in state.items() if n in names}
 
 
 def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = LR_MODELS,
@@ -776,17 +780,16 @@ def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = 
     sums: dict[str, dict[str, dict[float, list[float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="pgolf_size_lr_") as tmp:
         for i in models:
-            base = (trained or {}).get(i) or _train_for_calibration(f"{i}", configs[i], tmp, log)
-            roles = _muon_roles(base[1])
+            base = _muon_only((trained or {}).get(i) or _train_for_calibration(f"{i}", configs[i], tmp, log))
             ref, _ = _measure_rates([base], tuple(levels), levels, cal.overhead, lambda m: None)
             for lr in lrs:
                 at_lr = _train_for_calibration(f"{i}_lr{lr}", {**configs[i], "MATRIX_LR": str(lr)}, tmp, log)
-                got, _ = _measure_rates([at_lr], tuple(levels), levels, cal.overhead, lambda m: None)
+                got, _ = _measure_rates([_muon_only(at_lr)], tuple(levels), levels, cal.overhead, lambda m: None)
                 for ck, tab in got.items():
                     for storage, by_role in tab.items():
                         if not storage.startswith("int"):
                             continue
-                        for role in roles & set(by_role):
+                        for role in set(by_role) - {"*"}:
                             for x, y in by_role[role]:
                                 r = y / _interp(ref[ck][storage][role], x)
                                 acc = sums.setdefault(ck, {}).setdefault(storage, {}).setdefault(lr, [0.0, 0.0])
