@@ -85,8 +85,9 @@ class ProgressPrinter(Callback):
             return
         self._last_time = now
         snap = snapshot(self.study)
-        if snap.line(0) != self._last_line:
-            self._last_line = snap.line(0)
+        line = snap.line(0)
+        if line != self._last_line:
+            self._last_line = line
             print(snap.line(now - self.start), file=self.out, flush=True)
 
     def on_step_end(self, iteration, trials, **info) -> None:

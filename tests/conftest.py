@@ -1,5 +1,5 @@
 """Shared test fixtures: one real data preparation per test session, reused by every test file,
-and a probe for fake trainings left running."""
+a local Ray cluster, and a probe for fake trainings left running."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def prepared_512(data_dir: Path) -> Prepared:
     Use `prepared_512.env()` for DATA_PATH / TOKENIZER_PATH / VOCAB_SIZE.
     """
     return prepare(512, data_dir, quiet=True)
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh local 2-CPU Ray cluster for one test (never one a `ray start` left behind)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
+             log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture

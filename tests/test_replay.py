@@ -143,22 +143,15 @@ def test_table_predictor_is_the_tables_bytes(sub) -> None:
         assert predict(env) == int(row["bytes_total"])
 
 
-def test_replay_search_through_ray_and_optuna_writes_the_tables_values(sub, tmp_path: Path) -> None:
+def test_replay_search_through_ray_and_optuna_writes_the_tables_values(sub, tmp_path: Path, local_ray) -> None:
     """search.run --replay: real Ray Tune + Optuna study, the trainable looks rows up."""
-    import ray
-
     from search.results import read_trials_csv
     from search.run import RunOptions, run_search
 
     folder, grid, rows, budget = sub
     space = write_subspace(tmp_path / "space.py", grid, budget, predict_from_table=folder / "table.csv")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
-             logging_level="ERROR")
-    try:
-        summary = run_search(RunOptions(space=space, smoke=True, name="replay", num_samples=5, seed=0,
-                                        results_dir=tmp_path / "results", replay=folder / "table.csv"))
-    finally:
-        ray.shutdown()
+    summary = run_search(RunOptions(space=space, smoke=True, name="replay", num_samples=5, seed=0,
+                                    results_dir=tmp_path / "results", replay=folder / "table.csv"))
     assert summary.launched == 5
     by_params = {tuple(float(r[PARAM_PREFIX + k]) for k in grid): r for r in rows}
     trials = read_trials_csv(summary.folder)

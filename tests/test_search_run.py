@@ -25,8 +25,8 @@ FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(address="local", num_cpus=2, num_gpus=16, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, num_gpus=16, include_dashboard=False,
+             object_store_memory=200 * 1024**2, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

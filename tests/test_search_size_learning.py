@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
 from ray import cloudpickle
 from optuna.trial import TrialState
 
@@ -97,28 +96,23 @@ def test_space_param_count_and_predict_bytes_exclusive(tmp_path: Path) -> None:
         load_space(bad)
 
 
-def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path) -> None:
+def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path, local_ray) -> None:
     """The real search (no PREDICT_BYTES): every completed trial is observed, the learner file is
     written, --resume reloads it, and no launched trial exceeds the budget by more than its margin."""
     folder, grid, rows, budget = grid_sub
     space = write_subspace(tmp_path / "space.py", grid, budget)
     results = tmp_path / "results"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
-             logging_level="ERROR")
-    try:
-        out = io.StringIO()
-        first = run_search(RunOptions(space=space, smoke=True, name="learn", num_samples=3, seed=1,
-                                      results_dir=results, replay=folder / "table.csv"), out=out)
-        assert f"size margin: {PRIOR_MARGIN_FRACTION:.1%}" in out.getvalue()  # before any trial
-        saved = json.loads((first.folder / LEARNER_FILE).read_text())
-        complete = [r for r in read_trials_csv(first.folder) if r["state"] == "COMPLETE"]
-        assert len(saved["observations"]) == len(complete) == 3
-        assert sorted(o["measured"] for o in saved["observations"]) == sorted(int(float(r["bytes_total"])) for r in complete)
+    out = io.StringIO()
+    first = run_search(RunOptions(space=space, smoke=True, name="learn", num_samples=3, seed=1,
+                                  results_dir=results, replay=folder / "table.csv"), out=out)
+    assert f"size margin: {PRIOR_MARGIN_FRACTION:.1%}" in out.getvalue()  # before any trial
+    saved = json.loads((first.folder / LEARNER_FILE).read_text())
+    complete = [r for r in read_trials_csv(first.folder) if r["state"] == "COMPLETE"]
+    assert len(saved["observations"]) == len(complete) == 3
+    assert sorted(o["measured"] for o in saved["observations"]) == sorted(int(float(r["bytes_total"])) for r in complete)
 
-        second = run_search(RunOptions(space=space, smoke=True, name="learn", num_samples=5, resume=True,
-                                       results_dir=results, replay=folder / "table.csv"))
-    finally:
-        ray.shutdown()
+    second = run_search(RunOptions(space=space, smoke=True, name="learn", num_samples=5, resume=True,
+                                   results_dir=results, replay=folder / "table.csv"))
     saved = json.loads((second.folder / LEARNER_FILE).read_text())
     trials = read_trials_csv(second.folder)
     complete = [r for r in trials if r["state"] == "COMPLETE"]
@@ -135,7 +129,7 @@ def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path) -> Non
         assert t.user_attrs["predicted_bytes"] + t.user_attrs["margin_bytes"] > budget
 
 
-def test_external_script_param_count_fit_prunes_after_two_trials(tmp_path: Path) -> None:
+def test_external_script_param_count_fit_prunes_after_two_trials(tmp_path: Path, local_ray) -> None:
     """A space with PARAM_COUNT for a script pgolf.size cannot build (the fake trainer, whose
     artifact is 5000 + 1000 X bytes): no pruning until two trials completed, then the fit prunes."""
     fake = Path(__file__).resolve().parent / "scripts" / "fake_train.py"
@@ -146,13 +140,8 @@ def test_external_script_param_count_fit_prunes_after_two_trials(tmp_path: Path)
         "POINTS_TO_EVALUATE = [{'X': 0.5}, {'X': 1.5}]\n"
         "def PARAM_COUNT(env):\n    return {'body': int(1000 * float(env['X']))}\n"
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 4.0)}\n")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, log_to_driver=False,
-             logging_level="ERROR")
-    try:
-        summary = run_search(RunOptions(space=space, name="ext", num_samples=6, max_concurrent=1, seed=0,
-                                        results_dir=tmp_path / "results"), out=io.StringIO())
-    finally:
-        ray.shutdown()
+    summary = run_search(RunOptions(space=space, name="ext", num_samples=6, max_concurrent=1, seed=0,
+                                    results_dir=tmp_path / "results"), out=io.StringIO())
     saved = json.loads((summary.folder / LEARNER_FILE).read_text())
     assert saved["external"] and len(saved["observations"]) == 6
     study = optuna.load_study(study_name="ext", storage=storage_url(summary.folder))
