@@ -1,0 +1,201 @@
+"""`python -m pgolf.logs check RECORD_DIR...`: do a record folder's logs say what its submission says?
+
+For each folder (a `submission.json` and its training logs, `*.log`/`*.txt` in the folder or a
+`logs/` subfolder): the score each log prints (by `pgolf.logs`' score rule), their mean, the
+submission's `val_bpb` (or `mean_val_bpb`) and the per-seed results it lists, and a verdict.
+
+Which logs are averaged: every log with a score, a log whose bytes repeat another's counted once
+(records often ship `train.log` beside the same run as `train_seed<N>.log`). When the submission
+lists per-seed scores and every one of them is printed by some log, those logs are the ones
+averaged (a folder may also hold reruns or side experiments the submission does not count).
+When the mean of all logs misses but exactly one log prints the submission's value as its score,
+the submission states that one run (e.g. `train.log`, with further seeds added as evidence), and
+that log is the one compared.
+
+A match is a mean within the rounding of the submission's value: half a unit in the last decimal
+it states. A folder whose `submission.json` has no `val_bpb` is listed and not counted; so is a
+folder that ships no log at all (there is nothing to read). The last line reads
+`records: N, matching: M (P %)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pgolf.logs import parse_log
+
+LOG_SUFFIXES = (".log", ".txt")
+
+
+@dataclass
+class RecordCheck:
+    """What one record folder's check found."""
+
+    folder: Path
+    claimed: float | None = None          # submission.json val_bpb
+    decimals: int = 0
+    listed: dict[str, float] = field(default_factory=dict)   # per-seed results in submission.json
+    scores: dict[str, float] = field(default_factory=dict)   # log file name -> score
+    used: list[str] = field(default_factory=list)            # the logs averaged
+    note: str = ""
+
+    @property
+    def mean(self) -> float | None:
+        values = [self.scores[name] for name in self.used]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def counted(self) -> bool:
+        return self.claimed is not None and bool(self.scores or self.note == "no score read")
+
+    @property
+    def matching(self) -> bool:
+        mean = self.mean
+        return self.counted and mean is not None and abs(mean - self.claimed) <= _tolerance(self.decimals)
+
+
+def _tolerance(decimals: int) -> float:
+    return 0.5 * 10.0 ** -decimals + 1e-12
+
+
+def _decimals(value: float) -> int:
+    text = repr(float(value))
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def _literal(value: Any) -> Any:
+    """submission.json fields sometimes hold a Python dict's repr as a string."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return None
+    return value
+
+
+def listed_seeds(submission: dict[str, Any]) -> dict[str, float]:
+    """Per-seed val_bpb a submission lists: `seed_results`/`seeds` as {seed: {val_bpb}}, or
+    `seed_scores` beside a `seeds` list."""
+    for key in ("seed_results", "seeds"):
+        value = _literal(submission.get(key))
+        if isinstance(value, dict):
+            out = {str(seed): float(r["val_bpb"]) for seed, r in value.items()
+                   if isinstance(r, dict) and isinstance(r.get("val_bpb"), (int, float))}
+            if out:
+                return out
+    seeds, scores = submission.get("seeds"), submission.get("seed_scores")
+    if isinstance(seeds, list) and isinstance(scores, list) and len(seeds) == len(scores):
+        return {str(s): float(v) for s, v in zip(seeds, scores) if isinstance(v, (int, float))}
+    return {}
+
+
+def find_logs(folder: Path) -> list[Path]:
+    places = [folder, folder / "logs"]
+    return sorted(p for place in places if place.is_dir() for p in place.iterdir()
+                  if p.is_file() and p.suffix in LOG_SUFFIXES)
+
+
+def check_record(folder: Path) -> RecordCheck:
+    check = RecordCheck(folder=folder)
+    try:
+        submission = json.loads((folder / "submission.json").read_text())
+    except (OSError, ValueError) as exc:
+        check.note = f"no readable submission.json ({type(exc).__name__})"
+        submission = {}
+    claimed = submission.get("val_bpb", submission.get("mean_val_bpb"))
+    if isinstance(claimed, (int, float)) and not isinstance(claimed, bool) and math.isfinite(claimed):
+        check.claimed, check.decimals = float(claimed), _decimals(claimed)
+    elif not check.note:
+        check.note = "submission.json states no val_bpb"
+    check.listed = listed_seeds(submission)
+    seen: set[str] = set()
+    for log in find_logs(folder):
+        digest = hashlib.sha256(log.read_bytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        score = parse_log(log).final
+        if score is not None and math.isfinite(score.val_bpb):
+            check.scores[str(log.relative_to(folder))] = score.val_bpb
+    if check.claimed is not None and not find_logs(folder):
+        check.note = "no logs in the folder"
+    elif check.claimed is not None and not check.scores:
+        check.note = "no score read"
+    check.used = _logs_of_listed_seeds(check) or sorted(check.scores)
+    if check.claimed is not None and not check.matching:
+        tol = _tolerance(check.decimals)
+        single = [name for name, score in check.scores.items() if abs(score - check.claimed) <= tol]
+        if len(single) == 1:
+            check.used, check.note = single, "the submission states one run's score"
+    return check
+
+
+def _logs_of_listed_seeds(check: RecordCheck) -> list[str]:
+    """The logs that print the submission's listed per-seed scores, one per seed; [] unless all are found."""
+    used: list[str] = []
+    for value in check.listed.values():
+        tol = _tolerance(_decimals(value))
+        match = next((name for name, score in sorted(check.scores.items())
+                      if abs(score - value) <= tol and name not in used), None)
+        if match is None:
+            return []
+        used.append(match)
+    return used
+
+
+def render(check: RecordCheck) -> list[str]:
+    lines = [f"{check.folder.name}"]
+    for name, score in sorted(check.scores.items()):
+        mark = "" if name in check.used else "   (not averaged: the submission states other runs)"
+        lines.append(f"  {name}: {score:.8f}{mark}")
+    if check.listed:
+        lines.append("  submission per seed: " + ", ".join(f"{s} {v}" for s, v in check.listed.items()))
+    claimed = "-" if check.claimed is None else f"{check.claimed}"
+    mean = "-" if check.mean is None else f"{check.mean:.8f}"
+    if not check.counted:
+        verdict = f"not counted: {check.note}"
+    elif check.matching:
+        verdict = f"MATCH{' (' + check.note + ')' if check.note else ''}"
+    else:
+        verdict = f"MISS{': ' + check.note if check.note else ''}"
+    lines.append(f"  mean of {len(check.used)} log(s) {mean}, submission {claimed}: {verdict}")
+    return lines
+
+
+def record_folders(paths: Sequence[Path]) -> list[Path]:
+    """The folders holding a submission.json at or below each path."""
+    found: list[Path] = []
+    for path in paths:
+        if (path / "submission.json").is_file():
+            found.append(path)
+        else:
+            found.extend(sorted(p.parent for p in path.rglob("submission.json")))
+    return found
+
+
+def main(argv: Sequence[str]) -> int:
+    paths = [Path(a) for a in argv]
+    if not paths or any(a.startswith("-") for a in argv):
+        print("usage: python -m pgolf.logs check RECORD_DIR...  (record folders, or folders above them)",
+              file=sys.stderr)
+        return 2
+    missing = [p for p in paths if not p.is_dir()]
+    if missing:
+        print(f"error: {missing[0]} is not a folder (give record folders, e.g. records/track_10min_16mb)",
+              file=sys.stderr)
+        return 2
+    checks = [check_record(folder) for folder in record_folders(paths)]
+    for check in checks:
+        print("\n".join(render(check)))
+    counted = [c for c in checks if c.counted]
+    matching = sum(c.matching for c in counted)
+    percent = 100.0 * matching / len(counted) if counted else 0.0
+    print(f"records: {len(counted)}, matching: {matching} ({percent:.0f} %)")
+    return 0
