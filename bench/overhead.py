@@ -97,7 +97,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     enqueue_seed_points(study, spec)
     predict = make_predictor(spec, folder, resume=False)  # what search.run builds (size learner + margin)
     searcher = BudgetedOptunaSearcher(spec, study, TrialLaunch(folder=folder, script=spec.script, nproc=0,
-                                                               prepare_data=False, cwd=ROOT), predict,
+                                                               prepare_data=False), predict,
                                        learner_path=folder / LEARNER_FILE)
     start_ray(num_cpus=slots, object_store_memory=200 * 1024 ** 2)
     try:

@@ -135,8 +135,7 @@ def run_ours(problem: Problem, seed: int, n: int, exact: bool = False) -> Run:
                    else make_predictor(problem.spec, Path(tmp), resume=False))
         study = open_study(f"ours-{seed}", None, seed, create=True)  # type: ignore[arg-type]
         enqueue_seed_points(study, problem.spec)
-        launch = TrialLaunch(folder=Path(tmp), script=problem.spec.script, nproc=0, prepare_data=False,
-                             cwd=ROOT)
+        launch = TrialLaunch(folder=Path(tmp), script=problem.spec.script, nproc=0, prepare_data=False)
         searcher = BudgetedOptunaSearcher(problem.spec, study, launch, predict)
         for i in range(n):
             config = searcher.suggest(f"t{i}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search import front as frontlib
-from search.results import PARAM_PREFIX, read_experiment, read_trials_csv, row_params
+from search.results import PARAM_PREFIX, broken_limits, experiment_limits, read_experiment, read_trials_csv, row_params
 from search.space import DEFAULT_BUDGET_BYTES
 
 FORMATS = ("text", "csv", "json", "markdown")
@@ -59,6 +59,7 @@ class TrialPoint:
     params: dict[str, str]
     changed: dict[str, str]
     predicted_bytes: int | None = None
+    over_limits: list[str] = field(default_factory=list)  # time limits it broke (train_seconds, eval_seconds)
     status: str = ""  # front | dominated | infeasible | pruned | failed | running
     rank: int | None = None
     headroom: int | None = None
@@ -152,6 +153,7 @@ def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoi
         params=params,
         changed=changed_params(params, exp.defaults),
         predicted_bytes=None if predicted is None else int(predicted),
+        over_limits=[m for m in broken_limits(row, experiment_limits(exp.meta, 0)) if m != "bytes_total"],
     )
 
 
@@ -178,7 +180,8 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
         measured = t.state == "COMPLETE" and t.val_bpb is not None and t.bytes_total is not None
         if measured:
             t.headroom = budget - t.bytes_total  # type: ignore[operator]
-            t.status = "dominated" if t.bytes_total <= budget else "infeasible"  # type: ignore[operator]
+            within = t.bytes_total <= budget and not t.over_limits  # type: ignore[operator]
+            t.status = "dominated" if within else "infeasible"
         elif t.state == "PRUNED":
             t.status = "pruned"
         elif t.state in ("FAIL", "COMPLETE"):
@@ -366,7 +369,7 @@ def write_png(report: ParetoReport, path: Path) -> Path:
     scale, unit = (1e6, "MB") if report.budget_bytes >= 1_000_000 else (1e3, "kB")
     groups = {
         "dominated": dict(marker="o", color="0.55", s=28, label="dominated (feasible)"),
-        "infeasible": dict(marker="x", color="tab:red", s=40, label="infeasible (measured over budget)"),
+        "infeasible": dict(marker="x", color="tab:red", s=40, label="infeasible (measured over a limit)"),
     }
     for status, style in groups.items():
         pts = [t for t in report.trials if t.status == status]
@@ -435,7 +438,7 @@ def write_html(report: ParetoReport, path: Path) -> Path:
         "infeasible": dict(symbol="x", color="crimson", size=9),
         "front": dict(symbol="circle", color="royalblue", size=11, line=dict(color="black", width=1)),
     }
-    names = {"dominated": "dominated (feasible)", "infeasible": "infeasible (over budget)", "front": "Pareto front"}
+    names = {"dominated": "dominated (feasible)", "infeasible": "infeasible (over a limit)", "front": "Pareto front"}
     for status, marker in styles.items():
         pts = [t for t in report.trials if t.status == status]
         if status == "front":

@@ -31,13 +31,15 @@ class Snapshot:
     best_bpb: float | None
     best_number: int | None
     front_size: int
+    last_failure: str = ""  # "trial N <reason>: <the script's own message>" of the latest failure
 
     def line(self, elapsed: float) -> str:
         best = (f"best feasible val_bpb {self.best_bpb:.4f} (trial {self.best_number})"
                 if self.best_bpb is not None else "no feasible trial yet")
+        failure = f" | last failure: {self.last_failure}" if self.last_failure else ""
         return (f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] trials: {self.complete} done, "
                 f"{self.running} running, {self.pruned} pruned, {self.failed} failed | {best} | "
-                f"Pareto front {self.front_size}")
+                f"Pareto front {self.front_size}{failure}")
 
 
 def snapshot(study: optuna.Study) -> Snapshot:
@@ -49,9 +51,13 @@ def snapshot(study: optuna.Study) -> Snapshot:
                 and all(v <= 0 for v in t.constraints.values())]
     best = min(feasible, key=lambda t: t.values[0], default=None)
     front = non_dominated([(t.values[0], t.values[1]) for t in feasible])
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("message")]
+    last = failed[-1] if failed else None  # trials come in number order
+    last_failure = (f"trial {last.number} {last.user_attrs.get('reason', 'failed')}: "
+                    f"{str(last.user_attrs['message'])[:160]}") if last else ""
     return Snapshot(count[TrialState.COMPLETE], count[TrialState.RUNNING], count[TrialState.PRUNED],
                     count[TrialState.FAIL], best.values[0] if best else None,
-                    best.number if best else None, len(front))
+                    best.number if best else None, len(front), last_failure)
 
 
 class ProgressPrinter(Callback):

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from search.results import read_experiment
-from search.space import DEFAULT_BUDGET_BYTES
+from search.results import experiment_limits, read_experiment
+from search.space import DEFAULT_BUDGET_BYTES, resolve_paths
 
 MIN_GAIN_NATS = 0.005
 ALPHA = 0.01
@@ -63,6 +63,8 @@ class PromoteConfig:
     experiment_name: str
     changed: dict[str, str] = field(default_factory=dict)
     trial_bytes_code: int | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # the experiment's limits, bytes included
+    score_line: str | None = None                           # the space's SCORE_LINE
 
 
 @dataclass
@@ -78,6 +80,8 @@ class SeedResult:
     ms_per_step: float | None
     log_path: Path
     metrics: dict[str, Any]
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
 
 
 @dataclass
@@ -203,7 +207,8 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
     if not script.is_file():
         raise PromoteError(f"the experiment's script {script} does not exist here; run from the folder the search ran in")
     trial_env = json.loads(env_path.read_text())
-    env = {str(k): str(v) for k, v in trial_env.items() if k not in RUNNER_KEYS}
+    # paths relative to where the search ran (experiments from before trials ran in their own folders)
+    env = resolve_paths({str(k): str(v) for k, v in trial_env.items() if k not in RUNNER_KEYS}, Path.cwd())
     # the trial's own seed; unset means the script's default, 1337 upstream and in pgolf/train_gpt.py
     original_seed = int(env["SEED"]) if env.get("SEED", "").lstrip("-").isdigit() else UPSTREAM_DEFAULT_SEED
     seeds = pick_seeds(args.seeds, args.first_seed, original_seed)
@@ -240,6 +245,8 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         gpus_per_trial=0 if smoke else int(meta.get("gpus_per_trial") or 0),
         cpus_per_trial=args.cpus_per_trial, smoke=smoke,
         budget_bytes=int(meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES),
+        limits=experiment_limits(meta, int(meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES)),
+        score_line=meta.get("score_line"),
         record_dir=record_dir, work_dir=(exp_dir / "promote" / f"trial{args.trial}-{stamp}").resolve(),
         against_bpb=args.against, author=args.author or _git_user(), github_id=args.github_id or "unknown",
         name=name, blurb=args.blurb or "", hardware=args.hardware, experiment_name=str(meta.get("name") or exp_dir.name),
@@ -299,7 +306,7 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | No
     trainable = tune.with_resources(seed_trainable, trial_resources(cfg.gpus_per_trial, cfg.cpus_per_trial))
     param_space = {
         "seed": tune.grid_search(cfg.seeds), "env": cfg.env, "script": str(cfg.script.resolve()),
-        "work_dir": str(cfg.work_dir), "nproc": nproc, "prepare_data": cfg.smoke, "cwd": os.getcwd(),
+        "work_dir": str(cfg.work_dir), "nproc": nproc, "prepare_data": cfg.smoke,
         "run_id": f"promote_{cfg.name}",
     }
     tuner = tune.Tuner(
@@ -339,16 +346,19 @@ def collect(cfg: PromoteConfig) -> list[SeedResult]:
         if not metrics_path.is_file() or not log.is_file():
             raise PromoteError(f"seed {seed} left no metrics.json/log in {folder}; look at its stdout.log and promote again")
         metrics = json.loads(metrics_path.read_text())
-        summary = parse_log(log)
+        summary = parse_log(log, cfg.score_line)
         if summary.final is None:
             raise PromoteError(f"{log} has no final_..._exact score line; the script must print one (see docs/design.md)")
         bytes_total = summary.bytes_total if summary.bytes_total is not None else int(metrics["bytes_total"])
         steps = metrics.get("steps")
         train_ms = metrics.get("train_time_ms")
         ms_per_step = float(train_ms) / steps if isinstance(train_ms, (int, float)) and steps else None
+        train_s = metrics.get("train_seconds", summary.train_seconds)
+        eval_s = metrics.get("eval_seconds", summary.eval_seconds)
         results.append(SeedResult(seed=seed, val_loss=summary.final.val_loss, val_bpb=summary.final.val_bpb,
                                   bytes_total=int(bytes_total), bytes_code=int(metrics["bytes_code"]),
-                                  steps=steps, ms_per_step=ms_per_step, log_path=log, metrics=metrics))
+                                  steps=steps, ms_per_step=ms_per_step, log_path=log, metrics=metrics,
+                                  train_seconds=train_s, eval_seconds=eval_s))
     return results
 
 
@@ -410,6 +420,11 @@ def _reasons(cfg: PromoteConfig, results: list[SeedResult], sig: Significance) -
     worst = max(r.bytes_total for r in results)
     if worst > cfg.budget_bytes:
         reasons.append(f"over budget: bytes_total {worst:,} > {cfg.budget_bytes:,}")
+    for metric in ("train_seconds", "eval_seconds"):
+        limit = cfg.limits.get(metric)
+        measured = [getattr(r, metric) for r in results if isinstance(getattr(r, metric), (int, float))]
+        if limit is not None and measured and max(measured) > limit:
+            reasons.append(f"over a limit: {metric} {max(measured):.1f} > {limit:g}")
     if cfg.smoke:
         reasons.append("smoke run (tiny CPU training on the bundled corpus), not a competition run")
     return reasons

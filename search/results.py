@@ -20,9 +20,9 @@ from typing import Any
 import optuna
 
 FIXED_COLUMNS = [
-    "number", "state", "feasible", "reason", "val_bpb", "val_loss", "bytes_total",
+    "number", "state", "feasible", "reason", "message", "val_bpb", "val_loss", "bytes_total",
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
-    "gpu_seconds", "log_path", "trial_dir",
+    "eval_seconds", "gpu_seconds", "log_path", "trial_dir",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
@@ -44,6 +44,27 @@ class Experiment:
     objectives: list[str] = field(default_factory=lambda: list(OBJECTIVES))
     num_samples: int = 0
     seed: int | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # every limit, the byte budget included
+    score_line: str | None = None                           # the space's SCORE_LINE, if any
+
+
+def experiment_limits(meta: dict[str, Any], budget_bytes: int) -> dict[str, float]:
+    """An experiment's limits (from experiment.json), the given byte budget in force."""
+    limits = {k: float(v) for k, v in dict(meta.get("limits") or {}).items() if k != "bytes_total"}
+    return {"bytes_total": budget_bytes, **limits}
+
+
+def broken_limits(row: dict[str, Any], limits: dict[str, float]) -> list[str]:
+    """The limits a measured trials.csv row is over (`bytes_total`, `eval_seconds`, ...)."""
+    broken = []
+    for metric, limit in limits.items():
+        try:
+            value = float(row.get(metric) or "nan")
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > limit:
+            broken.append(metric)
+    return broken
 
 
 def experiment_dir(results_root: str | Path, name: str) -> Path:
@@ -90,11 +111,14 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
     constraint_value = trial.constraints.get(BUDGET_CONSTRAINT)
     measured = bytes_total if bytes_total not in (None, "") else predicted
     feasible = "" if measured in (None, "") else str(int(measured) <= budget_bytes).lower()
+    if trial.state == optuna.trial.TrialState.COMPLETE and trial.constraints:
+        feasible = str(all(v <= 0 for v in trial.constraints.values())).lower()
     row = {
         "number": trial.number,
         "state": trial.state.name,
         "feasible": feasible,
         "reason": attrs.get("reason", ""),
+        "message": attrs.get("message", ""),
         "val_bpb": val_bpb,
         "val_loss": attrs.get("val_loss"),
         "bytes_total": int(bytes_total) if isinstance(bytes_total, (int, float)) and math.isfinite(bytes_total) else "",
@@ -105,6 +129,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
         "constraint": constraint_value,
         "steps": attrs.get("steps"),
         "train_seconds": attrs.get("train_seconds"),
+        "eval_seconds": attrs.get("eval_seconds"),
         "gpu_seconds": attrs.get("gpu_seconds"),
         "log_path": attrs.get("log_path", ""),
         "trial_dir": attrs.get("trial_dir", ""),

@@ -206,7 +206,8 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
         name=name, space=str(spec.path), script=str(spec.script), budget_bytes=spec.budget_bytes,
         gpus_per_trial=spec.gpus_per_trial, smoke=spec.smoke, fixed_env={**spec.fixed_env, **spec.smoke_env},
         defaults=dict(spec.points_to_evaluate[0]) if spec.points_to_evaluate else {},
-        num_samples=num_samples, seed=seed)
+        num_samples=num_samples, seed=seed, limits=dict(spec.limits),
+        score_line=spec.score_line)
     folder.mkdir(parents=True, exist_ok=True)
     results.write_experiment(folder, experiment)
 
@@ -220,7 +221,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
     study = open_study(name, results.storage_url(folder), seed, create=not opts.resume)
     recovered: list[int] = []
     if opts.resume:
-        recovered, requeued = settle_running_trials(study, spec.budget_bytes)
+        recovered, requeued = settle_running_trials(study, spec.limits)
         if recovered or requeued:
             print(f"resume: {len(recovered)} finished trial(s) recovered from their folders, "
                   f"{len(requeued)} interrupted trial(s) queued to run again", file=out, flush=True)
@@ -233,8 +234,8 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
-                                 prepare_data=spec.smoke and opts.replay is None, cwd=Path.cwd(),
-                                 timeout_s=spec.trial_timeout_seconds),
+                                 prepare_data=spec.smoke and opts.replay is None,
+                                 timeout_s=spec.trial_timeout_seconds, score_line=spec.score_line),
         make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
         learner_path=folder / LEARNER_FILE)
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
@@ -272,7 +273,7 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
             progress.report(force=True)
     finally:
         # Whatever happened, leave no Optuna trial RUNNING and the csv current.
-        settle_running_trials(study, spec.budget_bytes)
+        settle_running_trials(study, spec.limits)
         results.write_trials_csv(study, folder, spec.budget_bytes)
     if searcher.aborted:
         raise RunError(searcher.aborted)

@@ -15,6 +15,7 @@ import ctypes
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -206,28 +207,71 @@ def _prepare_data(env: dict[str, str]) -> None:
 
 
 def metrics_from_log(summary: LogSummary, script: Path) -> dict[str, Any] | None:
-    """Metrics of an upstream script that writes no metrics.json, from its final log lines."""
+    """Metrics of an upstream script that writes no metrics.json, from its log (pgolf.logs' rule)."""
     final, total = summary.final, summary.bytes_total
     if final is None or total is None:
         return None
     code = len(script.read_bytes())
-    return {"val_loss": final.val_loss, "val_bpb": final.val_bpb, "bytes_total": total,
-            "bytes_code": code, "bytes_model": total - code, "steps": summary.last_step,
-            "scheme": final.label, "source": "log"}
+    metrics = {"val_loss": final.val_loss, "val_bpb": final.val_bpb, "bytes_total": total,
+               "bytes_code": code, "bytes_model": total - code, "steps": summary.last_step,
+               "scheme": final.label, "score_label": final.label, "source": "log"}
+    if summary.train_seconds is not None:
+        metrics["train_time_ms"] = summary.train_seconds * 1000.0
+    if summary.eval_seconds is not None:
+        metrics["eval_seconds"] = summary.eval_seconds
+    return metrics
+
+
+_RANK_PREFIX = re.compile(r"^\[(?:default)?(?:rank)?(\d+)\]:\s?")
+
+
+def root_cause(lines: list[str]) -> str | None:
+    """The script's own reason for failing, from its output: its last `error:` line, else the
+    exception line that ends the first traceback (of the first rank to print one, torchrun's
+    `[rankN]:` prefixes understood), so a user reads the cause, not torchrun's summary."""
+    errors = [_RANK_PREFIX.sub("", line).strip() for line in lines]
+    errors = [line for line in errors if line.startswith("error:")]
+    if errors:
+        return errors[-1][:500]
+    tb_rank: str | None = None
+    inside = False
+    for line in lines:
+        prefix = _RANK_PREFIX.match(line)
+        rank = prefix.group(1) if prefix else ""
+        text = line[prefix.end():] if prefix else line
+        if not inside:
+            if text.startswith("Traceback (most recent call last)"):
+                inside, tb_rank = True, rank
+            continue
+        if rank != tb_rank:
+            continue  # another rank's lines, interleaved
+        if text and not text[0].isspace() and not text.startswith(("Traceback", "During handling", "The above")):
+            return text.strip()[:500]
+    return None
 
 
 def _fail(trial_dir: Path, reason: str, tail: str, message: str = "") -> TrainingFailed:
+    try:
+        cause = root_cause((trial_dir / "stdout.log").read_text(errors="replace").splitlines())
+    except OSError:
+        cause = None
+    if cause:
+        message = f"{cause} ({message})" if message else cause
     (trial_dir / "failure.json").write_text(json.dumps({"reason": reason, "message": message,
                                                         "log_tail": tail}, indent=1))
     return TrainingFailed(reason, tail, message)
 
 
 def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Path, nproc: int = 0,
-                 cwd: str | Path | None = None, report=None, timeout_s: float | None = None) -> dict[str, Any]:
+                 cwd: str | Path | None = None, report=None, timeout_s: float | None = None,
+                 score_line: str | None = None) -> dict[str, Any]:
     """Run one training to the end; return its metrics (plus timing), raise TrainingFailed.
 
-    `report(dict)` is called for each intermediate validation line. A training still running after
-    `timeout_s` seconds (e.g. a hung collective holding its GPUs) is killed: reason `timeout`.
+    The training runs in `cwd`, by default its own trial folder: whatever the script writes next
+    to itself (upstream's `final_model.int8.ptz`, `logs/`) stays with its trial, and trials running
+    at once never read each other's files. `report(dict)` is called for each intermediate
+    validation line. A training still running after `timeout_s` seconds (e.g. a hung collective
+    holding its GPUs) is killed: reason `timeout`. `score_line`: the space's SCORE_LINE.
     """
     script, trial_dir = Path(script).resolve(), Path(trial_dir).resolve()
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -241,10 +285,10 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
     (trial_dir / "metrics.json").unlink(missing_ok=True)
 
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    summary = LogSummary()
+    summary = LogSummary(score_line=score_line)
     start = time.time()
     nan_seen = False
-    proc = subprocess.Popen(launch_command(script, nproc), env=child_env, cwd=str(cwd or os.getcwd()),
+    proc = subprocess.Popen(launch_command(script, nproc), env=child_env, cwd=str(cwd or trial_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent,
                             start_new_session=True)
@@ -286,7 +330,7 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
     tail_text = "\n".join(tail)
     if timed_out.is_set():
         raise _fail(trial_dir, "timeout", tail_text, f"killed after {timeout_s:g} s (TRIAL_TIMEOUT_SECONDS)")
-    if nan_seen:
+    if nan_seen or summary.has_nan:
         raise _fail(trial_dir, "nan_loss", tail_text, "a loss became NaN")
     if returncode != 0:
         raise _fail(trial_dir, "crashed", tail_text, f"exit code {returncode}")
@@ -300,8 +344,14 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
         raise _fail(trial_dir, "nan_loss", tail_text, "the final val_bpb/val_loss is not finite")
     gpus = len([d for d in (visible or "").split(",") if d.strip()])
     train_ms = metrics.get("train_time_ms")
+    if not isinstance(metrics.get("eval_seconds"), (int, float)) and summary.eval_seconds is not None:
+        metrics["eval_seconds"] = summary.eval_seconds
+    if summary.final is not None:
+        metrics.setdefault("score_label", summary.final.label)
+    logged_train = summary.train_seconds
     metrics.update({
-        "train_seconds": float(train_ms) / 1000 if isinstance(train_ms, (int, float)) else wall,
+        "train_seconds": float(train_ms) / 1000 if isinstance(train_ms, (int, float))
+        else logged_train if logged_train is not None else wall,
         "wall_seconds": wall,
         "gpu_seconds": wall * gpus,
         "log_path": str(trial_dir / "train.log") if (trial_dir / "train.log").is_file()
@@ -316,10 +366,10 @@ def train_trial(config: dict[str, Any]) -> None:
 
     Optional keys beyond the contract: `prepare_data` (fill DATA_PATH and
     TOKENIZER_PATH from the bundled corpus for the trial's VOCAB_SIZE, used by
-    `--smoke`), `cwd` (working directory of the training, default the
-    driver's, so relative paths in a space file mean the same everywhere) and
-    `timeout_s` (kill the training after that many seconds; the space's
-    TRIAL_TIMEOUT_SECONDS).
+    `--smoke`), `cwd` (working directory of the training, default its trial
+    folder; the searcher has already made the environment's relative paths
+    absolute), `timeout_s` (kill the training after that many seconds; the
+    space's TRIAL_TIMEOUT_SECONDS) and `score_line` (the space's SCORE_LINE).
     """
     from ray import tune
 
@@ -330,5 +380,6 @@ def train_trial(config: dict[str, Any]) -> None:
     done = load_finished_metrics(trial_dir, env)
     if done is None:
         done = run_training(env, config["script"], trial_dir, int(config.get("nproc", 0)),
-                            cwd=config.get("cwd"), report=tune.report, timeout_s=config.get("timeout_s"))
+                            cwd=config.get("cwd"), report=tune.report, timeout_s=config.get("timeout_s"),
+                            score_line=config.get("score_line"))
     tune.report({**done, "training_done": True})

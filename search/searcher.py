@@ -37,13 +37,27 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from search.results import BUDGET_CONSTRAINT, write_trials_csv
-from search.runner import load_finished_metrics
+from search.runner import load_finished_metrics, root_cause
 from search.space import SpaceSpec
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
 LOG_TAIL_CHARS = 4000
-_METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "gpu_seconds",
-                 "log_path")
+_METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds",
+                 "gpu_seconds", "log_path", "score_label")
+
+
+def as_limits(limits: int | Mapping[str, float]) -> dict[str, float]:
+    """A space's limits as {metric: limit}; a bare number is the byte budget."""
+    return {"bytes_total": limits} if isinstance(limits, (int, float)) else dict(limits)
+
+
+def limit_constraint(metric: str) -> str:
+    """The Optuna constraint of one limit: `bytes_over_budget`, `eval_seconds_over_limit`, ..."""
+    return BUDGET_CONSTRAINT if metric == "bytes_total" else f"{metric}_over_limit"
+
+
+def limit_reason(metric: str) -> str:
+    return "over_budget" if metric == "bytes_total" else f"over_{metric}"
 
 
 class SearchAborted(RuntimeError):
@@ -58,8 +72,8 @@ class TrialLaunch:
     script: Path
     nproc: int            # processes per trial (0 = plain python)
     prepare_data: bool    # --smoke: fill DATA_PATH/TOKENIZER_PATH from the bundled corpus
-    cwd: Path
     timeout_s: float | None = None  # the space's TRIAL_TIMEOUT_SECONDS
+    score_line: str | None = None   # the space's SCORE_LINE
 
 
 class BytePredictor(Protocol):
@@ -137,27 +151,37 @@ def _set_violation(trial: optuna.Trial, violation: float) -> None:
         trial.set_constraint(BUDGET_CONSTRAINT, float(violation))
 
 
-def _log_tail(trial_dir: Path) -> tuple[str, str]:
-    """(reason, log tail) of a failed training, from the runner's failure.json."""
+def _failure(trial_dir: Path) -> tuple[str, str, str]:
+    """(reason, message, log tail) of a failed training, from the runner's failure.json."""
     try:
         failure = json.loads((trial_dir / "failure.json").read_text())
-        return str(failure.get("reason") or "crashed"), str(failure.get("log_tail", ""))[-LOG_TAIL_CHARS:]
+        return (str(failure.get("reason") or "crashed"), str(failure.get("message") or ""),
+                str(failure.get("log_tail", ""))[-LOG_TAIL_CHARS:])
     except (OSError, ValueError):
         pass
     try:
-        return "crashed", (trial_dir / "stdout.log").read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        text = (trial_dir / "stdout.log").read_text(errors="replace")
     except OSError:
-        return "crashed", ""
+        return "crashed", "the Ray worker died before the training wrote anything (see the Ray logs)", ""
+    return "crashed", root_cause(text.splitlines()) or "", text[-LOG_TAIL_CHARS:]
 
 
 def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str, Any] | None,
-                  error: bool, budget_bytes: int) -> TrialState:
-    """Tell Optuna how a launched training ended; return the state told."""
+                  error: bool, limits: int | Mapping[str, float]) -> TrialState:
+    """Tell Optuna how a launched training ended; return the state told.
+
+    A finished training gets one constraint per limit (measured value - limit, <= 0 feasible); one
+    over any limit is COMPLETE but infeasible, its reason naming the limits it broke. A limit on a
+    figure the script did not report (no evaluation time in its log) cannot be judged: its
+    constraint is 0 and the trial's `unjudged_limits` attribute names it.
+    """
+    limits = as_limits(limits)
+    budget_bytes = int(limits["bytes_total"])
     trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
     predicted = trial.user_attrs.get("predicted_bytes")
     if error:
-        reason, tail = _log_tail(trial_dir)
-        _set_attrs(trial, {"reason": reason, "log_tail": tail})
+        reason, message, tail = _failure(trial_dir)
+        _set_attrs(trial, {"reason": reason, "message": message, "log_tail": tail})
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if not result or not result.get("training_done"):
@@ -170,17 +194,35 @@ def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str,
         return TrialState.PRUNED
     val_bpb, total = result.get("val_bpb"), result.get("bytes_total")
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (val_bpb, total)):
-        reason, tail = _log_tail(trial_dir)
-        _set_attrs(trial, {"reason": "nan_loss", "log_tail": tail})
+        _, message, tail = _failure(trial_dir)
+        _set_attrs(trial, {"reason": "nan_loss", "message": message or "the final val_bpb is not finite",
+                           "log_tail": tail})
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     _set_attrs(trial, {k: result.get(k) for k in _METRIC_ATTRS})
-    _set_violation(trial, total - budget_bytes)
+    broken, unjudged = [], []
+    for metric, limit in limits.items():
+        value = result.get(metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            violation = float(value) - float(limit)
+            if violation > 0:
+                broken.append(limit_reason(metric))
+        else:
+            violation = 0.0
+            unjudged.append(metric)
+        if metric == "bytes_total":
+            _set_violation(trial, violation)
+        else:
+            trial.set_constraint(limit_constraint(metric), violation)
+    if broken:
+        _set_attrs(trial, {"reason": "+".join(broken)})
+    if unjudged:
+        _set_attrs(trial, {"unjudged_limits": unjudged})
     study.tell(trial, [float(val_bpb), float(total)])
     return TrialState.COMPLETE
 
 
-def settle_running_trials(study: optuna.Study, budget_bytes: int) -> tuple[list[int], list[int]]:
+def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]) -> tuple[list[int], list[int]]:
     """Leave no trial RUNNING: finished trainings become COMPLETE, others FAIL + re-enqueued.
 
     A trial whose folder holds a finished metrics.json for its environment is
@@ -197,7 +239,7 @@ def settle_running_trials(study: optuna.Study, budget_bytes: int) -> tuple[list[
         trial_dir = frozen.user_attrs.get("trial_dir")
         metrics = load_finished_metrics(Path(trial_dir), frozen.user_attrs.get("env")) if trial_dir else None
         if metrics is not None:
-            record_result(study, trial, {**metrics, "training_done": True}, False, budget_bytes)
+            record_result(study, trial, {**metrics, "training_done": True}, False, limits)
             recovered.append(frozen.number)
             continue
         _set_attrs(trial, {"reason": "interrupted"})
@@ -279,7 +321,7 @@ class BudgetedOptunaSearcher(Searcher):
             self.live[trial_id] = trial
             return {"env": env, "script": str(self.launch.script.resolve()), "trial_dir": str(trial_dir),
                     "nproc": self.launch.nproc, "prepare_data": self.launch.prepare_data,
-                    "cwd": str(self.launch.cwd.resolve()), "timeout_s": self.launch.timeout_s}
+                    "timeout_s": self.launch.timeout_s, "score_line": self.launch.score_line}
         self.aborted = (f"error: {self.spec.path}: {self.max_over_budget_in_a_row} proposals in a row were "
                         f"predicted over the {self.spec.budget_bytes}-byte budget (the space is almost "
                         "entirely over budget: shrink its ranges or raise BUDGET_BYTES)")
@@ -289,7 +331,7 @@ class BudgetedOptunaSearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
-        state = record_result(self.study, trial, result, error, self.spec.budget_bytes)
+        state = record_result(self.study, trial, result, error, self.spec.limits or self.spec.budget_bytes)
         if state == TrialState.COMPLETE:
             self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"))  # type: ignore[union-attr]
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)

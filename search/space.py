@@ -11,6 +11,13 @@ module-level settings (all upper case):
                       templates filled from the trial's final environment,
                       e.g. `"./data/datasets/fineweb10B_sp{VOCAB_SIZE}"`
 - `BUDGET_BYTES`      artifact byte budget (default 16,000,000)
+- `LIMITS`            the competition's limits, each an Optuna constraint (a trial over any
+                      one is COMPLETE but infeasible, reason `over_<name>`): a dict of
+                      `bytes_total` (the byte budget; same as BUDGET_BYTES), `train_seconds`,
+                      `eval_seconds`, e.g. `{"bytes_total": 16_000_000, "train_seconds": 600,
+                      "eval_seconds": 600}`; default: the byte budget alone
+- `SCORE_LINE`        a regular expression the score line's first word must match in full,
+                      for scripts `pgolf.logs`' score rule reads wrongly (default: the rule)
 - `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
 - `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
 - `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
@@ -48,6 +55,8 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import math
+import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -63,7 +72,9 @@ KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
+    "LIMITS", "SCORE_LINE",
 }
+LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
 
 
@@ -89,11 +100,16 @@ class SpaceSpec:
     param_count: Callable[[Mapping[str, str]], Any] | None = None
     smoke_env: dict[str, str] = field(default_factory=dict)
     trial_timeout_seconds: float | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # metric -> largest feasible value
+    score_line: str | None = None
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in the env mean this folder
 
     def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
         """The full environment of one trial: fixed, then proposed, then smoke overrides.
 
         `{NAME}` templates in values are filled from that merged environment.
+        Relative paths are made absolute from `base_dir` (where `search.run` started), since
+        each training runs in its own trial folder.
         """
         env = {**self.fixed_env, **_stringify(proposed), **self.smoke_env}
         filled = {}
@@ -103,7 +119,27 @@ class SpaceSpec:
             except (KeyError, IndexError, ValueError) as exc:
                 raise SpaceError(_line(self.path, f"{key}={value!r} uses an unknown template {exc}",
                                        "template only names variables the trial's environment has"))
-        return filled
+        return resolve_paths(filled, self.base_dir)
+
+
+_PATH_SUFFIXES = ("_PATH", "_DIR", "_FILE")
+
+
+def resolve_paths(env: Mapping[str, str], base: Path) -> dict[str, str]:
+    """Make the relative paths of an environment absolute from `base`.
+
+    A value is a path when it starts with `./` or `../`, when its variable is named `*_PATH`,
+    `*_DIR` or `*_FILE`, or when it names something that exists under `base` (a file, a folder, or
+    a glob pattern whose folder exists). Anything else (numbers, names) is left as it is.
+    """
+    out = {}
+    for key, value in env.items():
+        if value and not Path(value).is_absolute() and "://" not in value and (
+                value.startswith(("./", "../")) or key.endswith(_PATH_SUFFIXES)
+                or ("/" in value and ((base / value).exists() or (base / value).parent.is_dir()))):
+            value = os.path.normpath(base / value)
+        out[key] = value
+    return out
 
 
 def _line(path: Path, problem: str, fix: str) -> str:
@@ -235,8 +271,49 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                                "keep PREDICT_BYTES for a predictor used as is, or PARAM_COUNT to learn "
                                "bytes per parameter from trials, not both"))
 
+    limits = _limits_setting(path, module, budget, smoke)
+    budget = int(limits["bytes_total"])
+    score_line = getattr(module, "SCORE_LINE", None)
+    if score_line is not None:
+        try:
+            if not isinstance(score_line, str):
+                raise TypeError("not a string")
+            re.compile(score_line)
+        except (re.error, TypeError) as exc:
+            raise SpaceError(_line(path, f"SCORE_LINE={score_line!r} is not a regular expression ({exc})",
+                                   'give the score line\'s first word, e.g. "final_int6_sliding_window_exact"'))
+
     return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env,
                      budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
                      predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},
-                     trial_timeout_seconds=None if timeout is None else float(timeout))
+                     trial_timeout_seconds=None if timeout is None else float(timeout), limits=limits,
+                     score_line=score_line)
+
+
+def _limits_setting(path: Path, module: ModuleType, budget: int, smoke: bool) -> dict[str, float]:
+    """LIMITS with the byte budget in it; BUDGET_BYTES (or SMOKE_BUDGET_BYTES) and LIMITS agree."""
+    value = getattr(module, "LIMITS", None)
+    if value is None:
+        return {"bytes_total": budget}
+    if not isinstance(value, Mapping) or not value:
+        raise SpaceError(_line(path, "LIMITS must be a dict of limits",
+                               'e.g. LIMITS = {"bytes_total": 16_000_000, "train_seconds": 600, "eval_seconds": 600}'))
+    limits: dict[str, float] = {}
+    for name, limit in value.items():
+        if name not in LIMIT_NAMES:
+            close = difflib.get_close_matches(str(name), LIMIT_NAMES, n=1)
+            raise SpaceError(_line(path, f"LIMITS has an unknown limit {name!r}",
+                                   f"did you mean {close[0]}?" if close else f"use {', '.join(LIMIT_NAMES)}"))
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit) or limit <= 0:
+            raise SpaceError(_line(path, f"LIMITS[{name!r}]={limit!r} is not a positive number", "give e.g. 600"))
+        limits[name] = float(limit)
+    if "bytes_total" not in limits:
+        limits["bytes_total"] = budget
+    elif smoke and hasattr(module, "SMOKE_BUDGET_BYTES"):
+        limits["bytes_total"] = budget  # the smoke profile's own budget
+    elif hasattr(module, "BUDGET_BYTES") and int(limits["bytes_total"]) != budget:
+        raise SpaceError(_line(path, f"BUDGET_BYTES={budget} and LIMITS['bytes_total']={limits['bytes_total']:g} "
+                               "disagree", "set the byte budget in one place"))
+    limits["bytes_total"] = int(limits["bytes_total"])
+    return limits

@@ -95,5 +95,17 @@ def test_templates_fill_from_trial_env(tmp_path: Path) -> None:
                     % str(ROOT / "tests/scripts/fake_train.py"))
     spec = load_space(path)
     env = spec.trial_env(spec.space(None))
-    assert env["DATA_PATH"] == "d/sp1024"
+    assert env["DATA_PATH"] == str(Path.cwd() / "d" / "sp1024")  # a *_PATH is made absolute
     assert env["X"] == "1"  # bools become 0/1
+
+
+def test_relative_paths_resolved_from_where_the_search_starts(tmp_path: Path) -> None:
+    from search.space import resolve_paths
+
+    (tmp_path / "data" / "tokenizers").mkdir(parents=True)
+    env = resolve_paths({"TOKENIZER_PATH": "data/tokenizers/x.model", "SHARDS": "./data/train_*.bin",
+                         "GLOB": "data/tokenizers/*.model", "LR": "0.02", "ACT": "relu2",
+                         "ABS": "/opt/x", "URL": "s3://bucket/x", "EMPTY": ""}, tmp_path)
+    assert env == {"TOKENIZER_PATH": str(tmp_path / "data/tokenizers/x.model"),
+                   "SHARDS": str(tmp_path / "data/train_*.bin"), "GLOB": str(tmp_path / "data/tokenizers/*.model"),
+                   "LR": "0.02", "ACT": "relu2", "ABS": "/opt/x", "URL": "s3://bucket/x", "EMPTY": ""}
