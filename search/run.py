@@ -181,7 +181,8 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
 
     started = _start_ray(opts)  # before anything is written: a cluster that cannot be joined leaves no trace
     try:
-        return _run_in_cluster(opts, spec, name, folder, out)
+        concurrent = opts.max_concurrent or _fits(spec)  # a cluster too small for a trial leaves no trace either
+        return _run_in_cluster(opts, spec, name, folder, concurrent, out)
     finally:
         if started:
             import ray
@@ -189,7 +190,8 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
             ray.shutdown()
 
 
-def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, out) -> RunSummary:
+def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, concurrent: int,
+                    out) -> RunSummary:
     from search import results
 
     if opts.resume:
@@ -255,7 +257,6 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
 
                 train_trial = make_replay_trainable(opts.replay)  # noqa: F811 - same contract, no training
 
-            concurrent = opts.max_concurrent or _fits(spec)
             print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
                   f"{spec.budget_bytes} bytes, results in {folder}", file=out, flush=True)
             print(_margin_line(searcher.predictor), file=out, flush=True)

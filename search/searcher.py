@@ -42,6 +42,7 @@ from search.space import SpaceSpec
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
 LOG_TAIL_CHARS = 4000
+STOPPED_SEARCH_ATTR = "stopped_search_trials"  # study attribute: failures that stopped the search
 _METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds",
                  "gpu_seconds", "log_path", "score_label")
 
@@ -252,10 +253,27 @@ def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]
 
 
 def count_trainings(study: optuna.Study) -> int:
-    """Trainings launched and finished (interrupted ones excluded: they run again)."""
+    """Trainings launched and finished (interrupted ones excluded: they run again; so are the
+    failures that stopped a search: their cause is fixed before it resumes)."""
+    stopped = set(study.user_attrs.get(STOPPED_SEARCH_ATTR, []))
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.user_attrs.get("launched") and t.state.is_finished()
-               and t.user_attrs.get("reason") != "interrupted")
+               and t.user_attrs.get("reason") != "interrupted" and t.number not in stopped)
+
+
+def missing_data(env: Mapping[str, str]) -> str | None:
+    """One line naming the trial's DATA_PATH/TOKENIZER_PATH that does not exist and the
+    `python -m pgolf.data` command that makes it; None when both exist (or are not set)."""
+    import glob
+
+    vocab = env.get("VOCAB_SIZE", "1024")
+    for key in ("DATA_PATH", "TOKENIZER_PATH"):
+        path = env.get(key)
+        if path and not Path(path).exists() and not glob.glob(path):
+            how = (f"`python -m pgolf.data download --variant sp{vocab}`" if vocab == "1024" else
+                   f"`python -m pgolf.data prepare --vocab {vocab} --docs DOCS.jsonl --out data`")
+            return f"{key} {path} does not exist (make it with {how}, or point FIXED_ENV's {key} at it)"
+    return None
 
 
 class BudgetedOptunaSearcher(Searcher):
@@ -277,6 +295,25 @@ class BudgetedOptunaSearcher(Searcher):
         self.live: dict[str, optuna.Trial] = {}
         self.aborted: str | None = None
         self.pruned_before_launch = 0
+        self.same_failures: list[tuple[optuna.Trial, str]] = []  # the latest failures in a row, one message
+
+    def _failed(self, trial: optuna.Trial, message: str) -> bool:
+        """Count a failure; stop the search (True) after the space's MAX_SAME_FAILURES in a row with
+        one message: the next trials would fail the same way, at full GPU cost."""
+        if self.same_failures and self.same_failures[-1][1] != message:
+            self.same_failures = []
+        self.same_failures.append((trial, message))
+        limit = self.spec.max_same_failures
+        if not limit or len(self.same_failures) < limit or self.aborted:
+            return False
+        # these do not count as trainings done: a resume runs new ones (finished trials cannot take
+        # attributes any more, so the study keeps their numbers)
+        stopped = list(self.study.user_attrs.get(STOPPED_SEARCH_ATTR, []))
+        self.study.set_user_attr(STOPPED_SEARCH_ATTR, stopped + [t.number for t, _ in self.same_failures])
+        numbers = ", ".join(str(t.number) for t, _ in self.same_failures)
+        self.aborted = (f"error: search stopped: {limit} trials in a row ({numbers}) failed with: {message[:300]} "
+                        "(fix the cause, then run the same command with --resume)")
+        return True
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the space comes from the space file, objectives are fixed
@@ -309,12 +346,26 @@ class BudgetedOptunaSearcher(Searcher):
             # predicted None: the predictor cannot tell yet (an external script before its fit)
             _set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
                                else None, "env": env})
-            if prune and predicted is not None:
+            seed_point = bool(trial.user_attrs.get("seed_point"))
+            if prune and predicted is not None and seed_point:
+                # the user asked for this point: run it anyway; its measured bytes calibrate the learner
+                print(f"warning: seed point {trial.params} is predicted at {predicted} bytes (+{margin} margin), "
+                      f"over the {self.spec.budget_bytes}-byte budget; running it as POINTS_TO_EVALUATE asks",
+                      file=sys.stderr, flush=True)
+                _set_attrs(trial, {"warning": "seed point predicted over budget"})
+            elif prune and predicted is not None:
                 _set_attrs(trial, {"reason": "over_budget_predicted"})
                 # the violation Optuna learns from includes the margin, so it is > 0 for every pruned trial
                 _set_violation(trial, predicted + margin - self.spec.budget_bytes)
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.pruned_before_launch += 1
+                continue
+            missing = None if self.launch.prepare_data else missing_data(env)
+            if missing:
+                _set_attrs(trial, {"reason": "missing_data", "message": missing})
+                self.study.tell(trial, state=TrialState.FAIL)
+                if self._failed(trial, missing):
+                    return Searcher.FINISHED
                 continue
             trial_dir = (self.launch.folder / "trials" / str(trial.number)).resolve()
             _set_attrs(trial, {"trial_dir": str(trial_dir), "launched": True, "tune_trial_id": trial_id})
@@ -334,6 +385,10 @@ class BudgetedOptunaSearcher(Searcher):
         state = record_result(self.study, trial, result, error, self.spec.limits or self.spec.budget_bytes)
         if state == TrialState.COMPLETE:
             self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"))  # type: ignore[union-attr]
+            self.same_failures = []
+        elif state == TrialState.FAIL:
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            self._failed(trial, str(frozen.user_attrs.get("message") or frozen.user_attrs.get("reason") or "crashed"))
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
 
     def observe(self, env: Mapping[str, str], bytes_total: Any) -> None:

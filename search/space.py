@@ -21,6 +21,8 @@ module-level settings (all upper case):
 - `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
 - `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
 - `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
+- `MAX_SAME_FAILURES` stop the search after this many failures in a row with the same
+                      message (default 3; 0 never stops): the next trials would fail alike
 - `TRIAL_TIMEOUT_SECONDS` None (default), or seconds after which a trial's
                       training is killed and the trial fails with reason
                       `timeout` (e.g. a hung collective holding 8 GPUs)
@@ -72,7 +74,7 @@ KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
-    "LIMITS", "SCORE_LINE",
+    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES",
 }
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -102,6 +104,7 @@ class SpaceSpec:
     trial_timeout_seconds: float | None = None
     limits: dict[str, float] = field(default_factory=dict)  # metric -> largest feasible value
     score_line: str | None = None
+    max_same_failures: int = 3  # stop the search after this many failures in a row with one message (0: never)
     base_dir: Path = field(default_factory=Path.cwd)  # relative paths in the env mean this folder
 
     def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
@@ -218,7 +221,8 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                                "add `def space(trial): return {...}` returning the trial's environment"))
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
-                                               "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL")) and name not in KNOWN_SETTINGS:
+                                               "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL", "LIMIT",
+                                               "SCORE", "MAX_", "EXTRA")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))
@@ -288,7 +292,8 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
                      predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},
                      trial_timeout_seconds=None if timeout is None else float(timeout), limits=limits,
-                     score_line=score_line)
+                     score_line=score_line,
+                     max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0))
 
 
 def _limits_setting(path: Path, module: ModuleType, budget: int, smoke: bool) -> dict[str, float]:

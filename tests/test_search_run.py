@@ -53,28 +53,34 @@ def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
         tmp_path / "budget.py",
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n",
         BUDGET_BYTES=7000, GPUS_PER_TRIAL=0, FIXED_ENV={"FAKE_LAUNCH_LOG": str(log), "FAKE_STEPS": 2},
-        POINTS_TO_EVALUATE=[{"X": 4.5}, {"X": 3.5}, {"X": 1.0}])
-    summary = run_search(RunOptions(space=space, name="budget", num_samples=2, seed=3,
+        POINTS_TO_EVALUATE=[{"X": 4.5}, {"X": 1.0}])
+    summary = run_search(RunOptions(space=space, name="budget", num_samples=3, seed=3,
                                     results_dir=tmp_path / "results"))
     folder = summary.folder
     study = load(folder, "budget")
     trials = study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
+    # a seed point predicted over budget still runs (the user asked for it), with a warning
+    seed_big = trials[0]
+    assert seed_big.params["X"] == 4.5 and seed_big.user_attrs["launched"]
+    assert seed_big.user_attrs["predicted_bytes"] > 7000 and "over budget" in seed_big.user_attrs["warning"]
+    assert seed_big.state == TrialState.COMPLETE and seed_big.constraints[BUDGET_CONSTRAINT] > 0
+
     pruned = [t for t in trials if t.user_attrs.get("reason") == "over_budget_predicted"]
-    assert [t.params["X"] for t in pruned[:2]] == [4.5, 3.5]  # the over-budget seed points
+    assert pruned, "the sampler proposed nothing over budget: pick another seed"
     for t in pruned:
         predicted = t.user_attrs["predicted_bytes"]
-        assert t.state == TrialState.PRUNED
+        assert t.state == TrialState.PRUNED and not t.user_attrs.get("seed_point")
         assert predicted > 7000
         assert t.constraints[BUDGET_CONSTRAINT] == predicted - 7000  # the violation Optuna learns from
         assert "trial_dir" not in t.user_attrs
         assert not (folder / "trials" / str(t.number)).exists()  # never launched
 
     launched = [t for t in trials if t.user_attrs.get("launched")]
-    assert len(launched) == 2 == len(launches(log)) == summary.launched
-    assert all(t.user_attrs["predicted_bytes"] <= 7000 for t in launched)
-    for t in launched:
+    assert len(launched) == 3 == len(launches(log)) == summary.launched
+    for t in launched[1:]:
+        assert t.user_attrs["predicted_bytes"] <= 7000
         assert t.state == TrialState.COMPLETE
         assert t.constraints[BUDGET_CONSTRAINT] == t.values[1] - 7000  # measured bytes
 
@@ -83,7 +89,8 @@ def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
     for t in pruned:
         assert rows[t.number]["state"] == "PRUNED" and rows[t.number]["feasible"] == "false"
         assert float(rows[t.number]["constraint"]) > 0
-    for t in launched:
+    assert rows[seed_big.number]["feasible"] == "false" and rows[seed_big.number]["reason"] == "over_budget"
+    for t in launched[1:]:
         row = rows[t.number]
         assert row["state"] == "COMPLETE" and row["feasible"] == "true"
         assert all(math.isfinite(float(row[k])) for k in ("val_bpb", "val_loss", "bytes_total", "train_seconds"))
