@@ -160,6 +160,9 @@ def _scheduler(spec: SpaceSpec):
 def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     """Run (or resume) one search to the end; raise SpaceError/RunError with one line."""
     spec = load_space(opts.space, smoke=opts.smoke)  # before Ray starts
+    from search.knobs import check_space_variables
+
+    check_space_variables(spec)  # a typo in a variable name would train the defaults in every trial
     if opts.replay is not None:
         from search.replay import ReplayError, load_table
 

@@ -21,6 +21,8 @@ module-level settings (all upper case):
 - `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
 - `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
 - `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
+- `EXTRA_ENV_OK`      variable names the script reads in ways `search.knobs` cannot see; a
+                      space setting any other name the script never reads stops before launch
 - `MAX_SAME_FAILURES` stop the search after this many failures in a row with the same
                       message (default 3; 0 never stops): the next trials would fail alike
 - `TRIAL_TIMEOUT_SECONDS` None (default), or seconds after which a trial's
@@ -74,7 +76,7 @@ KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
-    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES",
+    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK",
 }
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -104,6 +106,7 @@ class SpaceSpec:
     trial_timeout_seconds: float | None = None
     limits: dict[str, float] = field(default_factory=dict)  # metric -> largest feasible value
     score_line: str | None = None
+    extra_env_ok: frozenset[str] = frozenset()  # variables the script reads in ways a scan cannot see
     max_same_failures: int = 3  # stop the search after this many failures in a row with one message (0: never)
     base_dir: Path = field(default_factory=Path.cwd)  # relative paths in the env mean this folder
 
@@ -293,7 +296,15 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                      predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},
                      trial_timeout_seconds=None if timeout is None else float(timeout), limits=limits,
                      score_line=score_line,
-                     max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0))
+                     max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0),
+                     extra_env_ok=_names_setting(path, module, "EXTRA_ENV_OK"))
+
+
+def _names_setting(path: Path, module: ModuleType, name: str) -> frozenset[str]:
+    value = getattr(module, name, ())
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise SpaceError(_line(path, f"{name} must be a set of variable names", f'e.g. {name} = {{"MY_VAR"}}'))
+    return frozenset(value)
 
 
 def _limits_setting(path: Path, module: ModuleType, budget: int, smoke: bool) -> dict[str, float]:
