@@ -112,7 +112,7 @@ def test_settle_recovers_finished_training_without_rerun(tmp_path: Path) -> None
     (done_dir / "env.json").write_text(json.dumps({**env, "OUT_DIR": str(done_dir)}))
     (done_dir / "metrics.json").write_text(json.dumps({"val_bpb": 1.25, "val_loss": 0.9, "bytes_total": 900,
                                                        "bytes_code": 100, "bytes_model": 800, "steps": 4}))
-    recovered, requeued = settle_running_trials(study, budget_bytes=1000)
+    recovered, requeued = settle_running_trials(study, limits=1000)
     assert recovered == [finished.number] and requeued == [lost.number]
     got = study.trials[finished.number]
     assert got.state == TrialState.COMPLETE and got.values == [1.25, 900.0]
