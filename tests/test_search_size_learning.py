@@ -41,7 +41,7 @@ def _fixed_space(path: Path, grid: dict, budget: int) -> Path:
 def _searcher(tmp_path: Path, space: Path, learner: SizeLearner) -> BudgetedOptunaSearcher:
     spec = load_space(space, smoke=True)
     study = open_study("s", storage_url(tmp_path), seed=0, create=True)
-    launch = TrialLaunch(folder=tmp_path, script=spec.script, nproc=0, prepare_data=False, cwd=tmp_path)
+    launch = TrialLaunch(folder=tmp_path, script=spec.script, nproc=0, prepare_data=False)
     return BudgetedOptunaSearcher(spec, study, launch, learner, max_over_budget_in_a_row=1,
                                   learner_path=tmp_path / LEARNER_FILE)
 
