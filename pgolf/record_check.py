@@ -44,6 +44,7 @@ class RecordCheck:
     listed: dict[str, float] = field(default_factory=dict)   # per-seed results in submission.json
     scores: dict[str, float] = field(default_factory=dict)   # log file name -> score
     used: list[str] = field(default_factory=list)            # the logs averaged
+    has_logs: bool = False                                   # the folder ships any log at all
     note: str = ""
 
     @property
@@ -53,7 +54,7 @@ class RecordCheck:
 
     @property
     def counted(self) -> bool:
-        return self.claimed is not None and bool(self.scores or self.note == "no score read")
+        return self.claimed is not None and self.has_logs
 
     @property
     def matching(self) -> bool:
@@ -116,7 +117,9 @@ def check_record(folder: Path) -> RecordCheck:
         check.note = "submission.json states no val_bpb"
     check.listed = listed_seeds(submission)
     seen: set[str] = set()
-    for log in find_logs(folder):
+    logs = find_logs(folder)
+    check.has_logs = bool(logs)
+    for log in logs:
         digest = hashlib.sha256(log.read_bytes()).hexdigest()
         if digest in seen:
             continue
@@ -124,7 +127,7 @@ def check_record(folder: Path) -> RecordCheck:
         score = parse_log(log).final
         if score is not None and math.isfinite(score.val_bpb):
             check.scores[str(log.relative_to(folder))] = score.val_bpb
-    if check.claimed is not None and not find_logs(folder):
+    if check.claimed is not None and not logs:
         check.note = "no logs in the folder"
     elif check.claimed is not None and not check.scores:
         check.note = "no score read"

@@ -91,8 +91,8 @@ def _env_read(node: ast.AST, source: str) -> Knob | None:
         if getenv or get:
             default = node.args[1] if len(node.args) > 1 else next(
                 (k.value for k in node.keywords if k.arg == "default"), None)
-            if default is None:
-                return Knob(node.args[0].value, "" if get or getenv else None)
+            if default is None:  # .get("NAME") / getenv("NAME"): None when unset, an optional knob
+                return Knob(node.args[0].value, "")
             if isinstance(default, ast.Constant):
                 return Knob(node.args[0].value, "" if default.value is None else str(default.value))
             return Knob(node.args[0].value, ast.get_source_segment(source, default) or "?")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search import front as frontlib
-from search.results import PARAM_PREFIX, broken_limits, experiment_limits, read_experiment, read_trials_csv, row_params
+from search.results import PARAM_PREFIX, broken_limits, read_experiment, read_trials_csv, row_params, time_limits
 from search.space import DEFAULT_BUDGET_BYTES
 
 FORMATS = ("text", "csv", "json", "markdown")
@@ -153,7 +153,7 @@ def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoi
         params=params,
         changed=changed_params(params, exp.defaults),
         predicted_bytes=None if predicted is None else int(predicted),
-        over_limits=[m for m in broken_limits(row, experiment_limits(exp.meta, 0)) if m != "bytes_total"],
+        over_limits=broken_limits(row, time_limits(exp.meta)),
     )
 
 

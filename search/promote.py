@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from search.results import experiment_limits, read_experiment
+from search.results import read_experiment, time_limits
 from search.space import DEFAULT_BUDGET_BYTES, resolve_paths
 
 MIN_GAIN_NATS = 0.005
@@ -63,7 +63,7 @@ class PromoteConfig:
     experiment_name: str
     changed: dict[str, str] = field(default_factory=dict)
     trial_bytes_code: int | None = None
-    limits: dict[str, float] = field(default_factory=dict)  # the experiment's limits, bytes included
+    limits: dict[str, float] = field(default_factory=dict)  # the experiment's time limits (bytes: budget_bytes)
     score_line: str | None = None                           # the space's SCORE_LINE
 
 
@@ -245,7 +245,7 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         gpus_per_trial=0 if smoke else int(meta.get("gpus_per_trial") or 0),
         cpus_per_trial=args.cpus_per_trial, smoke=smoke,
         budget_bytes=int(meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES),
-        limits=experiment_limits(meta, int(meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES)),
+        limits=time_limits(meta),
         score_line=meta.get("score_line"),
         record_dir=record_dir, work_dir=(exp_dir / "promote" / f"trial{args.trial}-{stamp}").resolve(),
         against_bpb=args.against, author=args.author or _git_user(), github_id=args.github_id or "unknown",

@@ -48,10 +48,10 @@ class Experiment:
     score_line: str | None = None                           # the space's SCORE_LINE, if any
 
 
-def experiment_limits(meta: dict[str, Any], budget_bytes: int) -> dict[str, float]:
-    """An experiment's limits (from experiment.json), the given byte budget in force."""
-    limits = {k: float(v) for k, v in dict(meta.get("limits") or {}).items() if k != "bytes_total"}
-    return {"bytes_total": budget_bytes, **limits}
+def time_limits(meta: dict[str, Any]) -> dict[str, float]:
+    """An experiment's limits other than the byte budget (`train_seconds`, `eval_seconds`), from
+    experiment.json; the budget is judged apart, as `budget_bytes` or a --budget override."""
+    return {k: float(v) for k, v in dict(meta.get("limits") or {}).items() if k != "bytes_total"}
 
 
 def broken_limits(row: dict[str, Any], limits: dict[str, float]) -> list[str]:

@@ -214,12 +214,10 @@ def metrics_from_log(summary: LogSummary, script: Path) -> dict[str, Any] | None
     code = len(script.read_bytes())
     metrics = {"val_loss": final.val_loss, "val_bpb": final.val_bpb, "bytes_total": total,
                "bytes_code": code, "bytes_model": total - code, "steps": summary.last_step,
-               "scheme": final.label, "score_label": final.label, "source": "log"}
+               "scheme": final.label, "source": "log"}
     if summary.train_seconds is not None:
         metrics["train_time_ms"] = summary.train_seconds * 1000.0
-    if summary.eval_seconds is not None:
-        metrics["eval_seconds"] = summary.eval_seconds
-    return metrics
+    return metrics  # run_training adds eval_seconds and score_label from the same summary
 
 
 _RANK_PREFIX = re.compile(r"^\[(?:default)?(?:rank)?(\d+)\]:\s?")
@@ -330,7 +328,7 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
     tail_text = "\n".join(tail)
     if timed_out.is_set():
         raise _fail(trial_dir, "timeout", tail_text, f"killed after {timeout_s:g} s (TRIAL_TIMEOUT_SECONDS)")
-    if nan_seen or summary.has_nan:
+    if nan_seen:
         raise _fail(trial_dir, "nan_loss", tail_text, "a loss became NaN")
     if returncode != 0:
         raise _fail(trial_dir, "crashed", tail_text, f"exit code {returncode}")

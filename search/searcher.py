@@ -387,8 +387,8 @@ class BudgetedOptunaSearcher(Searcher):
             self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"))  # type: ignore[union-attr]
             self.same_failures = []
         elif state == TrialState.FAIL:
-            frozen = self.study._storage.get_trial(trial._trial_id)
-            self._failed(trial, str(frozen.user_attrs.get("message") or frozen.user_attrs.get("reason") or "crashed"))
+            attrs = trial.user_attrs
+            self._failed(trial, str(attrs.get("message") or attrs.get("reason") or "crashed"))
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
 
     def observe(self, env: Mapping[str, str], bytes_total: Any) -> None:
