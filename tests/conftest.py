@@ -3,9 +3,10 @@ a local Ray cluster, and a probe for fake trainings left running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -27,15 +28,31 @@ def prepared_512(data_dir: Path) -> Prepared:
     return prepare(512, data_dir, quiet=True)
 
 
-@pytest.fixture
-def local_ray():
-    """A fresh local 2-CPU Ray cluster for one test (never one a `ray start` left behind)."""
+@contextlib.contextmanager
+def local_cluster(num_cpus: int = 2, num_gpus: int | None = None) -> Iterator[None]:
+    """A fresh local Ray cluster (never one a `ray start` left behind), quiet and small; logical GPUs
+    let tests exercise GPU scheduling without hardware. Shut down on leaving."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             object_store_memory=200 * 1024**2, log_to_driver=False, logging_level="ERROR")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def start_cluster() -> Callable[..., contextlib.AbstractContextManager]:
+    """`with start_cluster(num_cpus=..., num_gpus=...):` for module-scoped cluster fixtures."""
+    return local_cluster
+
+
+@pytest.fixture
+def local_ray():
+    """A fresh local 2-CPU Ray cluster for one test."""
+    with local_cluster():
+        yield
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
 from optuna.trial import TrialState
 
 from search.pareto import analyse, load_experiment
@@ -20,11 +19,9 @@ UPSTREAM = ROOT / "tests" / "scripts" / "upstream_style.py"
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(address="local", num_cpus=3, num_gpus=4, include_dashboard=False,
-             object_store_memory=200 * 1024**2, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def cluster(start_cluster):
+    with start_cluster(num_cpus=3, num_gpus=4):
+        yield
 
 
 def space_file(path: Path, body: str = "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n",

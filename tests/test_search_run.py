@@ -13,7 +13,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
 from optuna.trial import TrialState
 
 from search.results import BUDGET_CONSTRAINT, read_trials_csv, storage_url
@@ -24,11 +23,9 @@ FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(address="local", num_cpus=2, num_gpus=16, include_dashboard=False,
-             object_store_memory=200 * 1024**2, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def ray_cluster(start_cluster):
+    with start_cluster(num_cpus=2, num_gpus=16):
+        yield
 
 
 def write_space(path: Path, body: str, **settings) -> Path:
