@@ -221,12 +221,17 @@ def metrics_from_log(summary: LogSummary, script: Path) -> dict[str, Any] | None
 
 
 _RANK_PREFIX = re.compile(r"^\[(?:default)?(?:rank)?(\d+)\]:\s?")
+# The line that ends a traceback: `module.ExceptionType: message` (or a bare `SomethingError`).
+# Ranks without torchrun's prefixes print their tracebacks into one pipe, interleaved even inside
+# lines, so the first line of that shape is taken, not merely the first unindented one.
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(:(?: .*)?)?$")
+_EXCEPTION_ENDINGS = ("Error", "Exception", "Interrupt", "Exit")
 
 
 def root_cause(lines: list[str]) -> str | None:
     """The script's own reason for failing, from its output: its last `error:` line, else the
-    exception line that ends the first traceback (of the first rank to print one, torchrun's
-    `[rankN]:` prefixes understood), so a user reads the cause, not torchrun's summary."""
+    first exception line after the first traceback starts (of the rank that printed it, when
+    torchrun's `[rankN]:` prefixes tell ranks apart), so a user reads the cause, not torchrun's summary."""
     errors = [_RANK_PREFIX.sub("", line).strip() for line in lines]
     errors = [line for line in errors if line.startswith("error:")]
     if errors:
@@ -243,7 +248,8 @@ def root_cause(lines: list[str]) -> str | None:
             continue
         if rank != tb_rank:
             continue  # another rank's lines, interleaved
-        if text and not text[0].isspace() and not text.startswith(("Traceback", "During handling", "The above")):
+        exception = _EXCEPTION_LINE.match(text.rstrip())
+        if exception and (exception.group(2) is not None or exception.group(1).endswith(_EXCEPTION_ENDINGS)):
             return text.strip()[:500]
     return None
 

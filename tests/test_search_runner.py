@@ -105,3 +105,22 @@ def test_training_failed_survives_pickling():
     back = pickle.loads(pickle.dumps(err))
     assert (back.reason, back.log_tail, back.message) == ("crashed", "line 1\nline 2", "exit code 1")
     assert str(back) == str(err)
+
+
+def test_root_cause_of_interleaved_and_prefixed_rank_output() -> None:
+    from search.runner import root_cause
+
+    # two unprefixed ranks writing one pipe, split even inside lines (as seen from torchrun on CPU)
+    interleaved = ["Traceback (most recent call last):", '  File "rank_guard.py", line 40, in <module>',
+                   "Traceback (most recent call last):", '      File "rank_guard.py", line 40, in <module>',
+                   "main()", '  File "upstream_style.py", line 26, in <module>', "    raise RuntimeError(fail_with)",
+                   "RuntimeError: boom here", "RuntimeError: boom here",
+                   "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: "]
+    assert root_cause(interleaved) == "RuntimeError: boom here"
+    prefixed = ["[rank1]: Traceback (most recent call last):", "[rank0]: Traceback (most recent call last):",
+                "[rank0]: ValueError: rank zero", '[rank1]:   File "x.py", line 3, in <module>',
+                "[rank1]: torch.OutOfMemoryError: CUDA out of memory"]
+    assert root_cause(prefixed) == "torch.OutOfMemoryError: CUDA out of memory"
+    assert root_cause(["step:1/2 train_loss:3.0", "[rank0]: error: DATA_PATH has no shards", "Traceback"]) == \
+        "error: DATA_PATH has no shards"
+    assert root_cause(["no traceback here"]) is None
