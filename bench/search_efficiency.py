@@ -60,7 +60,8 @@ from search.front import hypervolume, hypervolume_history  # noqa: E402
 from search.replay import ReplayTable, load_table, replay_metrics, table_predictor  # noqa: E402
 from search.results import BUDGET_CONSTRAINT  # noqa: E402
 from search.run import make_predictor  # noqa: E402
-from search.searcher import BudgetedOptunaSearcher, TrialLaunch, enqueue_seed_points, open_study  # noqa: E402
+from search.searcher import BudgetedOptunaSearcher, TrialLaunch  # noqa: E402
+from search.study import enqueue_seed_points, open_study  # noqa: E402
 from search.space import SpaceSpec, load_space  # noqa: E402
 
 METHODS = ("ours", "ours-exact", "tpe", "nsga2", "random", "greedy")

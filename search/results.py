@@ -30,8 +30,8 @@ BUDGET_CONSTRAINT = "bytes_over_budget"
 
 
 @dataclass
-class Experiment:
-    """What `experiment.json` holds: how an experiment was set up."""
+class ExperimentSettings:
+    """What `experiment.json` holds: how an experiment was set up (`search.experiment` owns the folder)."""
 
     name: str
     space: str
@@ -46,6 +46,9 @@ class Experiment:
     seed: int | None = None
     limits: dict[str, float] = field(default_factory=dict)  # every limit, the byte budget included
     score_line: str | None = None                           # the space's SCORE_LINE, if any
+    identity: dict[str, Any] = field(default_factory=dict)  # space hash, budget, limits, smoke (resume checks)
+    study_name: str | None = None                           # the study's name in study.db (kept on a rename)
+    space_changes: list[dict[str, Any]] = field(default_factory=list)  # --force-space changes, in order
 
 
 def time_limits(meta: dict[str, Any]) -> dict[str, float]:
@@ -76,23 +79,26 @@ def storage_url(folder: str | Path) -> str:
     return f"sqlite:///{Path(folder).resolve() / 'study.db'}"
 
 
-def write_experiment(folder: str | Path, experiment: Experiment) -> Path:
+def write_experiment(folder: str | Path, experiment: ExperimentSettings) -> Path:
     path = Path(folder) / "experiment.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, json.dumps(asdict(experiment), indent=1, sort_keys=True) + "\n")
     return path
 
 
-def read_experiment(folder: str | Path) -> Experiment:
+def read_experiment(folder: str | Path) -> ExperimentSettings:
     """Load experiment.json; raise ValueError with one line when missing or broken."""
     path = Path(folder) / "experiment.json"
     try:
         data = json.loads(path.read_text())
-        return Experiment(**data)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return ExperimentSettings(**data)
     except FileNotFoundError:
         raise ValueError(f"error: {path} does not exist (start the experiment without --resume first)") from None
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"error: {path} is not a valid experiment file: {exc} (remove the folder and start again)") from None
+        raise ValueError(f"error: {path} is not a valid experiment file: {str(exc).splitlines()[0]} (restore it "
+                         "from a backup; study.db and trials/ are untouched)") from None
 
 
 def _number(value: Any) -> Any:

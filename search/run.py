@@ -10,19 +10,33 @@ in `study.db` is the source of truth, which is what `--resume` continues from.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from search.space import SpaceError, SpaceSpec, load_space
+from search.experiment import Experiment, ExperimentError, disk_full_line, is_disk_full
+from search.space import SpaceError, SpaceSpec, check_points, load_space
 
 DEFAULT_RESULTS = Path("results")
 
 
 class RunError(RuntimeError):
-    """A one-line problem with the command line or the experiment folder."""
+    """A one-line problem; `code` is the exit code (2: the input is wrong, 1: the search could not go on)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass
@@ -36,6 +50,7 @@ class RunOptions:
     max_concurrent: int | None = None
     address: str | None = None
     resume: bool = False
+    force_space: bool = False         # --resume with a changed space file, deliberately (recorded)
     seed: int | None = None
     results_dir: Path = DEFAULT_RESULTS
     num_cpus: int | None = None       # embedded cluster only
@@ -65,7 +80,7 @@ SMOKE_NUM_SAMPLES = 8
 
 
 def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
-    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m search.run", description=__doc__.splitlines()[0])
     p.add_argument("space", type=Path, help="space file, e.g. spaces/tokenizer_width_depth.py")
     p.add_argument("--smoke", action="store_true", help="the space's tiny CPU profile on the bundled corpus")
     p.add_argument("--name", help="experiment name: results/<name>/ (default: the space file's name)")
@@ -74,6 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster fits)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or HEAD:6379) instead of starting one")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment of the same --name")
+    p.add_argument("--force-space", action="store_true", help="with --resume: continue although the space file "
+                   "(or its budget, limits) changed; the change is recorded in experiment.json")
     p.add_argument("--seed", type=int, help="seed of the Optuna sampler")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where experiments live (default results/)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded cluster (default: all)")
@@ -85,10 +102,13 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
         value = getattr(a, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1")
-    if a.address and (a.num_cpus or a.num_gpus is not None):
+    if a.address is not None and (a.num_cpus or a.num_gpus is not None):
         p.error("--num-cpus/--num-gpus size the embedded cluster; drop them with --address")
+    if a.force_space and not a.resume:
+        p.error("--force-space only applies with --resume")
     return RunOptions(space=a.space, smoke=a.smoke, name=a.name, num_samples=a.num_samples,
-                      max_concurrent=a.max_concurrent, address=a.address, resume=a.resume, seed=a.seed,
+                      max_concurrent=a.max_concurrent, address=a.address, resume=a.resume,
+                      force_space=a.force_space, seed=a.seed,
                       results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay)
 
 
@@ -97,6 +117,21 @@ def default_name(spec: SpaceSpec) -> str:
 
 
 LEARNER_FILE = "size_learner.json"
+
+
+def check_address(address: str | None) -> None:
+    """`auto`, `HOST:PORT` or `ray://HOST:PORT`: anything else is one line, before Ray is asked."""
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RunError(f"error: --address {address!r} is not HOST:PORT, ray://HOST:PORT or auto "
+                       "(e.g. --address 10.0.0.1:6379, the head's `ray start --head --port`)", code=2)
+
+
+def check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise RunError(f"error: --name {name!r} is not a plain folder name (use letters, digits, - and _)", code=2)
 
 
 def make_predictor(spec: SpaceSpec, folder: Path, resume: bool):
@@ -112,7 +147,8 @@ def make_predictor(spec: SpaceSpec, folder: Path, resume: bool):
         try:
             learner = SizeLearner.load(path, spec.param_count)
         except (ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"error: {path} cannot be loaded: {exc} (delete it: the search relearns from new trials)")
+            raise RunError(f"error: {path} cannot be loaded: {exc} (delete it: the search relearns from new trials)",
+                           code=2)
         learner.script = str(spec.script)
         return learner
     return SizeLearner(script=spec.script, param_count=spec.param_count)
@@ -158,127 +194,90 @@ def _scheduler(spec: SpaceSpec):
 
 
 def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
-    """Run (or resume) one search to the end; raise SpaceError/RunError with one line."""
-    spec = load_space(opts.space, smoke=opts.smoke)  # before Ray starts
+    """Run (or resume) one search to the end; raise SpaceError/RunError/ExperimentError with one line.
+
+    Every check that can fail on the input runs before Ray starts and before anything is written."""
+    check_address(opts.address)
+    spec = load_space(opts.space, smoke=opts.smoke)
     from search.knobs import check_space_variables
 
     check_space_variables(spec)  # a typo in a variable name would train the defaults in every trial
+    check_points(spec)           # a POINTS_TO_EVALUATE key the space never suggests would be dropped
     if opts.replay is not None:
         from search.replay import ReplayError, load_table
 
         try:
             load_table(opts.replay)
         except ReplayError as exc:
-            raise RunError(str(exc)) from None
-    name = opts.name or default_name(spec)
-    if not name or "/" in name or name.startswith("."):
-        raise RunError(f"error: --name {name!r} is not a plain folder name (use letters, digits, - and _)")
-    from search import results
+            raise RunError(str(exc), code=2) from None
+    name = opts.name if opts.name is not None else default_name(spec)
+    check_name(name)
+    with Experiment.claim(opts.results_dir, name, opts.resume, out=out) as exp:
+        exp.check_space(spec, opts.force_space)
+        started = _start_ray(opts)  # a cluster that cannot be joined leaves no trace
+        try:
+            concurrent = opts.max_concurrent or _fits(spec)  # nor does a cluster too small for a trial
+            return _search(opts, spec, exp, name, concurrent, out)
+        finally:
+            if started:
+                import ray
 
-    folder = results.experiment_dir(opts.results_dir, name)
-    db = folder / "study.db"
-    if opts.resume and not db.is_file():
-        raise RunError(f"error: {folder} holds no experiment to resume (drop --resume to start it)")
-    if not opts.resume and folder.exists() and any(folder.iterdir()):
-        raise RunError(f"error: {folder} already exists (pass --resume to continue it, or another --name)")
-
-    started = _start_ray(opts)  # before anything is written: a cluster that cannot be joined leaves no trace
-    try:
-        concurrent = opts.max_concurrent or _fits(spec)  # a cluster too small for a trial leaves no trace either
-        return _run_in_cluster(opts, spec, name, folder, concurrent, out)
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+                ray.shutdown()
 
 
-def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, concurrent: int,
-                    out) -> RunSummary:
-    from search import results
-
-    if opts.resume:
-        stored = results.read_experiment(folder)
-        if stored.smoke != spec.smoke:
-            raise RunError(f"error: {folder} was run {'with' if stored.smoke else 'without'} --smoke "
-                           "(resume it the same way)")
-        num_samples = opts.num_samples or stored.num_samples
-        seed = opts.seed if opts.seed is not None else stored.seed
-    else:
-        num_samples = opts.num_samples or (SMOKE_NUM_SAMPLES if spec.smoke else DEFAULT_NUM_SAMPLES)
-        seed = opts.seed
-    experiment = results.Experiment(
-        name=name, space=str(spec.path), script=str(spec.script), budget_bytes=spec.budget_bytes,
-        gpus_per_trial=spec.gpus_per_trial, smoke=spec.smoke, fixed_env={**spec.fixed_env, **spec.smoke_env},
-        defaults=dict(spec.points_to_evaluate[0]) if spec.points_to_evaluate else {},
-        num_samples=num_samples, seed=seed, limits=dict(spec.limits),
-        score_line=spec.score_line)
-    folder.mkdir(parents=True, exist_ok=True)
-    results.write_experiment(folder, experiment)
-
+def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concurrent: int, out) -> RunSummary:
     import optuna
 
-    from search.progress import ProgressPrinter, snapshot
-    from search.searcher import (BudgetedOptunaSearcher, TrialLaunch, count_trainings, open_study,
-                                 enqueue_seed_points, settle_running_trials)
+    from search.progress import snapshot
+    from search.searcher import BudgetedOptunaSearcher, TrialLaunch
+    from search.study import count_trainings, enqueue_seed_points, settle_running_trials
 
+    settings = exp.start(spec, name, opts.num_samples, opts.seed,
+                         SMOKE_NUM_SAMPLES if spec.smoke else DEFAULT_NUM_SAMPLES)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(name, results.storage_url(folder), seed, create=not opts.resume)
+    study = exp.open_study(create=not opts.resume)
     recovered: list[int] = []
     if opts.resume:
-        recovered, requeued = settle_running_trials(study, spec.limits)
+        recovered, requeued = exp._write(lambda: settle_running_trials(study, spec.limits))
         if recovered or requeued:
             print(f"resume: {len(recovered)} finished trial(s) recovered from their folders, "
                   f"{len(requeued)} interrupted trial(s) queued to run again", file=out, flush=True)
     else:
-        enqueue_seed_points(study, spec)
-    results.write_trials_csv(study, folder, spec.budget_bytes)
+        exp._write(lambda: enqueue_seed_points(study, spec))
+    exp.write_csv()
 
-    done_before = count_trainings(study)
-    remaining = max(0, num_samples - done_before)
+    remaining = max(0, settings.num_samples - count_trainings(study))
+    folder = exp.folder
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
                                  prepare_data=spec.smoke and opts.replay is None,
                                  timeout_s=spec.trial_timeout_seconds, score_line=spec.score_line),
         make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
-        learner_path=folder / LEARNER_FILE)
+        learner_path=folder / LEARNER_FILE, target=remaining)
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
         trials = study.get_trials(deepcopy=False)
         for number in recovered:
             frozen = trials[number]
             if frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values:
                 searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
+    # Tune's own files are not results (the study is): kept off the results disk, gone at the end
+    tune_dir = tempfile.mkdtemp(prefix="pgolf-tune-")
     try:
         if remaining > 0:
-            from ray import tune
-
-            from search.runner import train_trial, trial_resources
-
-            if opts.replay is not None:
-                from search.replay import make_replay_trainable
-
-                train_trial = make_replay_trainable(opts.replay)  # noqa: F811 - same contract, no training
-
-            print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
-                  f"{spec.budget_bytes} bytes, results in {folder}", file=out, flush=True)
-            print(_margin_line(searcher.predictor), file=out, flush=True)
-            progress = ProgressPrinter(study, out=out)
-            tuner = tune.Tuner(
-                tune.with_resources(train_trial, trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)),
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec),
-                                            num_samples=remaining, max_concurrent_trials=concurrent,
-                                            reuse_actors=False),
-                run_config=tune.RunConfig(name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-                                          storage_path=str(folder.resolve()), verbose=0,
-                                          callbacks=[progress],
-                                          failure_config=tune.FailureConfig(max_failures=0)))
-            tuner.fit()
-            progress.report(force=True)
+            _tune(opts, spec, searcher, study, name, remaining, concurrent, tune_dir, out)
     finally:
-        # Whatever happened, leave no Optuna trial RUNNING and the csv current.
-        settle_running_trials(study, spec.limits)
-        results.write_trials_csv(study, folder, spec.budget_bytes)
+        # Whatever happened, leave no Optuna trial RUNNING and the csv current (unless the disk is
+        # full: then --resume settles them once there is room).
+        try:
+            if not searcher.urgent:
+                settle_running_trials(study, spec.limits)
+            exp.write_csv()
+        except Exception as exc:  # noqa: BLE001
+            if not (is_disk_full(exc) or isinstance(exc, ExperimentError)):
+                raise
+            searcher.aborted = searcher.aborted or disk_full_line(folder)
+        shutil.rmtree(tune_dir, ignore_errors=True)
     if searcher.aborted:
         raise RunError(searcher.aborted)
     snap = snapshot(study)
@@ -286,8 +285,46 @@ def _run_in_cluster(opts: RunOptions, spec: SpaceSpec, name: str, folder: Path, 
                                              "failed": snap.failed, "running": snap.running},
                       best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
                       pruned_before_launch=searcher.pruned_before_launch,
-                      launched=count_trainings(study), num_samples=num_samples,
+                      launched=count_trainings(study), num_samples=settings.num_samples,
                       margin_fraction=searcher.predictor.margin_fraction)
+
+
+def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaining: int, concurrent: int,
+          tune_dir: str, out) -> None:
+    """Run the trials through Ray Tune until the searcher has `remaining` trainings (or stops)."""
+    from ray import tune
+
+    from search.progress import ProgressPrinter
+    from search.runner import train_trial, trial_resources
+    from search.searcher import StopAll, TrialTracker
+
+    trainable = train_trial
+    if opts.replay is not None:
+        from search.replay import make_replay_trainable
+
+        trainable = make_replay_trainable(opts.replay)  # same contract, no training
+    print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
+          f"{spec.budget_bytes} bytes, results in {searcher.launch.folder}", file=out, flush=True)
+    print(_margin_line(searcher.predictor), file=out, flush=True)
+    progress = ProgressPrinter(study, out=out)
+    # Ctrl-C raises KeyboardInterrupt here (not Tune's graceful stop, which returns as if done):
+    # run_search's callers settle the study and exit 130
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
+                                    max_concurrent_trials=concurrent, reuse_actors=False),
+        run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
+                                  callbacks=[progress, TrialTracker(searcher)],
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+    try:
+        tuner.fit()
+    except Exception as exc:  # noqa: BLE001 - a full disk is one line; anything else is a bug to see
+        if not is_disk_full(exc):
+            raise
+        searcher.aborted = searcher.aborted or disk_full_line(searcher.launch.folder)
+        return
+    progress.report(force=True)
 
 
 def _margin_line(predictor) -> str:
@@ -320,11 +357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
         summary = run_search(opts)
-    except (SpaceError, RunError) as exc:
+    except (SpaceError, RunError, ExperimentError) as exc:
         print(str(exc), file=sys.stderr)
-        return 2 if isinstance(exc, SpaceError) else 1
+        return getattr(exc, "code", 2)
     except KeyboardInterrupt:
-        print("interrupted: run again with --resume to continue", file=sys.stderr)
+        print("interrupted: the study is consistent; run the same command with --resume to continue",
+              file=sys.stderr)
         return 130
     print_summary(summary)
     return 0

@@ -254,6 +254,17 @@ def root_cause(lines: list[str]) -> str | None:
     return None
 
 
+# A script's own words for a diverged training, whatever its exit path (our trainer exits 3 with
+# "error: non-finite train loss at step N" before any NaN line reaches the log).
+_DIVERGED = re.compile(r"(?i)diverg|(\bnan\b|\binf\b|non-finite|not finite).*\b(loss|grad\w*)\b"
+                       r"|\b(loss|grad\w*)\b.*(\bnan\b|\binf\b|non-finite|not finite)")
+
+
+def diverged(cause: str | None) -> bool:
+    """Whether a failed script's root cause says its loss (or gradients) went non-finite."""
+    return bool(cause and _DIVERGED.search(cause))
+
+
 def _fail(trial_dir: Path, reason: str, tail: str, message: str = "") -> TrainingFailed:
     try:
         cause = root_cause((trial_dir / "stdout.log").read_text(errors="replace").splitlines())
@@ -261,6 +272,8 @@ def _fail(trial_dir: Path, reason: str, tail: str, message: str = "") -> Trainin
         cause = None
     if cause:
         message = f"{cause} ({message})" if message else cause
+        if reason == "crashed" and diverged(cause):
+            reason = "nan_loss"
     (trial_dir / "failure.json").write_text(json.dumps({"reason": reason, "message": message,
                                                         "log_tail": tail}, indent=1))
     return TrainingFailed(reason, tail, message)
@@ -379,11 +392,22 @@ def train_trial(config: dict[str, Any]) -> None:
 
     env = {str(k): str(v) for k, v in config["env"].items()}
     trial_dir = Path(config["trial_dir"])
-    if config.get("prepare_data"):
-        _prepare_data(env)
-    done = load_finished_metrics(trial_dir, env)
-    if done is None:
-        done = run_training(env, config["script"], trial_dir, int(config.get("nproc", 0)),
-                            cwd=config.get("cwd"), report=tune.report, timeout_s=config.get("timeout_s"),
-                            score_line=config.get("score_line"))
+    try:
+        if config.get("prepare_data"):
+            _prepare_data(env)
+        done = load_finished_metrics(trial_dir, env)
+        if done is None:
+            done = run_training(env, config["script"], trial_dir, int(config.get("nproc", 0)),
+                                cwd=config.get("cwd"), report=tune.report, timeout_s=config.get("timeout_s"),
+                                score_line=config.get("score_line"))
+    except TrainingFailed:
+        raise
+    except Exception as exc:  # the runner records every failure of its own: none means its worker died
+        try:
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            (trial_dir / "failure.json").write_text(json.dumps(
+                {"reason": "crashed", "message": f"{type(exc).__name__}: {exc}"[:500], "log_tail": ""}))
+        except OSError:
+            pass  # a full disk: the error itself says so
+        raise
     tune.report({**done, "training_done": True})

@@ -16,49 +16,36 @@ drives the study with `ask`/`tell` itself:
   violation `bytes_total - budget` (<= 0 feasible), so the sampler learns
   where the infeasible region lies;
 - an error or a non-finite objective is FAIL (with the log tail), a trial
-  stopped early (no `training_done` in its last result) is PRUNED.
-
-The study is the whole state: `settle_running_trials` makes a study left
-behind by a killed driver consistent again, which is how `--resume` works.
+  stopped early (no `training_done` in its last result) is PRUNED;
+- a trial whose Ray worker or node died (`search.failures`) is FAIL
+  `node_lost` and its parameters run again: the searcher, not Tune's
+  num_samples, counts the trainings still to run;
+- a full results disk stops the search at once (`StopAll`), leaving the study
+  for `--resume` to settle (`search.study`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune import Callback
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
-from search.results import BUDGET_CONSTRAINT, write_trials_csv
-from search.runner import load_finished_metrics, root_cause
-from search.space import SpaceSpec
+from search.experiment import disk_full_line, is_disk_full
+from search.failures import MAX_LOST, Failure, classify, tune_trial_error
+from search.results import write_trials_csv
+from search.runner import load_finished_metrics
+from search.space import SpaceError, SpaceSpec
+from search.study import STOPPED_SEARCH_ATTR, _set_attrs, _set_violation, record_result, requeue
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
-LOG_TAIL_CHARS = 4000
-STOPPED_SEARCH_ATTR = "stopped_search_trials"  # study attribute: failures that stopped the search
-_METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds",
-                 "gpu_seconds", "log_path", "score_label")
-
-
-def as_limits(limits: int | Mapping[str, float]) -> dict[str, float]:
-    """A space's limits as {metric: limit}; a bare number is the byte budget."""
-    return {"bytes_total": limits} if isinstance(limits, (int, float)) else dict(limits)
-
-
-def limit_constraint(metric: str) -> str:
-    """The Optuna constraint of one limit: `bytes_over_budget`, `eval_seconds_over_limit`, ..."""
-    return BUDGET_CONSTRAINT if metric == "bytes_total" else f"{metric}_over_limit"
-
-
-def limit_reason(metric: str) -> str:
-    return "over_budget" if metric == "bytes_total" else f"over_{metric}"
 
 
 class SearchAborted(RuntimeError):
@@ -111,156 +98,6 @@ def as_predictor(predictor: "BytePredictor | Callable[[Mapping[str, str]], int]"
     return predictor if hasattr(predictor, "prune") else FixedPredictor(predictor)  # type: ignore[return-value]
 
 
-def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
-    """Multivariate TPE: handles several objectives and reads trials' constraints."""
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-
-
-def open_study(name: str, storage: str, seed: int | None, create: bool) -> optuna.Study:
-    """Create the experiment's study, or load it for --resume."""
-    if create:
-        sampler = make_sampler(seed)
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    directions=["minimize", "minimize"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["val_bpb", "bytes_total"])
-        return study
-    study = optuna.load_study(study_name=name, storage=storage)
-    # A resumed study must not replay the proposals of the first run: offset the seed by
-    # the trials already there (still reproducible for the same history).
-    offset = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(None if seed is None else seed + offset)
-    return study
-
-
-def enqueue_seed_points(study: optuna.Study, spec: SpaceSpec) -> None:
-    """Queue the space's POINTS_TO_EVALUATE (e.g. the baseline) to be proposed first."""
-    for point in spec.points_to_evaluate:
-        study.enqueue_trial(point, user_attrs={"seed_point": True})
-
-
-def _set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
-    for key, value in attrs.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        trial.set_user_attr(key, value)
-
-
-def _set_violation(trial: optuna.Trial, violation: float) -> None:
-    if BUDGET_CONSTRAINT not in trial.constraints:
-        trial.set_constraint(BUDGET_CONSTRAINT, float(violation))
-
-
-def _failure(trial_dir: Path) -> tuple[str, str, str]:
-    """(reason, message, log tail) of a failed training, from the runner's failure.json."""
-    try:
-        failure = json.loads((trial_dir / "failure.json").read_text())
-        return (str(failure.get("reason") or "crashed"), str(failure.get("message") or ""),
-                str(failure.get("log_tail", ""))[-LOG_TAIL_CHARS:])
-    except (OSError, ValueError):
-        pass
-    try:
-        text = (trial_dir / "stdout.log").read_text(errors="replace")
-    except OSError:
-        return "crashed", "the Ray worker died before the training wrote anything (see the Ray logs)", ""
-    return "crashed", root_cause(text.splitlines()) or "", text[-LOG_TAIL_CHARS:]
-
-
-def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str, Any] | None,
-                  error: bool, limits: int | Mapping[str, float]) -> TrialState:
-    """Tell Optuna how a launched training ended; return the state told.
-
-    A finished training gets one constraint per limit (measured value - limit, <= 0 feasible); one
-    over any limit is COMPLETE but infeasible, its reason naming the limits it broke. A limit on a
-    figure the script did not report (no evaluation time in its log) cannot be judged: its
-    constraint is 0 and the trial's `unjudged_limits` attribute names it.
-    """
-    limits = as_limits(limits)
-    budget_bytes = int(limits["bytes_total"])
-    trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
-    predicted = trial.user_attrs.get("predicted_bytes")
-    if error:
-        reason, message, tail = _failure(trial_dir)
-        _set_attrs(trial, {"reason": reason, "message": message, "log_tail": tail})
-        study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
-    if not result or not result.get("training_done"):
-        last = dict(result or {})
-        _set_attrs(trial, {"reason": "early_stopped", "val_bpb": last.get("val_bpb"),
-                           "val_loss": last.get("val_loss"), "steps": last.get("step")})
-        if isinstance(predicted, (int, float)):
-            _set_violation(trial, predicted - budget_bytes)
-        study.tell(trial, state=TrialState.PRUNED)
-        return TrialState.PRUNED
-    val_bpb, total = result.get("val_bpb"), result.get("bytes_total")
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (val_bpb, total)):
-        _, message, tail = _failure(trial_dir)
-        _set_attrs(trial, {"reason": "nan_loss", "message": message or "the final val_bpb is not finite",
-                           "log_tail": tail})
-        study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
-    _set_attrs(trial, {k: result.get(k) for k in _METRIC_ATTRS})
-    broken, unjudged = [], []
-    for metric, limit in limits.items():
-        value = result.get(metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            violation = float(value) - float(limit)
-            if violation > 0:
-                broken.append(limit_reason(metric))
-        else:
-            violation = 0.0
-            unjudged.append(metric)
-        if metric == "bytes_total":
-            _set_violation(trial, violation)
-        else:
-            trial.set_constraint(limit_constraint(metric), violation)
-    if broken:
-        _set_attrs(trial, {"reason": "+".join(broken)})
-    if unjudged:
-        _set_attrs(trial, {"unjudged_limits": unjudged})
-    study.tell(trial, [float(val_bpb), float(total)])
-    return TrialState.COMPLETE
-
-
-def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]) -> tuple[list[int], list[int]]:
-    """Leave no trial RUNNING: finished trainings become COMPLETE, others FAIL + re-enqueued.
-
-    A trial whose folder holds a finished metrics.json for its environment is
-    told COMPLETE from it (its training is never run again); any other RUNNING
-    trial was interrupted: it is told FAIL with reason `interrupted`, and if its
-    training had been launched its parameters are enqueued so that the next
-    search runs it again (a proposal killed before launch, perhaps with only
-    part of its parameters drawn, cost nothing and is not repeated).
-    Returns (numbers recovered, numbers re-enqueued).
-    """
-    recovered, requeued = [], []
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        trial = optuna.Trial(study, frozen._trial_id)
-        trial_dir = frozen.user_attrs.get("trial_dir")
-        metrics = load_finished_metrics(Path(trial_dir), frozen.user_attrs.get("env")) if trial_dir else None
-        if metrics is not None:
-            record_result(study, trial, {**metrics, "training_done": True}, False, limits)
-            recovered.append(frozen.number)
-            continue
-        _set_attrs(trial, {"reason": "interrupted"})
-        study.tell(trial, state=TrialState.FAIL)
-        if frozen.user_attrs.get("launched"):
-            study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number},
-                                skip_if_exists=False)
-            requeued.append(frozen.number)
-    return recovered, requeued
-
-
-def count_trainings(study: optuna.Study) -> int:
-    """Trainings launched and finished (interrupted ones excluded: they run again; so are the
-    failures that stopped a search: their cause is fixed before it resumes)."""
-    stopped = set(study.user_attrs.get(STOPPED_SEARCH_ATTR, []))
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.user_attrs.get("launched") and t.state.is_finished()
-               and t.user_attrs.get("reason") != "interrupted" and t.number not in stopped)
-
-
 def missing_data(env: Mapping[str, str]) -> str | None:
     """One line naming the trial's DATA_PATH/TOKENIZER_PATH that does not exist and the
     `python -m pgolf.data` command that makes it; None when both exist (or are not set)."""
@@ -282,9 +119,11 @@ class BudgetedOptunaSearcher(Searcher):
     def __init__(self, spec: SpaceSpec, study: optuna.Study, launch: TrialLaunch,
                  predictor: BytePredictor | Callable[[Mapping[str, str]], int],
                  max_over_budget_in_a_row: int = MAX_OVER_BUDGET_IN_A_ROW,
-                 learner_path: Path | None = None):
+                 learner_path: Path | None = None, target: int | None = None):
         """predictor: a `pgolf.size.SizeLearner` (prunes with its margin and learns from completed
-        trials, saved to learner_path after each), or a plain env -> bytes function (used as is)."""
+        trials, saved to learner_path after each), or a plain env -> bytes function (used as is).
+        target: trainings to finish (Tune then runs with num_samples=-1: a trial on a lost node is
+        replaced, so the count is the searcher's to keep)."""
         super().__init__(metric=None, mode=None)
         self.spec = spec
         self.study = study
@@ -296,6 +135,10 @@ class BudgetedOptunaSearcher(Searcher):
         self.aborted: str | None = None
         self.pruned_before_launch = 0
         self.same_failures: list[tuple[optuna.Trial, str]] = []  # the latest failures in a row, one message
+        self.target = target
+        self.finished = 0        # trainings this run that count towards target
+        self.urgent = False      # stop the running trials too (a full disk): see `StopAll`
+        self.tune_trials: dict[str, Any] = {}  # Tune's Trial objects by id (their recorded errors): `TrialTracker`
 
     def _failed(self, trial: optuna.Trial, message: str) -> bool:
         """Count a failure; stop the search (True) after the space's MAX_SAME_FAILURES in a row with
@@ -332,6 +175,8 @@ class BudgetedOptunaSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.aborted:
             return Searcher.FINISHED
+        if self.target is not None and self.finished + len(self.live) >= self.target:
+            return None if self.live else Searcher.FINISHED  # wait: a running trial may yet need replacing
         for _ in range(self.max_over_budget_in_a_row):
             trial = self.study.ask()
             try:
@@ -339,7 +184,7 @@ class BudgetedOptunaSearcher(Searcher):
                 prune, predicted, margin = self.predictor.prune(env, self.spec.budget_bytes)
             except Exception as exc:  # noqa: BLE001 - stop the search with one line
                 self.study.tell(trial, state=TrialState.FAIL)
-                self.aborted = str(exc) if isinstance(exc, SearchAborted) else (
+                self.aborted = str(exc) if isinstance(exc, (SearchAborted, SpaceError)) else (
                     f"error: {self.spec.path}: predicting bytes failed: {type(exc).__name__}: {exc} "
                     "(check the environment the space returns, or set PREDICT_BYTES)")
                 return Searcher.FINISHED
@@ -382,12 +227,48 @@ class BudgetedOptunaSearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
-        state = record_result(self.study, trial, result, error, self.spec.limits or self.spec.budget_bytes)
+        if self.urgent:
+            return  # stopping for a full disk: the trial stays RUNNING, --resume settles it
+        try:
+            self._record(trial, trial_id, result, error)
+        except Exception as exc:  # noqa: BLE001
+            if not is_disk_full(exc):
+                raise
+            self._stop_for_full_disk()
+
+    def _stop_for_full_disk(self) -> None:
+        self.aborted = disk_full_line(self.launch.folder)
+        self.urgent = True
+
+    def _record(self, trial: optuna.Trial, trial_id: str, result: dict | None, error: bool) -> None:
+        failure = None
+        if error:
+            trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+            metrics = load_finished_metrics(trial_dir, trial.user_attrs.get("env"))
+            if metrics is not None:  # finished before its worker died: keep it
+                result, error = {**metrics, "training_done": True}, False
+            else:
+                failure = classify(trial_dir, tune_trial_error(self.tune_trials.get(trial_id)))
+                if failure.reason == "disk_full":
+                    self._stop_for_full_disk()
+                    return
+                if failure.reason == "node_lost" and int(trial.user_attrs.get("lost_in_a_row", 0)) + 1 >= MAX_LOST:
+                    failure = Failure("crashed", f"{failure.message}, {MAX_LOST} times in a row for these "
+                                      "parameters", failure.tail)
+        state = record_result(self.study, trial, result, failure or error,
+                              self.spec.limits or self.spec.budget_bytes)
+        lost = failure is not None and failure.reason == "node_lost"
+        if lost:
+            print(f"warning: trial {trial.number}: {failure.message}; its parameters run again",
+                  file=sys.stderr, flush=True)
+            requeue(self.study, self.study.get_trials(deepcopy=False)[trial.number])
+        else:
+            self.finished += 1
         if state == TrialState.COMPLETE:
             self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"))  # type: ignore[union-attr]
             self.same_failures = []
-        elif state == TrialState.FAIL:
-            attrs = trial.user_attrs
+        elif state == TrialState.FAIL and not lost:
+            attrs = self.study.get_trials(deepcopy=False)[trial.number].user_attrs
             self._failed(trial, str(attrs.get("message") or attrs.get("reason") or "crashed"))
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
 
@@ -409,3 +290,26 @@ class BudgetedOptunaSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: `--resume` reloads the study (see settle_running_trials)."""
+
+
+class TrialTracker(Callback):
+    """Hands the searcher Tune's Trial objects, whose recorded errors tell a lost node from a crash."""
+
+    def __init__(self, searcher: BudgetedOptunaSearcher):
+        self.searcher = searcher
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.searcher.tune_trials[trial.trial_id] = trial
+
+
+class StopAll(Stopper):
+    """Stops every running trial once the searcher must stop at once (a full disk)."""
+
+    def __init__(self, searcher: BudgetedOptunaSearcher):
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.searcher.urgent
+
+    def stop_all(self) -> bool:
+        return self.searcher.urgent

@@ -117,7 +117,7 @@ class SpaceSpec:
         Relative paths are made absolute from `base_dir` (where `search.run` started), since
         each training runs in its own trial folder.
         """
-        env = {**self.fixed_env, **_stringify(proposed), **self.smoke_env}
+        env = {**self.fixed_env, **_stringify(proposed, self.path), **self.smoke_env}
         filled = {}
         for key, value in env.items():
             try:
@@ -152,11 +152,16 @@ def _line(path: Path, problem: str, fix: str) -> str:
     return f"error: {path}: {problem} ({fix})"
 
 
-def _stringify(env: Mapping[str, Any]) -> dict[str, str]:
+def _stringify(env: Mapping[str, Any], path: Path | None = None) -> dict[str, str]:
+    """An environment's values as strings; anything but a number, string or bool is a SpaceError
+    (None, a list or an object would reach the script as its Python repr)."""
     out = {}
     for key, value in env.items():
         if isinstance(value, bool):
             value = int(value)
+        elif not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+            raise SpaceError(_line(path or Path("space"), f"{key}={value!r} ({type(value).__name__}) is not a "
+                                   "finite number, a string or a bool", f"return a plain value for {key}"))
         out[str(key)] = str(value)
     return out
 
@@ -333,3 +338,40 @@ def _limits_setting(path: Path, module: ModuleType, budget: int, smoke: bool) ->
                                "disagree", "set the byte budget in one place"))
     limits["bytes_total"] = int(limits["bytes_total"])
     return limits
+
+
+def check_points(spec: SpaceSpec) -> None:
+    """Run space(trial) once per POINTS_TO_EVALUATE entry (its values, the first choice or the low end
+    for the rest) before anything launches: a key the space never suggests would be dropped by Optuna
+    without a word, and a value the environment cannot hold would fail every trial."""
+    import warnings
+
+    import optuna
+
+    class PointTrial(optuna.trial.FixedTrial):
+        def _suggest(self, name, distribution):
+            if name not in self._params:
+                self._params[name] = (distribution.choices[0] if hasattr(distribution, "choices")
+                                      else distribution.low)
+            return super()._suggest(name, distribution)
+
+    for i, point in enumerate(spec.points_to_evaluate):
+        trial = PointTrial(dict(point), number=i)
+        where = f"POINTS_TO_EVALUATE[{i}]"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                proposed = spec.space(trial)
+        except Exception as exc:  # noqa: BLE001 - user code: one line
+            raise SpaceError(_line(spec.path, f"space(trial) raised {type(exc).__name__}: {exc} with {where}",
+                                   "fix the space function or the point")) from None
+        if not isinstance(proposed, Mapping):
+            raise SpaceError(_line(spec.path, f"space(trial) returned {type(proposed).__name__}, not a dict",
+                                   "return the trial's environment as a dict"))
+        unknown = sorted(set(point) - set(trial.params))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(trial.params), n=1)
+            fix = f"did you mean {close[0]}?" if close else \
+                f"use the names space() suggests: {', '.join(sorted(trial.params)) or 'none'}"
+            raise SpaceError(_line(spec.path, f"{where} sets {unknown[0]}, which space(trial) does not suggest", fix))
+        spec.trial_env(proposed)

@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.results import read_trials_csv, storage_url
-from search.searcher import count_trainings, open_study, settle_running_trials
+from search.study import count_trainings, open_study, settle_running_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"

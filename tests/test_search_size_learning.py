@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from pgolf.size import PRIOR_MARGIN_FRACTION, SizeLearner
 from search.results import BUDGET_CONSTRAINT, read_trials_csv, storage_url
 from search.run import LEARNER_FILE, RunOptions, run_search
-from search.searcher import BudgetedOptunaSearcher, TrialLaunch, open_study
+from search.searcher import BudgetedOptunaSearcher, TrialLaunch
+from search.study import open_study
 from search.space import SpaceError, load_space
 from test_replay import small_grid, write_subspace, write_subtable  # noqa: E402 - tests/ is on sys.path
 

@@ -1,0 +1,187 @@
+"""The experiment's Optuna study: how it is opened, and how each trial's end is told to it.
+
+A launched training ends COMPLETE with `[val_bpb, bytes_total]` and one
+constraint per limit (measured - limit, <= 0 feasible), FAIL with its reason,
+or PRUNED when stopped early. The study is the whole state of a search:
+`settle_running_trials` makes a study left behind by a killed driver
+consistent again (finished trainings recovered from their folders, launched
+ones queued to run again), which is how `--resume` works.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import optuna
+from optuna.trial import TrialState
+
+from search.failures import Failure, classify
+from search.results import BUDGET_CONSTRAINT
+from search.runner import load_finished_metrics
+from search.space import SpaceSpec
+
+STOPPED_SEARCH_ATTR = "stopped_search_trials"  # study attribute: failures that stopped the search
+_METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds",
+                 "gpu_seconds", "log_path", "score_label")
+
+
+def as_limits(limits: int | Mapping[str, float]) -> dict[str, float]:
+    """A space's limits as {metric: limit}; a bare number is the byte budget."""
+    return {"bytes_total": limits} if isinstance(limits, (int, float)) else dict(limits)
+
+
+def limit_constraint(metric: str) -> str:
+    """The Optuna constraint of one limit: `bytes_over_budget`, `eval_seconds_over_limit`, ..."""
+    return BUDGET_CONSTRAINT if metric == "bytes_total" else f"{metric}_over_limit"
+
+
+def limit_reason(metric: str) -> str:
+    return "over_budget" if metric == "bytes_total" else f"over_{metric}"
+
+
+def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE: handles several objectives and reads trials' constraints."""
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+def open_study(name: str, storage: str, seed: int | None, create: bool) -> optuna.Study:
+    """Create the experiment's study, or load it for --resume."""
+    if create:
+        sampler = make_sampler(seed)
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    directions=["minimize", "minimize"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["val_bpb", "bytes_total"])
+        return study
+    study = optuna.load_study(study_name=name, storage=storage)
+    # A resumed study must not replay the proposals of the first run: offset the seed by
+    # the trials already there (still reproducible for the same history).
+    offset = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(None if seed is None else seed + offset)
+    return study
+
+
+def enqueue_seed_points(study: optuna.Study, spec: SpaceSpec) -> None:
+    """Queue the space's POINTS_TO_EVALUATE (e.g. the baseline) to be proposed first."""
+    for point in spec.points_to_evaluate:
+        study.enqueue_trial(point, user_attrs={"seed_point": True})
+
+
+def _set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        trial.set_user_attr(key, value)
+
+
+def _set_violation(trial: optuna.Trial, violation: float) -> None:
+    if BUDGET_CONSTRAINT not in trial.constraints:
+        trial.set_constraint(BUDGET_CONSTRAINT, float(violation))
+
+
+def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str, Any] | None,
+                  error: bool | Failure, limits: int | Mapping[str, float]) -> TrialState:
+    """Tell Optuna how a launched training ended; return the state told.
+
+    A finished training gets one constraint per limit (measured value - limit, <= 0 feasible); one
+    over any limit is COMPLETE but infeasible, its reason naming the limits it broke. A limit on a
+    figure the script did not report (no evaluation time in its log) cannot be judged: its
+    constraint is 0 and the trial's `unjudged_limits` attribute names it.
+    """
+    limits = as_limits(limits)
+    budget_bytes = int(limits["bytes_total"])
+    trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+    predicted = trial.user_attrs.get("predicted_bytes")
+    if error:
+        failure = error if isinstance(error, Failure) else classify(trial_dir, None)
+        _set_attrs(trial, {"reason": failure.reason, "message": failure.message, "log_tail": failure.tail})
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    if not result or not result.get("training_done"):
+        last = dict(result or {})
+        _set_attrs(trial, {"reason": "early_stopped", "val_bpb": last.get("val_bpb"),
+                           "val_loss": last.get("val_loss"), "steps": last.get("step")})
+        if isinstance(predicted, (int, float)):
+            _set_violation(trial, predicted - budget_bytes)
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    val_bpb, total = result.get("val_bpb"), result.get("bytes_total")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (val_bpb, total)):
+        failure = classify(trial_dir, None)
+        message = failure.message if failure.reason != "node_lost" else ""
+        _set_attrs(trial, {"reason": "nan_loss", "message": message or "the final val_bpb is not finite",
+                           "log_tail": failure.tail})
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    _set_attrs(trial, {k: result.get(k) for k in _METRIC_ATTRS})
+    broken, unjudged = [], []
+    for metric, limit in limits.items():
+        value = result.get(metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            violation = float(value) - float(limit)
+            if violation > 0:
+                broken.append(limit_reason(metric))
+        else:
+            violation = 0.0
+            unjudged.append(metric)
+        if metric == "bytes_total":
+            _set_violation(trial, violation)
+        else:
+            trial.set_constraint(limit_constraint(metric), violation)
+    if broken:
+        _set_attrs(trial, {"reason": "+".join(broken)})
+    if unjudged:
+        _set_attrs(trial, {"unjudged_limits": unjudged})
+    study.tell(trial, [float(val_bpb), float(total)])
+    return TrialState.COMPLETE
+
+
+def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]) -> tuple[list[int], list[int]]:
+    """Leave no trial RUNNING: finished trainings become COMPLETE, others FAIL + re-enqueued.
+
+    A trial whose folder holds a finished metrics.json for its environment is
+    told COMPLETE from it (its training is never run again); any other RUNNING
+    trial was interrupted: it is told FAIL with reason `interrupted`, and if its
+    training had been launched its parameters are enqueued so that the next
+    search runs it again (a proposal killed before launch, perhaps with only
+    part of its parameters drawn, cost nothing and is not repeated).
+    Returns (numbers recovered, numbers re-enqueued).
+    """
+    recovered, requeued = [], []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial = optuna.Trial(study, frozen._trial_id)
+        trial_dir = frozen.user_attrs.get("trial_dir")
+        metrics = load_finished_metrics(Path(trial_dir), frozen.user_attrs.get("env")) if trial_dir else None
+        if metrics is not None:
+            record_result(study, trial, {**metrics, "training_done": True}, False, limits)
+            recovered.append(frozen.number)
+            continue
+        _set_attrs(trial, {"reason": "interrupted"})
+        study.tell(trial, state=TrialState.FAIL)
+        if frozen.user_attrs.get("launched"):
+            requeue(study, frozen)
+            requeued.append(frozen.number)
+    return recovered, requeued
+
+
+RUN_AGAIN = ("interrupted", "node_lost")  # reasons whose parameters are queued again
+
+
+def requeue(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+    """Queue a launched trial's parameters to run again (after a killed driver or a lost node)."""
+    lost = int(frozen.user_attrs.get("lost_in_a_row", 0)) + (frozen.user_attrs.get("reason") == "node_lost")
+    study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, "lost_in_a_row": lost},
+                        skip_if_exists=False)
+
+
+def count_trainings(study: optuna.Study) -> int:
+    """Trainings launched and finished (interrupted ones and those on a lost node excluded: they run
+    again; so are the failures that stopped a search: their cause is fixed before it resumes)."""
+    stopped = set(study.user_attrs.get(STOPPED_SEARCH_ATTR, []))
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.user_attrs.get("launched") and t.state.is_finished()
+               and t.user_attrs.get("reason") not in RUN_AGAIN and t.number not in stopped)
