@@ -865,12 +865,23 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
 # ----------------------------------------------------------------------------- CLI
 
 def parse_settings(args: list[str]) -> dict[str, str]:
-    """KEY=VALUE arguments -> env dict; ValueError naming the bad argument and the fix."""
+    """KEY=VALUE arguments -> env dict; ValueError naming the bad argument and the fix. A KEY the
+    trainer does not read is refused with the nearest name (a typo would predict the default)."""
+    import difflib
+    from dataclasses import fields
+
+    import pgolf.train_gpt as tg
+
+    known = sorted(f.name.upper() for f in fields(tg.Hyperparameters))
     env = {}
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
             raise ValueError(f"{arg!r} is not KEY=VALUE with an upper-case KEY (pass settings like NUM_LAYERS=11)")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ValueError(f"{key} is not a setting of pgolf/train_gpt.py ("
+                             + (f"did you mean {close[0]}?)" if close else "see its Hyperparameters)"))
         env[key] = value
     return env
 

@@ -108,13 +108,21 @@ class DriverLock:
 
     def acquire(self) -> str | None:
         """Take the lock; return a note when a dead driver's lock was taken over; raise ExperimentError."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ExperimentError(f"error: {self.folder} is in use by another driver "
+                                      f"({_describe(self._holder())}): wait for it to finish or stop it (Ctrl-C); "
+                                      "one driver per experiment", code=1)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break  # locked the file that is there now, not one a releasing driver just removed
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise ExperimentError(f"error: {self.folder} is in use by another driver ({_describe(self._holder())}): "
-                                  "wait for it to finish or stop it (Ctrl-C); one driver per experiment", code=1)
         holder, note = self._holder(), None
         if holder:
             here = socket.gethostname()
@@ -133,11 +141,15 @@ class DriverLock:
         self.fd = fd
         return note
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Empty the file (or remove it: a folder that holds no experiment keeps no lock) and unlock."""
         if self.fd is None:
             return
         try:
-            os.ftruncate(self.fd, 0)
+            if remove:
+                self.path.unlink(missing_ok=True)
+            else:
+                os.ftruncate(self.fd, 0)
         except OSError:
             pass  # a full disk may refuse even this; the free flock tells the next driver
         fcntl.flock(self.fd, fcntl.LOCK_UN)
@@ -321,7 +333,7 @@ class Experiment:
     # -- closing
     def close(self) -> None:
         """Release the lock; remove the folder again when this driver made it and wrote nothing in it."""
-        self.lock.release()
+        self.lock.release(remove=not (self.folder / STUDY_FILE).exists())
         self._drop_if_created()
 
     def _drop_if_created(self) -> None:

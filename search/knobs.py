@@ -190,8 +190,8 @@ def starter_space(script: Path, knobs: list[Knob]) -> str:
 def check_space_variables(spec) -> None:
     """Stop a search before any launch when its space sets a variable its script never reads.
 
-    The names checked: one proposal's (drawn on a throwaway in-memory study), FIXED_ENV, SMOKE_ENV
-    and POINTS_TO_EVALUATE. Names the script reads: `scan(SCRIPT)`, plus the space's EXTRA_ENV_OK
+    The names checked: one proposal's (drawn on a throwaway in-memory study), FIXED_ENV and SMOKE_ENV
+    (POINTS_TO_EVALUATE holds parameter names, which `search.space.check_points` checks). Names the script reads: `scan(SCRIPT)`, plus the space's EXTRA_ENV_OK
     and the variables the search itself sets. A script the scan finds no variable in is not checked.
     Raises SpaceError (one line) naming the variable and the nearest name the script reads.
     """
@@ -221,17 +221,13 @@ def check_space_variables(spec) -> None:
                         ("FIXED_ENV", spec.fixed_env), ("SMOKE_ENV", spec.smoke_env)):
         for key in keys:
             names.setdefault(str(key), where)
-    for point in spec.points_to_evaluate:
-        for key in point:
-            names.setdefault(str(key), "POINTS_TO_EVALUATE")
-    params = set(trial.params)
     for name, where in names.items():
-        if name in read or (where == "POINTS_TO_EVALUATE" and name in params):
+        if name in read:
             continue
         close = difflib.get_close_matches(name, sorted(read), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}?" if close else "check the name against python -m search.knobs SCRIPT"
-        raise SpaceError(f"error: {spec.path}: {name} (in {where}) is not a variable {spec.script} reads ({hint} "
-                         "A deliberate extra goes in EXTRA_ENV_OK)")
+        raise SpaceError(f"error: {spec.path}: {name} (in {where}) is not a variable {spec.script} reads ({hint}; "
+                         "a deliberate extra goes in EXTRA_ENV_OK)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -107,10 +107,19 @@ def load_experiment(path: str | Path) -> Experiment:
             meta = asdict(read_experiment(folder))
         except ValueError as exc:
             raise ParetoError(str(exc).removeprefix("error: ")) from None
-    rows = read_trials_csv(csv_path)
+    rewrite = f"`python -m search.run SPACE --name {folder.name} --resume` rewrites it from study.db"
+    try:
+        rows = read_trials_csv(csv_path)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ParetoError(f"{csv_path} cannot be read as CSV ({exc}); {rewrite}") from None
     missing = {"number", "state", "val_bpb", "bytes_total"} - set(rows[0] if rows else REQUIRED_IF_EMPTY)
     if missing:
-        raise ParetoError(f"{csv_path} lacks column(s) {', '.join(sorted(missing))}; regenerate it with search.run")
+        raise ParetoError(f"{csv_path} lacks column(s) {', '.join(sorted(missing))}; {rewrite}")
+    for line, row in enumerate(rows, start=2):
+        number = _number(row.get("number"))
+        if number is None or number != int(number) or not str(row.get("state") or "").isupper():
+            raise ParetoError(f"{csv_path} line {line} is not a trial row (number {row.get('number')!r}, state "
+                              f"{row.get('state')!r}); {rewrite}, or remove the line")
     return Experiment(name=str(meta.get("name") or folder.name), path=folder, meta=meta, rows=rows)
 
 
@@ -499,8 +508,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     if not args.no_plots:
         out = args.out or default_out_dir(experiments)
-        out.mkdir(parents=True, exist_ok=True)
-        png, html = write_png(report, out / "pareto.png"), write_html(report, out / "pareto.html")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            png, html = write_png(report, out / "pareto.png"), write_html(report, out / "pareto.html")
+        except OSError as exc:  # the report is on stdout already: only the plots are missing
+            print(f"error: cannot write the plots in {out} ({exc.strerror or exc}); pass --out with a folder "
+                  "you can write to, or --no-plots", file=sys.stderr)
+            return 2
         print(f"wrote {png} and {html}", file=sys.stderr)
     return 0
 

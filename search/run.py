@@ -201,8 +201,8 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     spec = load_space(opts.space, smoke=opts.smoke)
     from search.knobs import check_space_variables
 
-    check_space_variables(spec)  # a typo in a variable name would train the defaults in every trial
     check_points(spec)           # a POINTS_TO_EVALUATE key the space never suggests would be dropped
+    check_space_variables(spec)  # a typo in a variable name would train the defaults in every trial
     if opts.replay is not None:
         from search.replay import ReplayError, load_table
 

@@ -342,8 +342,9 @@ def _limits_setting(path: Path, module: ModuleType, budget: int, smoke: bool) ->
 
 def check_points(spec: SpaceSpec) -> None:
     """Run space(trial) once per POINTS_TO_EVALUATE entry (its values, the first choice or the low end
-    for the rest) before anything launches: a key the space never suggests would be dropped by Optuna
-    without a word, and a value the environment cannot hold would fail every trial."""
+    for the rest; with no points, once on those alone) before anything launches: a key the space never
+    suggests would be dropped by Optuna without a word, and a value the environment cannot hold (None,
+    a list, an object) would reach every trial as its Python repr."""
     import warnings
 
     import optuna
@@ -355,13 +356,17 @@ def check_points(spec: SpaceSpec) -> None:
                                       else distribution.low)
             return super()._suggest(name, distribution)
 
-    for i, point in enumerate(spec.points_to_evaluate):
+    for i, point in enumerate(spec.points_to_evaluate or [{}]):
         trial = PointTrial(dict(point), number=i)
-        where = f"POINTS_TO_EVALUATE[{i}]"
+        where = f"POINTS_TO_EVALUATE[{i}]" if spec.points_to_evaluate else "the low end of every range"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 proposed = spec.space(trial)
+        except optuna.TrialPruned:
+            if spec.points_to_evaluate:
+                raise SpaceError(_line(spec.path, f"space(trial) prunes {where}", "drop or fix the point")) from None
+            continue  # the low ends are no configuration of this space: the first proposal checks
         except Exception as exc:  # noqa: BLE001 - user code: one line
             raise SpaceError(_line(spec.path, f"space(trial) raised {type(exc).__name__}: {exc} with {where}",
                                    "fix the space function or the point")) from None
