@@ -70,3 +70,37 @@ def fake_trainings_alive() -> Callable[[str], list[int]]:
                 continue
         return found
     return alive
+
+
+def check_experiment_intact(folder: Path) -> list:
+    """The integrity every fault must leave: study.db with nothing RUNNING, trials.csv one row per
+    trial with the study's state, and every training that finished (trials/N/metrics.json) COMPLETE
+    in the study with its own numbers. Returns the study's trials."""
+    import json
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.results import read_trials_csv, storage_url
+
+    names = optuna.study.get_all_study_names(storage_url(folder))
+    assert len(names) == 1, names
+    trials = optuna.load_study(study_name=names[0], storage=storage_url(folder)).get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    rows = read_trials_csv(folder)
+    numbers = [int(r["number"]) for r in rows]
+    assert len(numbers) == len(set(numbers))
+    states = {t.number: t.state.name for t in trials if t.state != TrialState.WAITING}
+    assert {int(r["number"]): r["state"] for r in rows} == states
+    for metrics_path in (folder / "trials").glob("*/metrics.json"):
+        number = int(metrics_path.parent.name)
+        metrics = json.loads(metrics_path.read_text())
+        trial = trials[number]
+        assert trial.state == TrialState.COMPLETE, (number, trial.state, trial.user_attrs.get("reason"))
+        assert trial.values == [metrics["val_bpb"], metrics["bytes_total"]]
+    return trials
+
+
+@pytest.fixture
+def experiment_intact() -> Callable[[Path], list]:
+    return check_experiment_intact
