@@ -173,6 +173,15 @@ class BudgetedOptunaSearcher(Searcher):
         return self.spec.trial_env(proposed)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        try:
+            return self._suggest(trial_id)
+        except Exception as exc:  # noqa: BLE001
+            if not is_disk_full(exc):
+                raise
+            self._stop_for_full_disk()
+            return Searcher.FINISHED
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.aborted:
             return Searcher.FINISHED
         if self.target is not None and self.finished + len(self.live) >= self.target:

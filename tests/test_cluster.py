@@ -3,6 +3,7 @@ Ray cluster do: a real head started by `ray start --head` from another folder, t
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -102,3 +103,89 @@ def test_without_address_a_stale_ray_start_record_is_ignored(tmp_path: Path) -> 
         record.unlink(missing_ok=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["state"] for r in read_trials_csv(tmp_path / "own")].count("COMPLETE") == 1
+
+
+def _descendants(pid: int) -> list[int]:
+    from search.runner import _descendants as below
+
+    return below(pid)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experiment_intact) -> None:
+    """Head and worker `ray start` nodes on this machine (the worker joins with RAY_AUTH_MODE=token, as
+    the README says); the worker's raylet is SIGKILLed while a training runs there."""
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="raylost", dir="/tmp")
+    common = ["--num-cpus=1", "--disable-usage-stats", "--object-store-memory=100000000", "--block"]
+    head_log, worker_log = tmp_path / "head.log", tmp_path / "worker.log"
+    with head_log.open("w") as out:
+        head = subprocess.Popen([str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                                 "--include-dashboard=false", f"--temp-dir={temp_dir}", *common],
+                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    worker = None
+    try:
+        deadline = time.time() + 120
+        while "block forever" not in head_log.read_text() and time.time() < deadline and head.poll() is None:
+            time.sleep(0.5)
+        assert "block forever" in head_log.read_text(), head_log.read_text()[-2000:]
+        with worker_log.open("w") as out:
+            worker = subprocess.Popen([str(RAY), "start", f"--address=127.0.0.1:{port}",
+                                       "--node-ip-address=127.0.0.1", *common], cwd=tmp_path, stdout=out,
+                                      stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "token"})
+        while "block forever" not in worker_log.read_text() and time.time() < deadline and worker.poll() is None:
+            time.sleep(0.5)
+        assert "block forever" in worker_log.read_text(), worker_log.read_text()[-2000:]
+
+        log = tmp_path / "launches.txt"
+        space = tmp_path / "nodes.py"
+        space.write_text(
+            f"SCRIPT = {str(ROOT / 'tests' / 'scripts' / 'fake_train.py')!r}\nBUDGET_BYTES = 100_000\n"
+            f"GPUS_PER_TRIAL = 0\nFIXED_ENV = {{'FAKE_LAUNCH_LOG': {str(log)!r}, 'FAKE_STEPS': 10, "
+            "'FAKE_SLEEP': 1.0}\n"
+            "def PREDICT_BYTES(env):\n    return int(5000 + 1000 * float(env['X']))\n"
+            "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n")
+        results = tmp_path / "results"
+        driver = subprocess.Popen([sys.executable, "-m", "search.run", str(space), "--results-dir", str(results),
+                                   "--name", "nodes", "--num-samples", "3", "--address", f"127.0.0.1:{port}",
+                                   "--seed", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            raylet = None
+            victim = None
+            while victim is None:
+                assert time.time() < deadline + 120 and driver.poll() is None, "no training started on the worker"
+                raylets = [p for p in _descendants(worker.pid) if "raylet" in _cmdline(p).split(" ")[0]]
+                raylet = raylets[0] if raylets else None
+                if raylet:
+                    victim = next((p for p in _descendants(raylet) if "fake_train.py" in _cmdline(p)), None)
+                time.sleep(0.3)
+            os.kill(raylet, signal.SIGKILL)
+            out, err = driver.communicate(timeout=400)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        assert driver.returncode == 0, err[-3000:]
+        assert "its parameters run again" in err
+        trials = experiment_intact(results / "nodes")
+        lost = [t for t in trials if t.user_attrs.get("reason") == "node_lost"]
+        assert len(lost) == 1 and lost[0].state.name == "FAIL"
+        rerun = [t for t in trials if t.user_attrs.get("requeued_from") == lost[0].number]
+        assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE" and rerun[0].params == lost[0].params
+        assert sum(t.state.name == "COMPLETE" for t in trials) == 3  # --num-samples trainings, the lost one aside
+        assert "3 trainings in total" in out
+    finally:
+        for proc in (worker, head):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
