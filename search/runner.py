@@ -93,6 +93,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a failed trial is one progress line, no traceback
     kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
         _check_reachable(address)
