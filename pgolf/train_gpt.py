@@ -203,7 +203,12 @@ class Hyperparameters:
              f"EVAL_STRIDE={self.eval_stride} must be in 0..TRAIN_SEQ_LEN (0 = non-overlapping windows)")
         need(0.0 <= self.swa_start_frac <= 1.0 and self.swa_every >= 0,
              "SWA_START_FRAC must be in 0..1 and SWA_EVERY >= 0 (0 = SWA off)")
-        need(self.val_max_tokens >= 0, f"VAL_MAX_TOKENS={self.val_max_tokens} must be >= 0 (0 = whole split)")
+        need(self.val_max_tokens == 0 or self.val_max_tokens >= self.train_seq_len,
+             f"VAL_MAX_TOKENS={self.val_max_tokens} must be 0 (whole split) or >= TRAIN_SEQ_LEN={self.train_seq_len}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f"{f.name.upper()}={value} must be finite")
+            need(not f.name.endswith("_lr") or value >= 0, f"{f.name.upper()}={value} must be >= 0 (a learning rate)")
         need(self.keep_float_max_numel >= 0, "KEEP_FLOAT_MAX_NUMEL must be >= 0")
         need(self.cpu_threads >= 1, f"CPU_THREADS={self.cpu_threads} must be >= 1")
 
@@ -237,6 +242,17 @@ def load_shard(path: str) -> np.ndarray:
     if tokens.size != count:
         raise ValueError(f"{path} is truncated ({tokens.size} of {count} tokens); regenerate it")
     return tokens
+
+
+def shard_size(path: str) -> int:
+    """Token count of a shard whose header is valid and whose file holds all of its tokens."""
+    header = np.fromfile(path, dtype="<i4", count=SHARD_HEADER_INTS)
+    if header.size != SHARD_HEADER_INTS or header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION:
+        raise ValueError(f"{path} is not a shard (bad magic/version); regenerate it with `python -m pgolf.data prepare`")
+    held = (os.path.getsize(path) - SHARD_HEADER_INTS * 4) // 2
+    if held < int(header[2]):
+        raise ValueError(f"{path} is truncated ({held} of {int(header[2])} tokens); regenerate it")
+    return int(header[2])
 
 
 def load_val_tokens(pattern: str, seq_len: int, max_tokens: int = 0) -> Tensor:
@@ -857,6 +873,12 @@ def check_inputs(hp: Hyperparameters, world: int):
     if sp.vocab_size() != hp.vocab_size:
         raise ValueError(f"VOCAB_SIZE={hp.vocab_size} does not match the tokenizer's {sp.vocab_size()} pieces; "
                          f"set VOCAB_SIZE={sp.vocab_size()} or use the matching tokenizer")
+    for f in sorted(glob.glob(hp.train_pattern)):
+        shard_size(f)  # every shard whole before any training time is spent (headers only)
+    val_tokens = sum(shard_size(f) for f in sorted(glob.glob(hp.val_pattern)))
+    if min(val_tokens, hp.val_max_tokens + 1 if hp.val_max_tokens else val_tokens) < hp.train_seq_len + 1:
+        raise ValueError(f"the validation split has {val_tokens} tokens, fewer than TRAIN_SEQ_LEN+1="
+                         f"{hp.train_seq_len + 1}; lower TRAIN_SEQ_LEN or use a bigger split")
     for f in sorted(glob.glob(hp.train_pattern))[:1] + sorted(glob.glob(hp.val_pattern))[:1]:
         top = int(load_shard(f).max(initial=0))
         if top >= hp.vocab_size:

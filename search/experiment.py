@@ -306,7 +306,7 @@ class Experiment:
             num_samples=num, seed=seed if seed is not None or stored is None else stored.seed,
             limits=dict(spec.limits), score_line=spec.score_line, identity=identity,
             study_name=self.study_name or name, space_changes=changes)
-        self._write(lambda: write_experiment(self.folder, self.settings))
+        self.write(lambda: write_experiment(self.folder, self.settings))
         return self.settings
 
     def open_study(self, create: bool):
@@ -314,15 +314,16 @@ class Experiment:
         from search.study import open_study
 
         assert self.settings is not None
-        self.study = self._write(lambda: open_study(self.settings.study_name, storage_url(self.folder),
+        self.study = self.write(lambda: open_study(self.settings.study_name, storage_url(self.folder),
                                                     self.settings.seed, create=create))
         return self.study
 
     def write_csv(self) -> None:
         assert self.settings is not None and self.study is not None
-        self._write(lambda: write_trials_csv(self.study, self.folder, self.settings.budget_bytes))
+        self.write(lambda: write_trials_csv(self.study, self.folder, self.settings.budget_bytes))
 
-    def _write(self, action):
+    def write(self, action):
+        """Run one write to the folder; a full disk becomes one line (ExperimentError, exit 1)."""
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - a full disk is one line, anything else is a bug to see

@@ -238,12 +238,12 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     study = exp.open_study(create=not opts.resume)
     recovered: list[int] = []
     if opts.resume:
-        recovered, requeued = exp._write(lambda: settle_running_trials(study, spec.limits))
+        recovered, requeued = exp.write(lambda: settle_running_trials(study, spec.limits))
         if recovered or requeued:
             print(f"resume: {len(recovered)} finished trial(s) recovered from their folders, "
                   f"{len(requeued)} interrupted trial(s) queued to run again", file=out, flush=True)
     else:
-        exp._write(lambda: enqueue_seed_points(study, spec))
+        exp.write(lambda: enqueue_seed_points(study, spec))
     exp.write_csv()
 
     remaining = max(0, settings.num_samples - count_trainings(study))
