@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import math
 import os
 import re
@@ -80,6 +81,10 @@ def _send_auth_token_if_any() -> None:
     Config.initialize("")
 
 
+def _not_incomplete_trials(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
               object_store_memory: int | None = None) -> bool:
     """Join the cluster at `address`, or start an embedded one; True when this call started Ray.
@@ -93,7 +98,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a failed trial is one progress line, no traceback
+    # a failed trial is one progress line with its root cause: no traceback per trial from Tune, no
+    # "unhandled error" for a stopped trial's result, no closing list of the trials that failed
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    logging.getLogger("ray.tune.tune").addFilter(_not_incomplete_trials)
     kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
         _check_reachable(address)
