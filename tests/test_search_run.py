@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from search.results import BUDGET_CONSTRAINT, read_trials_csv, storage_url
 from search.run import RunError, RunOptions, run_search
+from search.space import SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
@@ -187,8 +188,14 @@ def test_space_almost_entirely_over_budget_stops_with_one_line(ray_cluster, tmp_
 
 
 def test_space_function_error_stops_with_one_line(ray_cluster, tmp_path: Path) -> None:
-    space = write_space(tmp_path / "oops.py", "def space(trial):\n    return {'X': 1 / 0}\n",
-                        BUDGET_BYTES=7000, GPUS_PER_TRIAL=0)
+    always = write_space(tmp_path / "always.py", "def space(trial):\n    return {'X': 1 / 0}\n",
+                         BUDGET_BYTES=7000, GPUS_PER_TRIAL=0)
+    with pytest.raises(SpaceError, match=r"space\(trial\) raised ZeroDivisionError"):  # before Ray: nothing written
+        run_search(RunOptions(space=always, name="always", num_samples=1, results_dir=tmp_path / "results"))
+    assert not (tmp_path / "results").exists()
+    # fine at the low end of its range (the check before launch), failing on real proposals
+    space = write_space(tmp_path / "oops.py", "def space(trial):\n    x = trial.suggest_float('X', 0.0, 1.0)\n"
+                        "    return {'X': 1 / (x - x) if x > 0 else x}\n", BUDGET_BYTES=7000, GPUS_PER_TRIAL=0)
     with pytest.raises(RunError, match=r"space\(trial\) raised ZeroDivisionError"):
         run_search(RunOptions(space=space, name="oops", num_samples=1, results_dir=tmp_path / "results"))
     study = load(tmp_path / "results" / "oops", "oops")

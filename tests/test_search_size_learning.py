@@ -122,10 +122,13 @@ def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path, local_
     for r in trials:
         if r["predicted_bytes"]:
             assert r["margin_bytes"] != ""
+    study = optuna.load_study(study_name="learn", storage=storage_url(second.folder))
+    seed_points = {str(t.number) for t in study.get_trials() if t.user_attrs.get("seed_point")}
     for r in complete:
+        if r["number"] in seed_points:
+            continue  # POINTS_TO_EVALUATE run even when predicted over budget (with a warning)
         assert int(float(r["bytes_total"])) - budget <= int(r["margin_bytes"])
         assert int(r["predicted_bytes"]) + int(r["margin_bytes"]) <= budget
-    study = optuna.load_study(study_name="learn", storage=storage_url(second.folder))
     for t in study.get_trials(states=(TrialState.PRUNED,)):
         assert t.user_attrs["predicted_bytes"] + t.user_attrs["margin_bytes"] > budget
 
