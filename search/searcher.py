@@ -43,7 +43,7 @@ from search.failures import MAX_LOST, Failure, classify, tune_trial_error
 from search.results import write_trials_csv
 from search.runner import load_finished_metrics
 from search.space import SpaceError, SpaceSpec
-from search.study import STOPPED_SEARCH_ATTR, _set_attrs, _set_violation, record_result, requeue
+from search.study import STOPPED_SEARCH_ATTR, set_attrs, set_violation, record_result, requeue
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
 
@@ -198,7 +198,7 @@ class BudgetedOptunaSearcher(Searcher):
                     "(check the environment the space returns, or set PREDICT_BYTES)")
                 return Searcher.FINISHED
             # predicted None: the predictor cannot tell yet (an external script before its fit)
-            _set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
+            set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
                                else None, "env": env})
             seed_point = bool(trial.user_attrs.get("seed_point"))
             if prune and predicted is not None and seed_point:
@@ -206,23 +206,23 @@ class BudgetedOptunaSearcher(Searcher):
                 print(f"warning: seed point {trial.params} is predicted at {predicted} bytes (+{margin} margin), "
                       f"over the {self.spec.budget_bytes}-byte budget; running it as POINTS_TO_EVALUATE asks",
                       file=sys.stderr, flush=True)
-                _set_attrs(trial, {"warning": "seed point predicted over budget"})
+                set_attrs(trial, {"warning": "seed point predicted over budget"})
             elif prune and predicted is not None:
-                _set_attrs(trial, {"reason": "over_budget_predicted"})
+                set_attrs(trial, {"reason": "over_budget_predicted"})
                 # the violation Optuna learns from includes the margin, so it is > 0 for every pruned trial
-                _set_violation(trial, predicted + margin - self.spec.budget_bytes)
+                set_violation(trial, predicted + margin - self.spec.budget_bytes)
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.pruned_before_launch += 1
                 continue
             missing = None if self.launch.prepare_data else missing_data(env)
             if missing:
-                _set_attrs(trial, {"reason": "missing_data", "message": missing})
+                set_attrs(trial, {"reason": "missing_data", "message": missing})
                 self.study.tell(trial, state=TrialState.FAIL)
                 if self._failed(trial, missing):
                     return Searcher.FINISHED
                 continue
             trial_dir = (self.launch.folder / "trials" / str(trial.number)).resolve()
-            _set_attrs(trial, {"trial_dir": str(trial_dir), "launched": True, "tune_trial_id": trial_id})
+            set_attrs(trial, {"trial_dir": str(trial_dir), "launched": True, "tune_trial_id": trial_id})
             self.live[trial_id] = trial
             return {"env": env, "script": str(self.launch.script.resolve()), "trial_dir": str(trial_dir),
                     "nproc": self.launch.nproc, "prepare_data": self.launch.prepare_data,

@@ -71,14 +71,14 @@ def enqueue_seed_points(study: optuna.Study, spec: SpaceSpec) -> None:
         study.enqueue_trial(point, user_attrs={"seed_point": True})
 
 
-def _set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+def set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
         if isinstance(value, float) and not math.isfinite(value):
             value = None
         trial.set_user_attr(key, value)
 
 
-def _set_violation(trial: optuna.Trial, violation: float) -> None:
+def set_violation(trial: optuna.Trial, violation: float) -> None:
     if BUDGET_CONSTRAINT not in trial.constraints:
         trial.set_constraint(BUDGET_CONSTRAINT, float(violation))
 
@@ -98,26 +98,26 @@ def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str,
     predicted = trial.user_attrs.get("predicted_bytes")
     if error:
         failure = error if isinstance(error, Failure) else classify(trial_dir, None)
-        _set_attrs(trial, {"reason": failure.reason, "message": failure.message, "log_tail": failure.tail})
+        set_attrs(trial, {"reason": failure.reason, "message": failure.message, "log_tail": failure.tail})
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if not result or not result.get("training_done"):
         last = dict(result or {})
-        _set_attrs(trial, {"reason": "early_stopped", "val_bpb": last.get("val_bpb"),
+        set_attrs(trial, {"reason": "early_stopped", "val_bpb": last.get("val_bpb"),
                            "val_loss": last.get("val_loss"), "steps": last.get("step")})
         if isinstance(predicted, (int, float)):
-            _set_violation(trial, predicted - budget_bytes)
+            set_violation(trial, predicted - budget_bytes)
         study.tell(trial, state=TrialState.PRUNED)
         return TrialState.PRUNED
     val_bpb, total = result.get("val_bpb"), result.get("bytes_total")
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (val_bpb, total)):
         failure = classify(trial_dir, None)
         message = failure.message if failure.reason != "node_lost" else ""
-        _set_attrs(trial, {"reason": "nan_loss", "message": message or "the final val_bpb is not finite",
+        set_attrs(trial, {"reason": "nan_loss", "message": message or "the final val_bpb is not finite",
                            "log_tail": failure.tail})
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
-    _set_attrs(trial, {k: result.get(k) for k in _METRIC_ATTRS})
+    set_attrs(trial, {k: result.get(k) for k in _METRIC_ATTRS})
     broken, unjudged = [], []
     for metric, limit in limits.items():
         value = result.get(metric)
@@ -129,13 +129,13 @@ def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str,
             violation = 0.0
             unjudged.append(metric)
         if metric == "bytes_total":
-            _set_violation(trial, violation)
+            set_violation(trial, violation)
         else:
             trial.set_constraint(limit_constraint(metric), violation)
     if broken:
-        _set_attrs(trial, {"reason": "+".join(broken)})
+        set_attrs(trial, {"reason": "+".join(broken)})
     if unjudged:
-        _set_attrs(trial, {"unjudged_limits": unjudged})
+        set_attrs(trial, {"unjudged_limits": unjudged})
     study.tell(trial, [float(val_bpb), float(total)])
     return TrialState.COMPLETE
 
@@ -160,7 +160,7 @@ def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]
             record_result(study, trial, {**metrics, "training_done": True}, False, limits)
             recovered.append(frozen.number)
             continue
-        _set_attrs(trial, {"reason": "interrupted"})
+        set_attrs(trial, {"reason": "interrupted"})
         study.tell(trial, state=TrialState.FAIL)
         if frozen.user_attrs.get("launched"):
             requeue(study, frozen)
