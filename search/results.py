@@ -70,10 +70,6 @@ def broken_limits(row: dict[str, Any], limits: dict[str, float]) -> list[str]:
     return broken
 
 
-def experiment_dir(results_root: str | Path, name: str) -> Path:
-    return Path(results_root) / name
-
-
 def storage_url(folder: str | Path) -> str:
     """The Optuna RDB storage URL of an experiment folder (`study.db`)."""
     return f"sqlite:///{Path(folder).resolve() / 'study.db'}"
