@@ -166,7 +166,8 @@ def test_ctrl_c_exits_130_and_resume_finishes(tmp_path: Path, experiment_intact,
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 130, err[-3000:]
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted:")
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted:") and "--resume" in lines[0], err[-3000:]
     trials = experiment_intact(folder)
     interrupted = [t for t in trials if t.user_attrs.get("reason") == "interrupted"]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
