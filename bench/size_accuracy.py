@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             key = json.dumps(env, sort_keys=True)
             if key not in cache:
                 t = time.perf_counter()
-                metrics = size._short_train(env, Path(tmp) / f"c{i}", size.DEFAULT_SCRIPT, {})
+                metrics = size.short_train(env, Path(tmp) / f"c{i}", size.DEFAULT_SCRIPT, {})
                 header = size.read_container_header(Path(metrics["model_path"]))
                 Path(metrics["model_path"]).unlink(missing_ok=True)
                 cache[key] = {"bytes_total": metrics["bytes_total"], "bytes_code": metrics["bytes_code"],
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 continue
             metrics, train_s = cache[key], cache[key]["train_s"]
-            size._model_shapes.cache_clear()
+            size.model_shapes.cache_clear()
             t = time.perf_counter()
             pred = size.predict(full)
             cold.append(time.perf_counter() - t)

@@ -30,7 +30,7 @@ def tiny_runs(prepared_512, tmp_path_factory):
     for i, extra in enumerate(({"COMPRESSOR": "zstd"},
                                {"COMPRESSOR": "lzma", "MLP_BITS": "5", "ATTN_BITS": "6", "EMBED_BITS": "8"})):
         env = {**size.SHORT_TRAINING, **prepared_512.env(), **TINY, **extra}
-        metrics = size._short_train(env, tmp_path_factory.mktemp(f"size{i}"), size.DEFAULT_SCRIPT, {})
+        metrics = size.short_train(env, tmp_path_factory.mktemp(f"size{i}"), size.DEFAULT_SCRIPT, {})
         runs.append((env, metrics))
     return runs
 
@@ -92,7 +92,7 @@ def test_predicted_container_layout_is_the_real_one(tiny_runs):
     for env, m in tiny_runs:
         real = size.read_container_header(m["model_path"])
         hp = tg.Hyperparameters.from_env(env)
-        _, _, records, frames = size._layout(size._layout_key(hp))  # what predict() uses
+        _, _, records, frames = size.container_layout(size.layout_key(hp))  # what predict() uses
         assert records == real["tensors"] and len(frames) == len(real["frames"])
         p = size.predict(env)
         overhead = cal.overhead[p.compressor]
@@ -211,7 +211,7 @@ def test_calibration_runs_end_to_end_on_tiny_models(tmp_path):
     assert {"tok_emb.weight@V512", "tok_emb.weight@V1024", "*"} <= set(int6) and cal.meta["embedding_grid"] == grid
     assert set(cal.factor["zstd:22"]) >= {"int6", "scale"}
     # the MATRIX_LR factor over two models (one reused from `trained`, one trained again)
-    trained = {0: size._train_for_calibration(0, configs[0], str(tmp_path), quiet)}
+    trained = {0: size.train_for_calibration(0, configs[0], str(tmp_path), quiet)}
     cal = size.calibrate_lr(out, models=(0, 1), lrs=(0.1,), configs=configs, log=quiet, trained=trained)
     for ck in ("zstd:22", "lzma:9", "zlib:9"):
         xs = [x for x, _ in cal.lr_factor[ck]["int6"]]
