@@ -268,6 +268,9 @@ USAGE = ("usage: python -m pgolf.logs [--score-line REGEX] LOG...   (what each l
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if args and args[0] == "check":
         from pgolf.record_check import main as check_main
 
