@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from search import promote
+from search import promote, record
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "pgolf" / "train_gpt.py"
@@ -140,20 +140,20 @@ def test_significance_rule():
     record_bpb = 1.20
     record_loss = record_bpb / ratio
     good = [record_loss - 0.02 + d for d in (-0.001, 0.0, 0.0012)]
-    sig = promote.significance(good, [x * ratio for x in good], record_bpb)
+    sig = record.significance(good, [x * ratio for x in good], record_bpb)
     assert sig.against_loss == pytest.approx(record_loss)
-    assert sig.threshold_bpb == pytest.approx(promote.MIN_GAIN_NATS * ratio)
-    assert sig.p_value == pytest.approx(_reference_p(good, record_loss - promote.MIN_GAIN_NATS))
-    assert sig.p_value < promote.ALPHA and sig.significant and not sig.reasons
+    assert sig.threshold_bpb == pytest.approx(record.MIN_GAIN_NATS * ratio)
+    assert sig.p_value == pytest.approx(_reference_p(good, record_loss - record.MIN_GAIN_NATS))
+    assert sig.p_value < record.ALPHA and sig.significant and not sig.reasons
 
     close = [record_loss - 0.004 + d for d in (-0.001, 0.0, 0.0012)]  # better, but by less than 0.005 nats
-    sig = promote.significance(close, [x * ratio for x in close], record_bpb)
-    assert sig.p_value == pytest.approx(_reference_p(close, record_loss - promote.MIN_GAIN_NATS))
+    sig = record.significance(close, [x * ratio for x in close], record_bpb)
+    assert sig.p_value == pytest.approx(_reference_p(close, record_loss - record.MIN_GAIN_NATS))
     assert not sig.significant and sig.reasons[0].startswith("not significant: p=")
 
-    one = promote.significance(good[:1], [good[0] * ratio], record_bpb)
+    one = record.significance(good[:1], [good[0] * ratio], record_bpb)
     assert not one.significant and one.p_value is None and "at least 2" in one.reasons[0]
-    assert promote.significance(good, good, None).reasons == ["no --against given: nothing to test the gain against"]
+    assert record.significance(good, good, None).reasons == ["no --against given: nothing to test the gain against"]
 
 
 def test_bad_trial_is_one_line(smoke_experiment, tmp_path, capsys):

@@ -1,0 +1,252 @@
+"""How `search.pareto` shows a report: text, markdown, CSV and JSON on stdout, `pareto.png` and a
+self-contained `pareto.html` (the computation is `search.pareto.analyse`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from search.pareto import ParetoReport, TrialPoint, parse_number
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def fmt_value(value: str) -> str:
+    """A parameter value for people: floats to 4 significant digits, the rest as is."""
+    number = parse_number(value)
+    if number is None or number.is_integer() or any(c.isalpha() for c in str(value)):
+        return str(value)
+    return f"{number:.4g}"
+
+
+def _fmt_changed(t: TrialPoint) -> str:
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in sorted(t.changed.items())) or "(defaults)"
+
+
+def _growth(report: ParetoReport) -> list[tuple[str, float]]:
+    """(trial label, hypervolume) at each trial that changed the hypervolume."""
+    steps, last = [], 0.0
+    for t in report.trials:
+        if t.hypervolume_after != last:
+            steps.append((t.label, t.hypervolume_after))
+            last = t.hypervolume_after
+    return steps
+
+
+def _front_rows(report: ParetoReport) -> list[list[str]]:
+    return [
+        [str(t.rank), t.label, f"{t.val_bpb:.4f}", f"{t.bytes_total:,}", f"{t.headroom:,}", _fmt_changed(t)]
+        for t in report.front
+    ]
+
+
+HEADER = ["rank", "trial", "val_bpb", "bytes", "headroom", "changed from defaults"]
+
+
+def _summary_lines(report: ParetoReport) -> list[str]:
+    c = report.counts
+    ref_bpb, ref_bytes = report.reference
+    why: dict[str, int] = {}
+    for t in report.trials:
+        if t.status in ("pruned", "failed"):
+            why[t.reason or "no reason"] = why.get(t.reason or "no reason", 0) + 1
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(why.items()))
+    growth = " -> ".join(f"{label}: {hv:.6g}" for label, hv in _growth(report)) or "(never above 0)"
+    return [
+        f"trials {c['trials']}: complete {c['complete']} (front {c['front']}, dominated {c['dominated']}, "
+        f"infeasible {c['infeasible']}), pruned {c['pruned']}, failed {c['failed']}, running {c['running']}"
+        + (f" (pruned/failed by reason: {detail})" if detail else ""),
+        f"hypervolume {report.hypervolume:.4f} bpb*MB against reference (val_bpb "
+        + ("none: no feasible trial" if math.isnan(ref_bpb) else f"{ref_bpb:.4f}") + f", bytes {ref_bytes:,.0f})",
+        f"hypervolume growth: {growth}",
+    ] + [f"note: {n}" for n in report.notes]
+
+
+def render_text(report: ParetoReport) -> str:
+    rows = [HEADER] + _front_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
+    lines = [
+        f"Pareto front of {', '.join(report.experiments)} (minimise val_bpb and bytes_total; budget {report.budget_bytes:,} bytes)"
+    ]
+    for r in rows:
+        cells = [r[i].rjust(widths[i]) if i != 1 else r[i].ljust(widths[i]) for i in range(len(widths))]
+        lines.append("  ".join(cells) + "  " + r[-1])
+    return "\n".join(lines + [""] + _summary_lines(report)) + "\n"
+
+
+def render_markdown(report: ParetoReport) -> str:
+    lines = [
+        f"**Pareto front** of {', '.join(f'`{e}`' for e in report.experiments)} "
+        f"(minimise val_bpb and bytes_total; budget {report.budget_bytes:,} bytes)",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join(["---:", ":---", "---:", "---:", "---:", ":---"]) + "|",
+    ]
+    for r in _front_rows(report):
+        r[-1] = " ".join(f"`{p}`" for p in r[-1].split(" ")) if r[-1] != "(defaults)" else r[-1]
+        lines.append("| " + " | ".join(r) + " |")
+    lines.append("")
+    lines += [f"- {line}" for line in _summary_lines(report)]
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = [
+    "experiment", "trial", "status", "rank", "state", "reason", "val_bpb", "val_loss",
+    "bytes_total", "headroom", "hypervolume_after", "changed",
+]
+
+
+def render_csv(report: ParetoReport) -> str:
+    """One row per trial: the front first in rank order, then the rest in trial order."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    rest = [t for t in report.trials if t.status != "front"]
+    for t in report.front + rest:
+        writer.writerow([
+            t.experiment, t.number, t.status, t.rank or "", t.state, t.reason,
+            "" if t.val_bpb is None else repr(t.val_bpb), "" if t.val_loss is None else repr(t.val_loss),
+            "" if t.bytes_total is None else t.bytes_total, "" if t.headroom is None else t.headroom,
+            repr(t.hypervolume_after), ";".join(f"{k}={v}" for k, v in sorted(t.changed.items())),
+        ])
+    return buf.getvalue()
+
+
+def report_dict(report: ParetoReport) -> dict[str, Any]:
+    def trial(t: TrialPoint) -> dict[str, Any]:
+        return asdict(t)
+
+    return {
+        "experiments": report.experiments,
+        "budget_bytes": report.budget_bytes,
+        "reference": {"val_bpb": None if math.isnan(report.reference[0]) else report.reference[0],
+                      "bytes_total": report.reference[1]},
+        "hypervolume": report.hypervolume,
+        "hypervolume_units": "val_bpb x MB (1 MB = 1e6 bytes)",
+        "counts": report.counts,
+        "front": [trial(t) for t in report.front],
+        "history": [{"trial": t.label, "hypervolume": t.hypervolume_after} for t in report.trials],
+        "trials": [trial(t) for t in report.trials],
+        "notes": report.notes,
+    }
+
+
+def render_json(report: ParetoReport) -> str:
+    return json.dumps(report_dict(report), indent=2, default=str, allow_nan=False) + "\n"
+
+
+RENDERERS = {"text": render_text, "csv": render_csv, "json": render_json, "markdown": render_markdown}
+
+
+# ---------------------------------------------------------------- plots
+
+
+def write_png(report: ParetoReport, path: Path) -> Path:
+    """Every measured trial, infeasible ones crossed, the front as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
+    scale, unit = (1e6, "MB") if report.budget_bytes >= 1_000_000 else (1e3, "kB")
+    groups = {
+        "dominated": dict(marker="o", color="0.55", s=28, label="dominated (feasible)"),
+        "infeasible": dict(marker="x", color="tab:red", s=40, label="infeasible (measured over a limit)"),
+    }
+    for status, style in groups.items():
+        pts = [t for t in report.trials if t.status == status]
+        if pts:
+            ax.scatter([t.bytes_total / scale for t in pts], [t.val_bpb for t in pts], zorder=2, **style)
+    pruned = [t for t in report.trials if t.status == "pruned" and t.bytes_total is None and t.predicted_bytes]
+    if pruned:  # no val_bpb: a tick on the bottom edge at the predicted size
+        ax.scatter([t.predicted_bytes / scale for t in pruned], [0.015] * len(pruned), marker="|", s=120,
+                   color="tab:orange", transform=ax.get_xaxis_transform(), zorder=2,
+                   label="pruned before launch (at predicted bytes)")
+        # the blended transform keeps them out of autoscaling: widen the x range by hand
+        y_anchor = min((t.val_bpb for t in report.trials if t.status in ("front", *groups)), default=None)
+        if y_anchor is not None:
+            ax.update_datalim([(t.predicted_bytes / scale, y_anchor) for t in pruned])
+    front = sorted(report.front, key=lambda t: t.bytes_total)
+    if front:
+        xs = [t.bytes_total / scale for t in front]
+        ys = [t.val_bpb for t in front]
+        ax.step(xs + [report.budget_bytes / scale], ys + [ys[-1]], where="post", color="tab:blue", lw=1.8, zorder=3)
+        ax.scatter(xs, ys, color="tab:blue", s=55, zorder=4, edgecolors="black", linewidths=0.6, label="Pareto front")
+        all_x = [t.bytes_total / scale for t in report.trials if t.bytes_total is not None] + [report.budget_bytes / scale]
+        all_y = [t.val_bpb for t in report.trials if t.val_bpb is not None and t.bytes_total is not None]
+        span_x, span_y = (max(all_x) - min(all_x)) or 1.0, (max(all_y) - min(all_y)) or 1.0
+        placed: list[tuple[float, float, int]] = []
+        for t, x, y in zip(front, xs, ys):
+            # stack labels of points that nearly coincide instead of printing them on top of each other
+            near = [dy for px, py, dy in placed if abs(px - x) / span_x < 0.2 and abs(py - y) / span_y < 0.04]
+            dy = 6 if not near else min(near) - 13
+            placed.append((x, y, dy))
+            ax.annotate(f"{t.label} {t.val_bpb:.4f}", (x, y), textcoords="offset points", xytext=(6, dy),
+                        fontsize=9, color="tab:blue", zorder=5,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
+    ax.axvline(report.budget_bytes / scale, color="tab:red", ls="--", lw=1.2, label=f"budget {report.budget_bytes:,} B")
+    c = report.counts
+    ax.set_title(
+        f"{', '.join(report.experiments)}: {c['front']} on front, {c['dominated']} dominated, "
+        f"{c['infeasible']} infeasible, {c['pruned']} pruned, {c['failed']} failed\n"
+        f"hypervolume {report.hypervolume:.4f} bpb*MB vs ref (bpb {report.reference[0]:.4f}, {report.reference[1]:,.0f} B)",
+        fontsize=10,
+    )
+    ax.set_xlabel(f"artifact bytes_total ({unit}, 1 {unit} = {scale:,.0f} bytes)")
+    ax.set_ylabel("val_bpb (lower is better)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, borderaxespad=0.0)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_html(report: ParetoReport, path: Path) -> Path:
+    """Interactive plot with every parameter of each point on hover (plotly.js inlined)."""
+    import plotly.graph_objects as go
+
+    def hover(t: TrialPoint) -> str:
+        head = f"<b>{t.label}</b> ({t.status}{f', rank {t.rank}' if t.rank else ''})<br>"
+        head += f"val_bpb {t.val_bpb:.5f}<br>bytes {t.bytes_total:,} (headroom {t.headroom:,})<br>"
+        params = "<br>".join(
+            f"{k} = {fmt_value(v)}{' *' if k in t.changed else ''}" for k, v in sorted(t.params.items()) if str(v).strip() != ""
+        )
+        return head + (params or "(no parameters)")
+
+    fig = go.Figure()
+    styles = {
+        "dominated": dict(symbol="circle", color="gray", size=8),
+        "infeasible": dict(symbol="x", color="crimson", size=9),
+        "front": dict(symbol="circle", color="royalblue", size=11, line=dict(color="black", width=1)),
+    }
+    names = {"dominated": "dominated (feasible)", "infeasible": "infeasible (over a limit)", "front": "Pareto front"}
+    for status, marker in styles.items():
+        pts = [t for t in report.trials if t.status == status]
+        if status == "front":
+            pts.sort(key=lambda t: t.bytes_total)
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[t.bytes_total for t in pts], y=[t.val_bpb for t in pts], name=names[status],
+            mode="lines+markers+text" if status == "front" else "markers",
+            line=dict(shape="hv", color="royalblue") if status == "front" else None,
+            text=[t.label for t in pts] if status == "front" else None, textposition="top right",
+            marker=marker, hovertext=[hover(t) for t in pts], hoverinfo="text",
+        ))
+    fig.add_vline(x=report.budget_bytes, line_dash="dash", line_color="crimson",
+                  annotation_text=f"budget {report.budget_bytes:,} B", annotation_position="top left")
+    fig.update_layout(
+        title=f"Pareto front of {', '.join(report.experiments)} (hypervolume {report.hypervolume:.4f} bpb*MB)",
+        xaxis_title="artifact bytes_total", yaxis_title="val_bpb (lower is better)", template="plotly_white",
+        hoverlabel=dict(align="left"),
+    )
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return path
