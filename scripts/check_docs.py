@@ -16,6 +16,7 @@ Prints one line per problem and exits 1 when there is any; 0 otherwise.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import shutil
@@ -144,8 +145,10 @@ def run_blocks(all_blocks: list[Block], out=sys.stdout) -> list[str]:
     for block in runnable:
         where = block.where
         start = time.time()
+        # `python` in a block is the interpreter running the check (the project's .venv in the tests)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=folder, capture_output=True,
-                              text=True, timeout=1200)
+                              text=True, timeout=1200, env=env)
         print(f"ran {where} in {time.time() - start:.0f}s: exit {proc.returncode}", file=out, flush=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or [""]
