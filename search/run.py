@@ -10,6 +10,7 @@ in `study.db` is the source of truth, which is what `--resume` continues from.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -117,6 +118,7 @@ def default_name(spec: SpaceSpec) -> str:
 
 
 LEARNER_FILE = "size_learner.json"
+PACKED_SCRIPT = "train_gpt.py"  # PACK_SCRIPT: the packed copy, in the experiment folder
 
 
 def check_address(address: str | None) -> None:
@@ -232,6 +234,14 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     from search.searcher import BudgetedOptunaSearcher, TrialLaunch
     from search.study import count_trainings, enqueue_seed_points, settle_running_trials
 
+    if spec.pack_script:  # the packed copy is what trials run, the size predictor counts and promote ships
+        from pgolf.pack import PackError, pack_file
+
+        try:
+            packed = exp.write(lambda: pack_file(spec.script, exp.folder / PACKED_SCRIPT))
+        except PackError as exc:
+            raise RunError(f"error: {spec.path}: PACK_SCRIPT: {exc}", code=2) from None
+        spec = dataclasses.replace(spec, script=packed.resolve())
     settings = exp.start(spec, name, opts.num_samples, opts.seed,
                          SMOKE_NUM_SAMPLES if spec.smoke else DEFAULT_NUM_SAMPLES)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -21,6 +21,10 @@ module-level settings (all upper case):
 - `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
 - `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
 - `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
+- `PACK_SCRIPT`       True: trials run a self-extracting packed copy of SCRIPT (`pgolf.pack`,
+                      written into the experiment folder as `train_gpt.py`), so the code
+                      bytes counted, predicted and shipped by `search.promote` are the packed
+                      ones (about 33 KB fewer for our trainer); default False
 - `EXTRA_ENV_OK`      variable names the script reads in ways `search.knobs` cannot see; a
                       space setting any other name the script never reads stops before launch
 - `MAX_SAME_FAILURES` stop the search after this many failures in a row with the same
@@ -76,7 +80,7 @@ KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
-    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK",
+    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT",
 }
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -109,6 +113,7 @@ class SpaceSpec:
     extra_env_ok: frozenset[str] = frozenset()  # variables the script reads in ways a scan cannot see
     max_same_failures: int = 3  # stop the search after this many failures in a row with one message (0: never)
     base_dir: Path = field(default_factory=Path.cwd)  # relative paths in the env mean this folder
+    pack_script: bool = False  # run (and count) a packed copy of the script (pgolf.pack)
 
     def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
         """The full environment of one trial: fixed, then proposed, then smoke overrides.
@@ -230,7 +235,7 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
                                                "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL", "LIMIT",
-                                               "SCORE", "MAX_", "EXTRA")) and name not in KNOWN_SETTINGS:
+                                               "SCORE", "MAX_", "EXTRA", "PACK")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))
@@ -295,7 +300,10 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
             raise SpaceError(_line(path, f"SCORE_LINE={score_line!r} is not a regular expression ({exc})",
                                    'give the score line\'s first word, e.g. "final_int6_sliding_window_exact"'))
 
-    return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env,
+    pack_script = getattr(module, "PACK_SCRIPT", False)
+    if not isinstance(pack_script, bool):
+        raise SpaceError(_line(path, f"PACK_SCRIPT={pack_script!r} is not True or False", "set PACK_SCRIPT = True"))
+    return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env, pack_script=pack_script,
                      budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
                      predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},
