@@ -107,6 +107,12 @@ class Hyperparameters:
     bigram_buckets: int = 0
     bigram_dim: int = 128
     xsa_last_n: int = 0
+    # techniques of records/track_10min_16mb/2026-03-23_LeakyReLU_LegalTTT_ParallelMuon (off by default)
+    mlp_activation: str = "relu2"   # relu2 | leaky_relu2: leaky_relu(x, MLP_LEAKY_SLOPE)^2
+    mlp_leaky_slope: float = 0.5
+    ln_scale: bool = False          # scale each block's normalized inputs by 1/sqrt(layer + 1)
+    rope_dims: int = 0              # partial RoPE: rotate the first ROPE_DIMS dims of each head (0 = all)
+    ema_decay: float = 0.0          # EMA of the weights at every step; the EMA weights are exported and scored
     # optimizers
     embed_lr: float = 0.6
     head_lr: float = 0.008
@@ -211,6 +217,13 @@ class Hyperparameters:
             need(not f.name.endswith("_lr") or value >= 0, f"{f.name.upper()}={value} must be >= 0 (a learning rate)")
         need(self.keep_float_max_numel >= 0, "KEEP_FLOAT_MAX_NUMEL must be >= 0")
         need(self.cpu_threads >= 1, f"CPU_THREADS={self.cpu_threads} must be >= 1")
+        need(self.mlp_activation in ("relu2", "leaky_relu2"),
+             f"MLP_ACTIVATION={self.mlp_activation!r} is unknown; use relu2 or leaky_relu2")
+        head_dim = self.model_dim // max(1, self.num_heads)
+        need(self.rope_dims == 0 or (0 < self.rope_dims <= head_dim and self.rope_dims % 2 == 0),
+             f"ROPE_DIMS={self.rope_dims} must be 0 (all) or an even number up to the head dim {head_dim}")
+        need(0.0 <= self.ema_decay < 1.0, f"EMA_DECAY={self.ema_decay} must be in [0, 1) (0 = off)")
+        need(self.ema_decay == 0.0 or self.swa_every == 0, "EMA_DECAY and SWA_EVERY are both set; use one of them")
 
     @property
     def train_pattern(self) -> str:
@@ -362,18 +375,20 @@ def rms_norm(x: Tensor) -> Tensor:
 class Rotary(nn.Module):
     """RoPE tables, computed on the fly (kept out of the state dict)."""
 
-    def __init__(self, head_dim: int, base: float):
+    def __init__(self, head_dim: int, base: float, rope_dims: int = 0):
         super().__init__()
-        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.dims = rope_dims or head_dim  # partial RoPE: the first `dims` of each head, the rest pass through
+        inv = 1.0 / (base ** (torch.arange(0, self.dims, 2, dtype=torch.float32) / self.dims))
         self.register_buffer("inv_freq", inv, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, H, T, D)
         t = torch.arange(x.size(-2), device=x.device, dtype=torch.float32)
         freqs = torch.outer(t, self.inv_freq.to(x.device))
         cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
-        half = x.size(-1) // 2
-        x1, x2 = x[..., :half], x[..., half:]
-        return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+        rot, rest = x[..., : self.dims], x[..., self.dims:]
+        half = self.dims // 2
+        x1, x2 = rot[..., :half], rot[..., half:]
+        return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin, rest), dim=-1)
 
 
 class Attention(nn.Module):
@@ -392,7 +407,7 @@ class Attention(nn.Module):
         self.c_v = CastedLinear(dim, self.n_kv * self.head_dim)
         self.proj = CastedLinear(dim, dim, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((self.n_head,), hp.qk_gain_init))
-        self.rotary = Rotary(self.head_dim, hp.rope_base)
+        self.rotary = Rotary(self.head_dim, hp.rope_base, hp.rope_dims)
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, C = x.shape
@@ -410,24 +425,28 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """relu² MLP with a (possibly fractional) width multiplier."""
+    """relu² (or leaky relu²) MLP with a (possibly fractional) width multiplier."""
 
     def __init__(self, hp: Hyperparameters):
         super().__init__()
         hidden = max(1, round(hp.mlp_mult * hp.model_dim))
         self.fc = CastedLinear(hp.model_dim, hidden)
         self.proj = CastedLinear(hidden, hp.model_dim, zero_init=True)
+        self.slope = hp.mlp_leaky_slope if hp.mlp_activation == "leaky_relu2" else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(F.relu(self.fc(x)).square())
+        h = self.fc(x)
+        h = F.relu(h) if self.slope is None else F.leaky_relu(h, negative_slope=self.slope)
+        return self.proj(h.square())
 
 
 class Block(nn.Module):
     """Pre-norm block with learned residual mix toward the embedding x0 and per-channel branch scales."""
 
-    def __init__(self, hp: Hyperparameters, xsa: bool):
+    def __init__(self, hp: Hyperparameters, xsa: bool, layer: int = 0):
         super().__init__()
         dim = hp.model_dim
+        self.ln_scale = 1.0 / math.sqrt(layer + 1) if hp.ln_scale else 1.0
         self.attn = Attention(hp, xsa)
         self.mlp = MLP(hp)
         self.attn_scale = nn.Parameter(torch.ones(dim))
@@ -437,8 +456,11 @@ class Block(nn.Module):
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+        if self.ln_scale == 1.0:
+            x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
+            return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x) * self.ln_scale)
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.ln_scale)
 
 
 class SmearGate(nn.Module):
@@ -484,7 +506,7 @@ class GPT(nn.Module):
         self.n_dec = hp.num_layers - self.n_enc
         self.skip_weights = nn.Parameter(torch.ones(min(self.n_enc, self.n_dec), hp.model_dim))
         first_xsa = hp.num_layers - hp.xsa_last_n
-        self.blocks = nn.ModuleList(Block(hp, xsa=i >= first_xsa) for i in range(hp.num_layers))
+        self.blocks = nn.ModuleList(Block(hp, xsa=i >= first_xsa, layer=i) for i in range(hp.num_layers))
         self.lm_head = None if hp.tie_embeddings else CastedLinear(hp.model_dim, hp.vocab_size, zero_init=True)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, reduction: str = "mean") -> Tensor:
@@ -969,6 +991,7 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
 
     swa_sum: dict[str, Tensor] | None = None
     swa_count = 0
+    ema = ({k: v.detach().float().clone() for k, v in model.state_dict().items()} if hp.ema_decay > 0 else None)
     cap_ms = hp.max_wallclock_seconds * 1000.0 if hp.max_wallclock_seconds > 0 else None
     train_ms, stop_after, step = 0.0, None, 0
     last_val: tuple[float, float] | None = None
@@ -994,6 +1017,10 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
         loss_value = float(loss.item())
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"non-finite train loss at step {step}")
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    ema[k].mul_(hp.ema_decay).add_(v.detach().float(), alpha=1.0 - hp.ema_decay)
         if hp.swa_every > 0 and scale < hp.swa_start_frac and step % hp.swa_every == 0:
             if swa_sum is None:
                 swa_sum = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
@@ -1017,7 +1044,11 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
         state = model.state_dict()
         model.load_state_dict({k: (swa_sum[k] / swa_count).to(state[k].dtype) for k in state})
         log(f"swa: averaged {swa_count} checkpoints")
-    final_eval_changes = swa_count > 0 or 0 < hp.eval_stride < hp.train_seq_len
+    if ema is not None:
+        state = model.state_dict()
+        model.load_state_dict({k: ema[k].to(state[k].dtype) for k in state})
+        log(f"ema: exporting and scoring the EMA weights (decay {hp.ema_decay})")
+    final_eval_changes = swa_count > 0 or ema is not None or 0 < hp.eval_stride < hp.train_seq_len
     prequant = (eval_val(hp, compiled, val_tokens, luts, rt.device, rt.rank, rt.world, hp.eval_stride)
                 if final_eval_changes or last_val is None else last_val)
     log(f"prequant val_loss:{prequant[0]:.8f} val_bpb:{prequant[1]:.8f}")

@@ -36,8 +36,9 @@ SMOKE_ENV = {
     "CPU_THREADS": 1, "SEED": 1337,
 }
 FIXED_ENV = dict(SMOKE_ENV)
-# Chosen from the finished table so that 94 of the 216 configurations (44 %) are over budget (bench/grid_table.meta.json).
-BUDGET_BYTES = 105_000
+# Chosen from the finished table so that 94 of the 216 configurations (44 %) are over budget (bench/grid_table.meta.json);
+# raised from 105,000 when the trainer's code grew by 2,481 bytes (the record techniques) and 110 were over.
+BUDGET_BYTES = 111_000
 SMOKE_BUDGET_BYTES = BUDGET_BYTES
 
 # The baseline (also greedy forward selection's start): the middle of the grid.

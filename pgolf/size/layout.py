@@ -26,6 +26,7 @@ _NON_SHAPE_FIELDS = frozenset({
     "muon_momentum_warmup_start", "muon_momentum_warmup_steps", "muon_weight_decay", "adam_weight_decay",
     "beta1", "beta2", "adam_eps", "grad_clip_norm", "swa_start_frac", "swa_every", "mlp_bits", "attn_bits",
     "embed_bits", "keep_float_max_numel", "compressor", "compressor_level",
+    "mlp_activation", "mlp_leaky_slope", "ln_scale", "rope_dims", "ema_decay",
 })
 
 
