@@ -122,13 +122,14 @@ PACKED_SCRIPT = "train_gpt.py"  # PACK_SCRIPT: the packed copy, in the experimen
 
 
 def check_address(address: str | None) -> None:
-    """`auto`, `HOST:PORT` or `ray://HOST:PORT`: anything else is one line, before Ray is asked."""
-    if address is None or address == "auto":
-        return
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise RunError(f"error: --address {address!r} is not HOST:PORT, ray://HOST:PORT or auto "
-                       "(e.g. --address 10.0.0.1:6379, the head's `ray start --head --port`)", code=2)
+    """A malformed --address is bad input (exit 2), found before anything starts."""
+    from search.runner import ClusterError, split_address
+
+    if address is not None:
+        try:
+            split_address(address)
+        except ClusterError as exc:
+            raise RunError(f"error: {exc}", code=2) from None
 
 
 def check_name(name: str) -> None:

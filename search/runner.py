@@ -53,14 +53,26 @@ class ClusterError(RuntimeError):
     """The Ray cluster at an address cannot be joined (one-line message, no `error:` prefix)."""
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on a HOST:PORT nothing listens at (Ray itself retries for minutes); `auto` and
-    addresses without a port are left to Ray."""
+def split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of `HOST:PORT` or `ray://HOST:PORT`, None for `auto`; anything else is a
+    ClusterError in one line, before Ray is asked (it would retry a garbage address for minutes)."""
+    if address == "auto":
+        return None
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto "
+                           "(e.g. --address 10.0.0.1:6379, the head's `ray start --head --port`)")
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nothing listens at (Ray itself retries for minutes)."""
+    parsed = split_address(address)
+    if parsed is None:
         return
+    host, port = parsed
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
                            f"({exc.strerror or type(exc).__name__}; start the head with `ray start --head "
