@@ -191,8 +191,8 @@ def check_space_variables(spec) -> None:
     """Stop a search before any launch when its space sets a variable its script never reads.
 
     The names checked: one proposal's (drawn on a throwaway in-memory study), FIXED_ENV and SMOKE_ENV
-    (POINTS_TO_EVALUATE holds parameter names, which `search.space.check_points` checks). Names the script reads: `scan(SCRIPT)`, plus the space's EXTRA_ENV_OK
-    and the variables the search itself sets. A script the scan finds no variable in is not checked.
+    (POINTS_TO_EVALUATE holds parameter names, which `search.space.check_points` checks). Names the
+    script reads: `scan(SCRIPT)`, plus the space's EXTRA_ENV_OK and the variables the search itself sets. A script the scan finds no variable in is not checked.
     Raises SpaceError (one line) naming the variable and the nearest name the script reads.
     """
     import difflib

@@ -62,14 +62,25 @@ def launches(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, experiment_intact) -> None:
+def driver_mid_search(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Path, Path]:
+    """A `search.run` driver of 4 slow trainings (experiment `exp`), returned once one training has
+    finished and another is running: (driver, launch log, space file, results dir, experiment folder)."""
     log = tmp_path / "launches.txt"
     space = slow_space(tmp_path / "slow.py", log)
     results, folder = tmp_path / "results", tmp_path / "results" / "exp"
-    first = subprocess.Popen(command(space, results, "exp"), cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(command(space, results, "exp"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: finished_trials(folder) >= 1 and running_trials(folder) >= 1, proc=first)
+        wait_for(lambda: finished_trials(folder) >= 1 and running_trials(folder) >= 1, proc=driver)
+    except BaseException:
+        driver.kill()
+        raise
+    return driver, log, space, results, folder
+
+
+def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, experiment_intact) -> None:
+    first, log, space, results, folder = driver_mid_search(tmp_path)
+    try:
         for extra in (["--resume"], []):
             second = subprocess.run(command(space, results, "exp", *extra), cwd=ROOT, capture_output=True,
                                     text=True, timeout=120)
@@ -153,13 +164,8 @@ def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intac
 
 
 def test_ctrl_c_exits_130_and_resume_finishes(tmp_path: Path, experiment_intact, fake_trainings_alive) -> None:
-    log = tmp_path / "launches.txt"
-    space = slow_space(tmp_path / "slow.py", log)
-    results, folder = tmp_path / "results", tmp_path / "results" / "exp"
-    driver = subprocess.Popen(command(space, results, "exp"), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver, _, space, results, folder = driver_mid_search(tmp_path)
     try:
-        wait_for(lambda: finished_trials(folder) >= 1 and running_trials(folder) >= 1, proc=driver)
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=120)
     finally:
