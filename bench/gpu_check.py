@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +45,6 @@ CPU_RUN = {"NUM_LAYERS": "2", "MODEL_DIM": "64", "NUM_HEADS": "4", "NUM_KV_HEADS
            "TRAIN_BATCH_TOKENS": "2048", "TRAIN_SEQ_LEN": "128", "MICRO_BATCHES": "1", "VAL_BATCH_SIZE": "4096",
            "VAL_MAX_TOKENS": "4096", "VAL_LOSS_EVERY": "0", "TRAIN_LOG_EVERY": "1", "WARMUP_STEPS": "0",
            "WARMDOWN_ITERS": "1", "MAX_WALLCLOCK_SECONDS": "0", "TORCH_COMPILE": "0"}
-_STEP_AVG = re.compile(r"step_avg:([0-9.]+)ms")
 
 
 def cuda_available() -> bool:
@@ -98,9 +96,8 @@ def run_one(name: str, env: dict[str, str], out_dir: Path, gpu: bool) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{name}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    log = (out_dir / "train.log").read_text()
-    step_avgs = [float(v) for v in _STEP_AVG.findall(log)]
-    ms = step_avgs[-1] if step_avgs else None
+    steps, train_ms = metrics.get("steps"), metrics.get("train_time_ms")
+    ms = train_ms / steps if steps and isinstance(train_ms, (int, float)) else None  # as search.promote does
     predicted = predict(env).total_bytes
     return {"config": name, "device": "cuda" if gpu else "cpu", "steps": metrics.get("steps"),
             "ms_per_step": ms, "tokens_per_s": int(env["TRAIN_BATCH_TOKENS"]) / (ms / 1000) if ms else None,
