@@ -17,7 +17,9 @@ Importable without side effects; the public functions other code reuses:
 - `Hyperparameters.from_env(env)`, `.validate()`: the configuration, one-line ValueErrors.
 - `build_model(hp) -> GPT` (works under `torch.device("meta")` for exact parameter counts).
 - `param_group(name) -> "embed" | "attn" | "mlp" | "other"`, `count_params(model)`.
-- `quantize_state_dict(state_dict, hp) -> obj`, `dequantize_state_dict(obj) -> state_dict`.
+- `quantize_state_dict(state_dict, hp, hessians=None) -> obj`, `dequantize_state_dict(obj) -> state_dict`;
+  `quantize_rows(w, bits, clip_search)`, `gptq_rows(w, hessian, bits, scale)`, `prune_smallest(w, frac)`,
+  `collect_hessians(model, batches, hp)` (what QUANTIZER=gptq feeds quantize_state_dict).
 - `storage_kind(name, shape, is_float, hp)`: how `quantize_state_dict` stores an entry.
 - `compress(data, compressor, level)`, `decompress(blob)`, `serialize(obj, hp) -> bytes`,
   `deserialize(blob) -> obj` (the framed container below; and back).
@@ -58,9 +60,10 @@ from torch import Tensor, nn
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 SHARD_HEADER_INTS = 256
-COMPRESSORS = {"zstd": (1, 22, 22), "lzma": (0, 9, 9), "zlib": (0, 9, 9)}  # min, max, default level
+COMPRESSORS = {"zstd": (1, 22, 22), "lzma": (0, 9, 9), "zlib": (0, 9, 9), "brotli": (0, 11, 11)}  # min, max, default
 ALLOWED_BITS = (4, 5, 6, 7, 8, 16)
-CONTROL_NAME_PARTS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "smear")
+CONTROL_NAME_PARTS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "smear", "bigram.scale")
+BOS_ID = 1  # SentencePiece bos id of the competition's tokenizers: the first token of every document
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -113,6 +116,21 @@ class Hyperparameters:
     ln_scale: bool = False          # scale each block's normalized inputs by 1/sqrt(layer + 1)
     rope_dims: int = 0              # partial RoPE: rotate the first ROPE_DIMS dims of each head (0 = all)
     ema_decay: float = 0.0          # EMA of the weights at every step; the EMA weights are exported and scored
+    # techniques of other seed records (off by default; the defining record is cited where each is used)
+    ortho_init: bool = False        # orthogonal init of matrices >= 64x64, `.proj` ones x 1/sqrt(2 * layers)
+    overtone_init: bool = False     # tied embedding's singular values reshaped to S_1 * k^-1/2
+    smear_bos_mask: bool = False    # SmearGate leaves a document's first token (BOS) unblended
+    num_loops: int = 0              # depth recurrence: layers LOOP_START..LOOP_END run 1 + NUM_LOOPS times
+    loop_start: int = 0
+    loop_end: int = 0
+    enable_looping_at: float = 0.0  # fraction of training after which the loops run (before: a plain pass)
+    qat_start_frac: float = 0.0     # straight-through fake quantization at the export widths, last fraction
+    quantizer: str = "rtn"          # rtn | gptq (Hessian-compensated rounding of every quantized linear)
+    gptq_calibration_batches: int = 16  # training micro-batches whose activations make GPTQ's Hessians
+    clip_search: bool = False       # per-row scale: the clip of max|row| with the least squared error
+    keep_float_last: int = 0        # the last K layers' KEEP_FLOAT_TENSORS are stored in fp16, not int
+    keep_float_tensors: str = "attn.c_k"
+    prune_frac: float = 0.0         # zero this fraction of smallest-magnitude values before quantizing
     # optimizers
     embed_lr: float = 0.6
     head_lr: float = 0.008
@@ -224,6 +242,15 @@ class Hyperparameters:
              f"ROPE_DIMS={self.rope_dims} must be 0 (all) or an even number up to the head dim {head_dim}")
         need(0.0 <= self.ema_decay < 1.0, f"EMA_DECAY={self.ema_decay} must be in [0, 1) (0 = off)")
         need(self.ema_decay == 0.0 or self.swa_every == 0, "EMA_DECAY and SWA_EVERY are both set; use one of them")
+        need(self.num_loops >= 0 and (self.num_loops == 0 or 0 <= self.loop_start <= self.loop_end < self.num_layers),
+             f"NUM_LOOPS={self.num_loops} needs 0 <= LOOP_START <= LOOP_END < NUM_LAYERS ({self.num_layers})")
+        for name in ("enable_looping_at", "qat_start_frac"):
+            need(0.0 <= getattr(self, name) <= 1.0, f"{name.upper()}={getattr(self, name)} must be in 0..1")
+        need(0.0 <= self.prune_frac < 1.0, f"PRUNE_FRAC={self.prune_frac} must be in [0, 1) (0 = off)")
+        need(self.quantizer in ("rtn", "gptq"), f"QUANTIZER={self.quantizer!r} is unknown; use rtn or gptq")
+        need(self.gptq_calibration_batches >= 1, "GPTQ_CALIBRATION_BATCHES must be >= 1")
+        need(0 <= self.keep_float_last <= self.num_layers,
+             f"KEEP_FLOAT_LAST={self.keep_float_last} must be in 0..NUM_LAYERS ({self.num_layers})")
 
     @property
     def train_pattern(self) -> str:
@@ -357,15 +384,26 @@ def count_target_bytes(prev_ids: Tensor, tgt_ids: Tensor, luts: ByteLuts) -> Ten
 # ----------------------------------------------------------------------------- model
 
 class CastedLinear(nn.Linear):
-    """Bias-free linear whose fp32 weight is cast to the activation dtype (bf16 under autocast)."""
+    """Bias-free linear whose fp32 weight is cast to the activation dtype (bf16 under autocast).
+    With `qat_bits` set (QAT_START_FRAC) training sees the weight rounded as the export will store it
+    (per-row scale max|row|/qmax), with straight-through gradients (records/track_10min_16mb/
+    2026-03-21_11L_XSA4_EMA_PartialRoPE_LateQAT_1.1248, at each group's export width)."""
 
     def __init__(self, fan_in: int, fan_out: int, zero_init: bool = False):
         super().__init__(fan_in, fan_out, bias=False)
+        self.zero_init, self.qat_bits = zero_init, 0
         if zero_init:
             nn.init.zeros_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight.to(x.dtype))
+        w = self.weight.to(x.dtype)
+        if self.qat_bits and self.training:
+            with torch.no_grad():
+                qmax = 2 ** (self.qat_bits - 1) - 1
+                scale = (self.weight.float().abs().amax(dim=1, keepdim=True) / qmax).clamp_min(1e-6).half().float()
+                wq = (torch.round(self.weight.float() / scale).clamp(-qmax, qmax) * scale).to(x.dtype)
+            w = w + (wq - w).detach()
+        return F.linear(x, w)
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -464,32 +502,54 @@ class Block(nn.Module):
 
 
 class SmearGate(nn.Module):
-    """Blend each position with the previous one through a learned per-channel sigmoid gate."""
+    """Blend each position with the previous one through a learned per-channel sigmoid gate, as
+    records/track_10min_16mb/2026-03-20_Int6_MLP3x_SmearGate_BigramHash_MuonWD_SWA defines it (gate
+    zero-init: half and half at the start); SMEAR_BOS_MASK keeps a document's first token (BOS) out
+    of the blend (records/track_10min_16mb/2026-04-29_SmearGateBOSFix_3Seed_1.06141)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, bos_mask: bool):
         super().__init__()
-        self.gate = nn.Parameter(torch.full((dim,), -3.0))
+        self.gate = nn.Parameter(torch.zeros(dim))
+        self.bos_mask = bos_mask
 
-    def forward(self, x: Tensor) -> Tensor:
-        g = torch.sigmoid(self.gate.to(x.dtype))
+    def forward(self, x: Tensor, idx: Tensor) -> Tensor:
+        g = torch.sigmoid(self.gate.to(x.dtype))[None, None, :]
+        if self.bos_mask:
+            g = g.masked_fill((idx == BOS_ID)[..., None], 0.0)
         prev = F.pad(x[:, :-1], (0, 0, 1, 0))
-        return x + g * (prev - x)
+        return (1 - g) * x + g * prev
 
 
 class BigramHash(nn.Module):
-    """Hashed (previous, current) token pair embedding, projected to the model width (zero-init)."""
+    """Hashed (previous, current) token pair embedding, as the SmearGate record above defines it:
+    bucket xor(36313 * cur, 27191 * prev) mod (buckets - 1), the last bucket for position 0; table
+    zero-init, projected to the model width when narrower, times a learned scale (0.05 at init)."""
 
     def __init__(self, buckets: int, bdim: int, dim: int):
         super().__init__()
         self.buckets = buckets
         self.table = nn.Embedding(buckets, bdim)
-        nn.init.normal_(self.table.weight, std=0.02)
-        self.proj = CastedLinear(bdim, dim, zero_init=True)
+        nn.init.zeros_(self.table.weight)
+        self.proj = CastedLinear(bdim, dim) if bdim != dim else None  # not zero: the table starts at zero
+        self.scale = nn.Parameter(torch.tensor(0.05))
 
     def forward(self, idx: Tensor) -> Tensor:
-        prev = F.pad(idx[:, :-1], (1, 0))
-        h = (prev * 1_000_003 + idx * 7919) % self.buckets
-        return self.proj(self.table(h))
+        t, mod = idx.to(torch.int32), self.buckets - 1
+        h = torch.full_like(t, mod)
+        if mod > 0:
+            h[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % mod
+        e = self.table(h.long())
+        e = self.proj(e) if self.proj is not None else e
+        return e * self.scale.to(e.dtype)
+
+
+def layer_order(hp: Hyperparameters) -> list[int]:
+    """The blocks in the order one forward pass runs them: with NUM_LOOPS, layers LOOP_START..LOOP_END
+    repeat 1 + NUM_LOOPS times (records/track_10min_16mb/2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT)."""
+    if hp.num_loops == 0:
+        return list(range(hp.num_layers))
+    loop = list(range(hp.loop_start, hp.loop_end + 1))
+    return list(range(hp.loop_start)) + loop * (hp.num_loops + 1) + list(range(hp.loop_end + 1, hp.num_layers))
 
 
 class GPT(nn.Module):
@@ -501,13 +561,27 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(hp.vocab_size, hp.model_dim)
         nn.init.normal_(self.tok_emb.weight, std=hp.tied_embed_init_std if hp.tie_embeddings else 1.0)
         self.bigram = BigramHash(hp.bigram_buckets, hp.bigram_dim, hp.model_dim) if hp.bigram_buckets else None
-        self.smear = SmearGate(hp.model_dim) if hp.smear_gate else None
-        self.n_enc = hp.num_layers // 2
-        self.n_dec = hp.num_layers - self.n_enc
-        self.skip_weights = nn.Parameter(torch.ones(min(self.n_enc, self.n_dec), hp.model_dim))
+        self.smear = SmearGate(hp.model_dim, hp.smear_bos_mask) if hp.smear_gate else None
+        plain, looped = list(range(hp.num_layers)), layer_order(hp)
+        self.orders = {False: plain, True: looped}  # encoder = the first half of the order, decoder the rest
+        self.looping = hp.num_loops > 0 and hp.enable_looping_at == 0.0
+        self.skip_weights = nn.Parameter(torch.ones(max(len(looped) // 2, hp.num_layers // 2), hp.model_dim))
         first_xsa = hp.num_layers - hp.xsa_last_n
         self.blocks = nn.ModuleList(Block(hp, xsa=i >= first_xsa, layer=i) for i in range(hp.num_layers))
         self.lm_head = None if hp.tie_embeddings else CastedLinear(hp.model_dim, hp.vocab_size, zero_init=True)
+        if self.tok_emb.weight.is_meta:
+            return
+        if hp.ortho_init:  # records/track_10min_16mb/2026-03-20_Int6_MLP3x_SmearGate_BigramHash_MuonWD_SWA
+            for name, m in self.named_modules():
+                if isinstance(m, CastedLinear) and not m.zero_init and min(m.weight.shape) >= 64:
+                    nn.init.orthogonal_(m.weight, gain=1.0)
+                    if name.endswith(".proj"):
+                        m.weight.data.mul_(1.0 / math.sqrt(2 * hp.num_layers))
+        if hp.overtone_init and hp.tie_embeddings:  # records/track_10min_16mb/2026-03-19_SlidingWindow_FP16Emb_10L_MuonWD_OvertoneInit
+            with torch.no_grad():
+                u, sv, v = torch.linalg.svd(self.tok_emb.weight, full_matrices=False)
+                target = sv[0] * torch.arange(1, sv.numel() + 1, dtype=sv.dtype) ** -0.5
+                self.tok_emb.weight.copy_((u * target[None, :]) @ v)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, reduction: str = "mean") -> Tensor:
         x = self.tok_emb(idx)
@@ -515,15 +589,16 @@ class GPT(nn.Module):
             x = x + self.bigram(idx)
         x = rms_norm(x)
         if self.smear is not None:
-            x = self.smear(x)
-        x0, skips = x, []
-        for block in self.blocks[: self.n_enc]:
-            x = block(x, x0)
+            x = self.smear(x, idx)
+        order = self.orders[self.looping]
+        x0, skips, n_enc = x, [], len(order) // 2
+        for i in order[:n_enc]:
+            x = self.blocks[i](x, x0)
             skips.append(x)
-        for i, block in enumerate(self.blocks[self.n_enc :]):
+        for j, i in enumerate(order[n_enc:]):
             if skips:
-                x = x + self.skip_weights[i].to(x.dtype) * skips.pop()
-            x = block(x, x0)
+                x = x + self.skip_weights[j].to(x.dtype) * skips.pop()
+            x = self.blocks[i](x, x0)
         x = rms_norm(x)
         logits = F.linear(x, self.tok_emb.weight.to(x.dtype)) if self.tied else self.lm_head(x)
         logits = self.softcap * torch.tanh(logits / self.softcap)
@@ -562,21 +637,75 @@ def group_bits(name: str, hp: Hyperparameters) -> int:
     return {"embed": hp.embed_bits, "attn": hp.attn_bits, "mlp": hp.mlp_bits, "other": 8}[param_group(name)]
 
 
-def quantize_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
-    """Per-row symmetric quantization: fp16 scale = max|row| / (2^(bits-1)-1), int8 values."""
+def quantize_rows(w: Tensor, bits: int, clip_search: bool = False) -> tuple[Tensor, Tensor]:
+    """Per-row symmetric quantization: fp16 scale = max|row| / (2^(bits-1)-1), int8 values. With
+    clip_search each row's scale is that of the clip (a fraction of max|row|) with the least squared
+    rounding error (clipping the outliers buys finer steps for the rest)."""
     qmax = 2 ** (bits - 1) - 1
     w32 = w.detach().float()
     scale = (w32.abs().amax(dim=1) / qmax).clamp_min(1e-6).to(torch.float16)
+    if clip_search:
+        best = None
+        for clip in CLIP_FRACTIONS:
+            s = (scale.float() * clip).clamp_min(1e-6).to(torch.float16)
+            err = ((torch.round(w32 / s.float()[:, None]).clamp(-qmax, qmax) * s.float()[:, None] - w32) ** 2).sum(1)
+            scale, best = (s, err) if best is None else (torch.where(err < best, s, scale), torch.minimum(err, best))
     q = torch.round(w32 / scale.float()[:, None]).clamp_(-qmax, qmax).to(torch.int8)
     return q.contiguous(), scale.contiguous()
 
 
+CLIP_FRACTIONS = (1.0, 0.98, 0.95, 0.92, 0.88, 0.84, 0.8, 0.75, 0.7, 0.6, 0.5)
+
+
+def gptq_rows(w: Tensor, hessian: Tensor, bits: int, scale: Tensor, block: int = 128) -> Tensor:
+    """GPTQ (Frantar et al. 2023) at fixed per-row scales: columns in order of decreasing Hessian
+    diagonal, each rounded and its error spread over the columns not yet rounded through the
+    Cholesky factor of the inverse Hessian, as records/track_10min_16mb/
+    2026-03-29_Loader_FullGPTQ_XSA11_BigramHash2816 does it (1 % damping, blocks of 128)."""
+    qmax, cols = 2 ** (bits - 1) - 1, w.shape[1]
+    w, h = w.detach().float().clone(), hessian.double().clone()
+    dead = h.diagonal() == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    h.diagonal().add_(0.01 * h.diagonal().mean())
+    perm = torch.argsort(h.diagonal(), descending=True)
+    w, h = w[:, perm], h[perm][:, perm]
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True).float()
+    s = scale.float()[:, None]
+    q = torch.zeros(w.shape, dtype=torch.int8)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        wb, hb, err = w[:, i1:i2].clone(), hinv[i1:i2, i1:i2], torch.zeros(w.shape[0], i2 - i1)
+        for j in range(i2 - i1):
+            qc = torch.round(wb[:, j : j + 1] / s).clamp(-qmax, qmax)
+            q[:, i1 + j] = qc[:, 0].to(torch.int8)
+            err[:, j : j + 1] = (wb[:, j : j + 1] - qc * s) / hb[j, j]
+            wb[:, j:] -= err[:, j : j + 1] * hb[j : j + 1, j:]
+        w[:, i2:] -= err @ hinv[i1:i2, i2:]
+    return q[:, torch.argsort(perm)].contiguous()
+
+
+def prune_smallest(w: Tensor, frac: float) -> Tensor:
+    """Zero the `frac` smallest-magnitude values (records/track_10min_16mb/2026-03-20_10L_Int5MLP_MuonWD04_SWA50)."""
+    k = int(frac * w.numel())
+    if k == 0:
+        return w
+    threshold = w.detach().abs().float().flatten().kthvalue(k).values
+    return w.masked_fill(w.abs() <= threshold, 0.0)
+
+
 def storage_kind(name: str, shape: tuple[int, ...], is_float: bool, hp: Hyperparameters) -> str:
     """How quantize_state_dict stores an entry: `int<b>` (per-row ints + fp16 scales), `fp32`
-    (control tensors), `fp16` (other floats) or `raw` (non-float, as is)."""
+    (control tensors), `fp16` (other floats, and KEEP_FLOAT_TENSORS of the last KEEP_FLOAT_LAST
+    layers: the late-K fp16 of records/track_10min_16mb/2026-03-20_10L_Int5MLP_MuonWD04_SWA50) or
+    `raw` (non-float, as is)."""
     bits = group_bits(name, hp)
     if is_float and any(part in name for part in CONTROL_NAME_PARTS):
         return "fp32"
+    if hp.keep_float_last and name.startswith("blocks.") and \
+            int(name.split(".")[1]) >= hp.num_layers - hp.keep_float_last and \
+            any(p and p in name for p in hp.keep_float_tensors.split(",")):
+        return "fp16" if is_float else "raw"
     if is_float and len(shape) == 2 and math.prod(shape) > hp.keep_float_max_numel and bits != 16:
         return f"int{bits}"
     return "fp16" if is_float else "raw"
@@ -585,17 +714,23 @@ def storage_kind(name: str, shape: tuple[int, ...], is_float: bool, hp: Hyperpar
 ROWQUANT_FORMAT = "pgolf-rowquant-v2"
 
 
-def quantize_state_dict(state_dict: Mapping[str, Tensor], hp: Hyperparameters) -> dict:
-    """Large 2-D float tensors -> per-row ints of their group's width; the rest kept as floats
-    (control tensors in fp32, other small tensors and 16-bit groups in fp16)."""
+def quantize_state_dict(state_dict: Mapping[str, Tensor], hp: Hyperparameters,
+                        hessians: Mapping[str, Tensor] | None = None) -> dict:
+    """Large 2-D float tensors -> per-row ints of their group's width (pruned first with PRUNE_FRAC;
+    GPTQ where `hessians` has the tensor); the rest kept as floats (control tensors in fp32, other
+    small tensors and 16-bit groups in fp16)."""
     quant, floats, dtypes = {}, {}, {}
     for name, t in state_dict.items():
         t = t.detach().cpu()
         dtypes[name] = str(t.dtype).removeprefix("torch.")
         kind = storage_kind(name, tuple(t.shape), t.is_floating_point(), hp)
         if kind.startswith("int"):
-            q, s = quantize_rows(t, int(kind[3:]))
-            quant[name] = {"q": q, "scale": s, "bits": int(kind[3:])}
+            bits = int(kind[3:])
+            t = prune_smallest(t, hp.prune_frac) if hp.prune_frac > 0 else t
+            q, s = quantize_rows(t, bits, hp.clip_search)
+            if hessians is not None and name in hessians:
+                q = gptq_rows(t, hessians[name], bits, s)
+            quant[name] = {"q": q, "scale": s, "bits": bits}
         elif kind == "fp32":
             floats[name] = t.float().contiguous()
         elif kind == "fp16":
@@ -603,6 +738,30 @@ def quantize_state_dict(state_dict: Mapping[str, Tensor], hp: Hyperparameters) -
         else:
             floats[name] = t.contiguous()
     return {"format": ROWQUANT_FORMAT, "quant": quant, "float": floats, "dtypes": dtypes}
+
+
+@torch.no_grad()
+def collect_hessians(model: GPT, batches: list[Tensor], hp: Hyperparameters) -> dict[str, Tensor]:
+    """H = sum of X^T X over the inputs X every int-stored linear sees on `batches` (token ids), for
+    GPTQ; the tied embedding and the bigram table are looked up, not multiplied, and keep RTN."""
+    hessians: dict[str, Tensor] = {}
+
+    def hook(name):
+        def add(_m, inputs):
+            x = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1])
+            hessians[name] = hessians.get(name, 0) + (x.T @ x).cpu()
+        return add
+
+    handles = [m.register_forward_pre_hook(hook(n + ".weight")) for n, m in model.named_modules()
+               if isinstance(m, CastedLinear) and storage_kind(n + ".weight", tuple(m.weight.shape), True, hp).startswith("int")]
+    was_training = model.training
+    model.eval()
+    for x in batches:
+        model(x)
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return hessians
 
 
 def dequantize_state_dict(obj: Mapping) -> dict[str, Tensor]:
@@ -623,11 +782,17 @@ def compress(data: bytes, compressor: str, level: int) -> bytes:
         return lzma.compress(data, preset=level)
     if compressor == "zlib":
         return zlib.compress(data, level)
+    if compressor == "brotli":  # the leading records' compressor (pip install brotli)
+        import brotli
+        return brotli.compress(data, quality=level)
     raise ValueError(f"unknown compressor {compressor!r}; use one of {', '.join(COMPRESSORS)}")
 
 
-def decompress(blob: bytes) -> bytes:
-    """Undo compress(), recognising the format from its magic bytes."""
+def decompress(blob: bytes, compressor: str = "") -> bytes:
+    """Undo compress(): brotli when named (it has no magic bytes), else by the format's magic bytes."""
+    if compressor == "brotli":
+        import brotli
+        return brotli.decompress(blob)
     if blob[:4] == b"\x28\xb5\x2f\xfd":
         import zstandard
         return zstandard.ZstdDecompressor().decompress(blob, max_output_size=1 << 34)
@@ -698,7 +863,7 @@ def deserialize(blob: bytes) -> dict:
     header, pos = read_header(blob)
     frames = []
     for length in header["frames"]:
-        frames.append(decompress(blob[pos : pos + length]))
+        frames.append(decompress(blob[pos : pos + length], header.get("compressor", "")))
         pos += length
     quant: dict[str, dict] = {}
     floats: dict[str, Tensor] = {}
@@ -993,7 +1158,7 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
     swa_count = 0
     ema = ({k: v.detach().float().clone() for k, v in model.state_dict().items()} if hp.ema_decay > 0 else None)
     cap_ms = hp.max_wallclock_seconds * 1000.0 if hp.max_wallclock_seconds > 0 else None
-    train_ms, stop_after, step = 0.0, None, 0
+    train_ms, stop_after, step, qat_on = 0.0, None, 0, False
     last_val: tuple[float, float] | None = None
     rt.sync()
     t0 = time.perf_counter()
@@ -1011,7 +1176,19 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
             if stop_after is not None and step < hp.iterations:
                 log(f"stopping_early: wallclock_cap train_time:{train_ms:.0f}ms step:{step}/{hp.iterations}")
             break
-        scale = lr_multiplier(hp, step, train_ms + 1000.0 * (time.perf_counter() - t0))
+        elapsed_ms = train_ms + 1000.0 * (time.perf_counter() - t0)
+        progress = elapsed_ms / cap_ms if cap_ms else step / max(hp.iterations, 1)
+        if hp.num_loops and not model.looping and progress >= hp.enable_looping_at:
+            model.looping = True
+            log(f"layer_loop:enabled step:{step} order:{model.orders[True]}")
+        if hp.qat_start_frac > 0 and not qat_on and progress >= 1.0 - hp.qat_start_frac:
+            qat_on = True
+            for name, m in model.named_modules():
+                if isinstance(m, CastedLinear):
+                    kind = storage_kind(name + ".weight", tuple(m.weight.shape), True, hp)
+                    m.qat_bits = int(kind[3:]) if kind.startswith("int") else 0
+            log(f"qat:enabled step:{step} progress:{progress:.3f}")
+        scale = lr_multiplier(hp, step, elapsed_ms)
         loss = train_step(step, scale)
         step += 1
         loss_value = float(loss.item())
@@ -1056,7 +1233,14 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
     scheme = scheme_name(hp)
     model_path = os.path.abspath(os.path.join(hp.out_dir, f"final_model.{scheme}.ptz"))
     if rt.master:
-        blob = serialize(quantize_state_dict(model.state_dict(), hp), hp)
+        hessians = None
+        if hp.quantizer == "gptq":  # activations of training batches that follow the last step's
+            batches = [next_micro_batch(stream, local_tokens, hp.train_seq_len, 0, 1, rt.device)[0]
+                       for _ in range(hp.gptq_calibration_batches)]
+            with rt.autocast():
+                hessians = collect_hessians(model, batches, hp)
+            log(f"gptq: Hessians of {len(hessians)} matrices from {len(batches)} training batches")
+        blob = serialize(quantize_state_dict(model.state_dict(), hp, hessians), hp)
         with open(model_path, "wb") as f:
             f.write(blob)
     if rt.world > 1:
@@ -1112,6 +1296,8 @@ def main(env: Mapping[str, str] = os.environ) -> int:
     log("hyperparameters " + json.dumps(dataclasses.asdict(hp), sort_keys=True))
     try:
         metrics = train(hp, rt, sp, log)
+        if world > 1:
+            dist.barrier()  # every rank done with its collectives before any tears the group down
     except TrainingDiverged as e:
         if rt.master:
             print(f"error: {e}", file=sys.stderr, flush=True)
