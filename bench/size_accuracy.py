@@ -35,6 +35,11 @@ from pgolf import size  # noqa: E402
 SPACES = ("tokenizer_width_depth", "bitwidths", "lowrank_q", "weight_decay")
 COMPRESSORS = ("zstd", "lzma", "zlib")
 DROP = {"DATA_PATH", "TOKENIZER_PATH", "ITERATIONS", "MAX_WALLCLOCK_SECONDS", "WARMDOWN_ITERS"}
+# --forms: the stored forms of issue 14, one per drawn configuration in turn (with its compressor)
+FORMS = ({"QUANTIZER": "gptq"}, {"CLIP_SEARCH": "1"}, {"PRUNE_FRAC": "0.03"}, {"COMPRESSOR": "brotli"},
+         {"KEEP_FLOAT_LAST": "2", "KEEP_FLOAT_TENSORS": "attn.c_k"},
+         {"QUANTIZER": "gptq", "CLIP_SEARCH": "1", "COMPRESSOR": "brotli"})
+FORM_KEYS = ("QUANTIZER", "CLIP_SEARCH", "PRUNE_FRAC", "KEEP_FLOAT_LAST")
 
 
 def load_space(name: str):
@@ -45,7 +50,7 @@ def load_space(name: str):
 
 
 def draw_configs(n: int, seed: int, max_bytes: int, names: tuple[str, ...] = SPACES,
-                 min_dim: int = 384) -> list[tuple[str, dict[str, str]]]:
+                 min_dim: int = 384, forms: bool = False) -> list[tuple[str, dict[str, str]]]:
     """n full-size configurations, round-robin over the spaces, at most max_bytes of rough size
     (bits x values), widths of at least min_dim. Spaces that leave the bit widths at the default get
     4-8 bits in turn."""
@@ -63,6 +68,8 @@ def draw_configs(n: int, seed: int, max_bytes: int, names: tuple[str, ...] = SPA
         params = mod.space(studies[name].ask())
         env = {k: str(v) for k, v in {**mod.FIXED_ENV, **params}.items() if k not in DROP}
         env["COMPRESSOR"] = COMPRESSORS[len(out) % len(COMPRESSORS)]
+        if forms:
+            env.update(FORMS[len(out) % len(FORMS)])
         if not any(k.endswith("_BITS") for k in env):
             env.update(dict.fromkeys(("MLP_BITS", "ATTN_BITS", "EMBED_BITS"), str(4 + tries % 5)))
         hp_layers, hp_dim = int(env.get("NUM_LAYERS", 9)), int(env.get("MODEL_DIM", 512))
@@ -90,6 +97,13 @@ def guess_space(env: dict[str, str]) -> str:
         and env.get("MODEL_DIM") == "512" else "tokenizer_width_depth"
 
 
+def form_name(env: dict[str, str]) -> str:
+    """A short tag of a configuration's stored form (`-` for round-to-nearest)."""
+    tags = [t for k, t in (("QUANTIZER", "gptq"), ("CLIP_SEARCH", "clip"), ("PRUNE_FRAC", "prune"),
+                           ("KEEP_FLOAT_LAST", "kf")) if k in env and env[k] not in ("0", "rtn")]
+    return "+".join(tags) or "-"
+
+
 def time_predict(env: dict[str, str], calls: int = 200) -> float:
     t = time.perf_counter()
     for _ in range(calls):
@@ -108,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spaces", default=",".join(SPACES), help="comma-separated space names to draw from")
     ap.add_argument("--min-dim", type=int, default=384, help="draw only widths >= this (e.g. 768)")
     ap.add_argument("--from-cache", action="store_true", help="report every configuration in --cache, train nothing")
+    ap.add_argument("--forms", action="store_true",
+                    help="give the drawn configurations the stored forms in turn (GPTQ, clip search, pruning, brotli, "
+                         "keep-float layers)")
     args = ap.parse_args(argv)
 
     cache = json.loads(Path(args.cache).read_text()) if args.cache and Path(args.cache).exists() else {}
@@ -115,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         configs = [(v.get("space") or guess_space(json.loads(k)), json.loads(k)) for k, v in cache.items()]
     else:
         configs = draw_configs(args.n, args.seed, int(args.max_mb * 1e6), tuple(args.spaces.split(",")),
-                               args.min_dim)
+                               args.min_dim, args.forms)
     header = f"{'#':>2} {'space':<22} {'L':>2} {'d':>4} {'V':>5} {'kv':>2} {'mlp':>4} {'qr':>3} " \
-             f"{'bits m/a/e':>10} {'comp':<5} {'predicted':>10} {'measured':>10} {'error':>8} {'train_s':>7}"
+             f"{'bits m/a/e':>10} {'comp':<6} {'form':<9} {'predicted':>10} {'measured':>10} {'error':>8} {'train_s':>7}"
     print(header, flush=True)
     rows, cold = [], []
     size.predict(dict(size.SHORT_TRAINING))  # one-time costs (imports, the table) are not per call
@@ -155,11 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             row = {"space": space, "L": env.get("NUM_LAYERS", "9"), "d": env.get("MODEL_DIM", "512"),
                    "V": env.get("VOCAB_SIZE", "1024"), "kv": env.get("NUM_KV_HEADS", "4"),
                    "mlp": env.get("MLP_MULT", "2"), "qr": env.get("Q_RANK", "0"), "bits": bits,
-                   "comp": env["COMPRESSOR"], "predicted": pred.total_bytes, "measured": measured,
+                   "comp": env["COMPRESSOR"], "form": form_name(env), "predicted": pred.total_bytes, "measured": measured,
                    "error": err, "train_s": train_s, "env": env}
             rows.append(row)
             print(f"{i + 1:>2} {space:<22} {row['L']:>2} {row['d']:>4} {row['V']:>5} {row['kv']:>2} "
-                  f"{float(row['mlp']):>4.2f} {row['qr']:>3} {bits:>10} {row['comp']:<5} {pred.total_bytes:>10d} "
+                  f"{float(row['mlp']):>4.2f} {row['qr']:>3} {bits:>10} {row['comp']:<6} {row['form']:<9} {pred.total_bytes:>10d} "
                   f"{measured:>10d} {100 * err:>+7.3f}% {train_s:>7.0f}", flush=True)
 
     if args.measure_only:
@@ -170,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     p95 = abs_errs[min(len(abs_errs) - 1, math.ceil(0.95 * len(abs_errs)) - 1)] if abs_errs else float("nan")
     print()
     print(f"configurations: {len(rows)}; within 1 %: {within}/{len(rows)} ({100 * within / max(len(rows), 1):.0f} %)")
+    formed = [abs(r["error"]) for r in rows if any(k in r["env"] for k in FORM_KEYS) or r["comp"] == "brotli"]
+    if formed:
+        print(f"with a new stored form (GPTQ, clip search, pruning, brotli, keep-float layers): "
+              f"within 1 %: {sum(e <= 0.01 for e in formed)}/{len(formed)}")
     if errs:
         print(f"error (predicted - measured) / measured: mean {100 * statistics.mean(errs):+.3f} %, "
               f"median {100 * statistics.median(errs):+.3f} %, min {100 * min(errs):+.3f} %, "

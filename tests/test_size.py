@@ -229,3 +229,52 @@ def test_calibration_table_records_how_it_was_made():
         assert {f"int{b}" for b in size.QUANT_BITS} | {"fp16", "fp32"} <= set(cal.rates[ck])
         rates = [cal.value_bytes(ck, f"int{b}", "*", 512) for b in size.QUANT_BITS]
         assert rates == sorted(rates) and all(0 < r <= 1.0 + 1e-9 for r in rates) and not any(map(math.isnan, rates))
+
+
+# ----------------------------------------------------------------------------- stored forms (pgolf.size.forms)
+
+def test_form_factor_reads_the_table_and_interpolates_pruning():
+    from pgolf.size.forms import form_factor
+
+    cal = size.Calibration(rates={}, scale={}, factor={},
+                           forms={"zstd:22": {"gptq": {"int6": 1.02, "int8": 1.04}, "clip": {"int6": 1.1}}},
+                           prune={"zstd:22": {"int6": [[0.0, 1.0], [0.1, 0.8]]}})
+    assert form_factor(cal, "zstd:22", "int6", True, "gptq", False, 0.0) == pytest.approx(1.02)
+    assert form_factor(cal, "zstd:22", "int7", True, "gptq", False, 0.0) in (pytest.approx(1.02), pytest.approx(1.04))
+    assert form_factor(cal, "zstd:22", "int6", False, "gptq", False, 0.0) == 1.0      # GPTQ leaves embeddings alone
+    assert form_factor(cal, "zstd:22", "int6", False, "gptq", True, 0.05) == pytest.approx(1.1 * 0.9)
+    assert form_factor(cal, "zstd:22", "int6", True, "rtn", False, 0.0) == 1.0
+
+
+def test_the_shipped_table_has_the_stored_forms_and_brotli():
+    cal = size.load_calibration()
+    for ck in ("zstd:22", "lzma:9", "zlib:9", "brotli:11"):
+        assert {"gptq", "clip", "gptq+clip"} <= set(cal.forms[ck]) and "int5" in cal.forms[ck]["gptq"]
+        assert [x for x, _ in cal.prune[ck]["int6"]] == [0.0, 0.01, 0.03, 0.1]
+    assert cal.compressor_key("brotli", 11) == "brotli:11"
+    base = {"NUM_LAYERS": "9", "MODEL_DIM": "512", "MLP_BITS": "5", "ATTN_BITS": "6"}
+    rtn, gptq = size.predict(base), size.predict({**base, "QUANTIZER": "gptq"})
+    assert gptq.groups["embed"] == rtn.groups["embed"]                                # embeddings keep RTN
+    assert gptq.groups["mlp"] / rtn.groups["mlp"] == pytest.approx(cal.forms["zstd:22"]["gptq"]["int5"], rel=0.01)
+    assert size.predict({**base, "COMPRESSOR": "brotli"}).model_bytes != rtn.model_bytes
+
+
+def test_keep_float_layers_change_the_predicted_layout():
+    base = {"NUM_LAYERS": "9", "MODEL_DIM": "512", "MLP_BITS": "6", "ATTN_BITS": "6"}
+    plain, kept = size.predict(base), size.predict({**base, "KEEP_FLOAT_LAST": "2"})
+    assert kept.params == plain.params and kept.parts["fp16"] > plain.parts.get("fp16", 0) + 2 * 512 * 256  # 2 x c_k
+    assert kept.parts["int6"] < plain.parts["int6"]
+
+
+def test_calibrate_forms_end_to_end_on_a_tiny_model(tmp_path):
+    from pgolf.size.forms import calibrate_forms
+
+    out = tmp_path / "calibration.json"
+    out.write_bytes(size.CALIBRATION_PATH.read_bytes())
+    shape = {"VOCAB_SIZE": "512", "MODEL_DIM": "64", "NUM_LAYERS": "1", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
+             "MLP_MULT": "2", "KEEP_FLOAT_MAX_NUMEL": "1024"}
+    cal = calibrate_forms(out, models=(0,), configs=(shape,), log=lambda m: None)
+    assert cal.meta["forms"]["models"] == [0] and size.Calibration.load(out).forms == cal.forms
+    for ck in ("zstd:22", "brotli:11"):
+        assert all(0.5 < r < 1.5 for r in cal.forms[ck]["gptq"].values())
+    assert cal.rates["brotli:11"]["int6"]["*"] and cal.overhead["brotli:11"] == len(tg.compress(b"", "brotli", 11))

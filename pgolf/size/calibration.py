@@ -50,6 +50,8 @@ class Calibration:
     overhead: dict[str, int] = field(default_factory=dict)
     lr_factor: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    forms: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # see pgolf.size.forms
+    prune: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path = CALIBRATION_PATH) -> "Calibration":
@@ -61,12 +63,14 @@ class Calibration:
             raise ValueError(f"size calibration table {p} predates the framed model container; rebuild it with "
                              f"`python -m pgolf.size calibrate`")
         return cls(rates=data["rates"], scale=data["scale"], factor=data.get("factor", {}),
-                   overhead=data["overhead"], lr_factor=data.get("lr_factor", {}), meta=data.get("meta", {}))
+                   overhead=data["overhead"], lr_factor=data.get("lr_factor", {}), meta=data.get("meta", {}),
+                   forms=data.get("forms", {}), prune=data.get("prune", {}))
 
     def save(self, path: str | Path = CALIBRATION_PATH) -> None:
         Path(path).write_text(json.dumps({"meta": self.meta, "rates": self.rates, "scale": self.scale,
                                           "factor": self.factor, "overhead": self.overhead,
-                                          "lr_factor": self.lr_factor}, indent=1) + "\n",
+                                          "lr_factor": self.lr_factor, "forms": self.forms,
+                                          "prune": self.prune}, indent=1) + "\n",
                               encoding="utf-8")
 
     def compressor_key(self, compressor: str, level: int) -> str:

@@ -311,4 +311,9 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
     }
     cal.save(out)
     log(f"calibrate: wrote {out} in {time.time() - t_start:.0f}s")
-    return calibrate_lr(out, configs=configs, log=log, trained=models) if configs is CALIBRATION_CONFIGS else cal
+    if configs is not CALIBRATION_CONFIGS:
+        return cal
+    calibrate_lr(out, configs=configs, log=log, trained=models)
+    from pgolf.size.forms import calibrate_forms  # the stored forms' ratios and brotli, on top of the rates
+
+    return calibrate_forms(out, log=log)

@@ -1,4 +1,6 @@
-"""The command line: `python -m pgolf.size KEY=VALUE ...` and `python -m pgolf.size calibrate`."""
+"""The command line: `python -m pgolf.size KEY=VALUE ...` (a prediction), `python -m pgolf.size calibrate`
+(rebuild the whole calibration table) and `python -m pgolf.size calibrate-forms` (re-measure only the
+GPTQ / clip-search / pruning / brotli ratios, a few minutes)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
             print("error: `calibrate` takes no arguments (it rebuilds pgolf/size_calibration.json)", file=sys.stderr)
             return 2
         calibrate()
+        return 0
+    if args and args[0] == "calibrate-forms":  # the GPTQ / clip / pruning / brotli ratios only (minutes)
+        from pgolf.size.forms import calibrate_forms
+
+        if len(args) > 1:
+            print("error: `calibrate-forms` takes no arguments (it updates pgolf/size_calibration.json)", file=sys.stderr)
+            return 2
+        calibrate_forms()
         return 0
     if args and args[0] in ("-h", "--help"):
         print(__doc__)

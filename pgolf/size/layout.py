@@ -27,6 +27,8 @@ _NON_SHAPE_FIELDS = frozenset({
     "beta1", "beta2", "adam_eps", "grad_clip_norm", "swa_start_frac", "swa_every", "mlp_bits", "attn_bits",
     "embed_bits", "keep_float_max_numel", "compressor", "compressor_level",
     "mlp_activation", "mlp_leaky_slope", "ln_scale", "rope_dims", "ema_decay",
+    "ortho_init", "overtone_init", "smear_bos_mask", "enable_looping_at", "qat_start_frac", "quantizer",
+    "gptq_calibration_batches", "clip_search", "keep_float_last", "keep_float_tensors", "prune_frac",
 })
 
 
@@ -136,7 +138,7 @@ def container_layout(key: tuple) -> tuple[dict[str, Entry], dict, list[list], li
 
 
 def layout_key(hp) -> tuple:
-    keep = ("mlp_bits", "attn_bits", "embed_bits", "keep_float_max_numel")
+    keep = ("mlp_bits", "attn_bits", "embed_bits", "keep_float_max_numel", "keep_float_last", "keep_float_tensors")
     return tuple(sorted({**dict(_shape_key(hp)), **{k: getattr(hp, k) for k in keep}}.items()))
 
 

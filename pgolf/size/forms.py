@@ -1,0 +1,181 @@
+"""The stored forms beyond round-to-nearest: GPTQ'd, clip-searched and pruned values, and brotli.
+
+Why: GPTQ spreads rounding error over the columns, clip search narrows the steps and clips the
+outliers, pruning adds zeros: each changes how well the same int<b> values compress. And brotli is a
+compressor the rates were not measured with. Rather than recalibrating every rate per form, the table
+holds measured ratios (`python -m pgolf.size calibrate-forms`, a few minutes):
+
+- `forms[ckey][form][storage]` = compressed bytes of a linear layer's values quantized with `form`
+  (`gptq`, `clip`, `gptq+clip`) over those rounded to nearest, at the same width and compressor;
+- `prune[ckey][storage]` = sorted [PRUNE_FRAC, ratio] points (0 -> 1), the same for pruned values;
+- `brotli:11` rates, scales and factors: zstd-22's times the measured brotli/zstd ratio per storage.
+
+Measured on the calibration models' trained weights (GPTQ's Hessians from their training data), on
+strided row samples of every block matrix, each form from the same weights. `predict` multiplies the
+int values' bytes of the linear layers by the form's ratio (pruning and clip search also those of the
+embedding: they apply to every int-stored tensor; GPTQ only to linears).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from pgolf.size.calibration import Calibration
+from pgolf.size.calibration_runs import CALIBRATION_CONFIGS, SAMPLE_VALUES, train_for_calibration
+from pgolf.size.layout import CALIBRATION_PATH
+
+FORM_MODELS = (0, 1, 5)  # calibration models measured (full-size widths 384 and 768, and a small one)
+FORM_BITS = (4, 5, 6, 8)
+PRUNE_POINTS = (0.01, 0.03, 0.1)
+FORMS = {"gptq": {"QUANTIZER": "gptq"}, "clip": {"CLIP_SEARCH": "1"}, "gptq+clip": {"QUANTIZER": "gptq", "CLIP_SEARCH": "1"}}
+BROTLI = "brotli:11"
+
+
+def is_linear(name: str) -> bool:
+    """Entries GPTQ quantizes: the linear layers' weights (not the looked-up embedding tables)."""
+    return not name.startswith(("tok_emb.", "bigram.table."))
+
+
+def _int_sample(obj: dict, names: list[str]) -> bytes:
+    """Strided rows of the int values of `names` (about SAMPLE_VALUES in all), as stored."""
+    import torch
+
+    per = max(1, SAMPLE_VALUES // max(1, len(names)))
+    rows = [obj["quant"][n]["q"][:: max(1, obj["quant"][n]["q"].numel() // per)] for n in names]
+    return b"".join(r.contiguous().numpy().tobytes() for r in rows) if rows else torch.empty(0).numpy().tobytes()
+
+
+def _hessians(cfg: dict, hp, state: dict) -> dict:
+    import torch
+
+    import pgolf.train_gpt as tg
+    from pgolf.data import prepare
+
+    data = prepare(hp.vocab_size, quiet=True)
+    h = tg.Hyperparameters.from_env({**{k.upper(): str(v) for k, v in vars(hp).items()}, **data.env()})
+    model = tg.build_model(h)
+    model.load_state_dict(state)
+    stream = tg.TokenStream(h.train_pattern)
+    batches = [tg.next_micro_batch(stream, 1024, 128, 0, 1, torch.device("cpu"))[0] for _ in range(16)]
+    return tg.collect_hessians(model, batches, h)
+
+
+def measure_forms(models, compressors: dict[str, int], log) -> tuple[dict, dict, dict]:
+    """(forms, prune, brotli_ratio): the ratios above, pooled over models and widths by bytes."""
+    import pgolf.train_gpt as tg
+
+    sums: dict = {}
+
+    def add(key: tuple, num: float, den: float) -> None:
+        a = sums.setdefault(key, [0.0, 0.0])
+        a[0] += num
+        a[1] += den
+
+    for cfg, hp, state in models:
+        hessians = _hessians(cfg, hp, state)
+        for bits in FORM_BITS:
+            base_env = {k.upper(): str(v) for k, v in vars(hp).items()}
+            base_env.update({"MLP_BITS": str(bits), "ATTN_BITS": str(bits), "EMBED_BITS": str(bits)})
+            plain_hp = tg.Hyperparameters.from_env(base_env)
+            plain = tg.quantize_state_dict(state, plain_hp)
+            names = [n for n in plain["quant"] if is_linear(n)]
+            variants = {form: tg.quantize_state_dict(state, tg.Hyperparameters.from_env({**base_env, **extra}),
+                                                     hessians if "gptq" in form else None)
+                        for form, extra in FORMS.items()}
+            for f in PRUNE_POINTS:
+                variants[f"prune@{f}"] = tg.quantize_state_dict(
+                    state, tg.Hyperparameters.from_env({**base_env, "PRUNE_FRAC": str(f)}))
+            ref = _int_sample(plain, names)
+            floats = b"".join(t.contiguous().reshape(-1).view(__import__("torch").uint8).numpy().tobytes()
+                              for t in plain["float"].values() if t.dtype.is_floating_point and t.element_size() == 2)
+            for c, level in compressors.items():
+                ck = f"{c}:{level}"
+                ref_bytes = len(tg.compress(ref, c, level))
+                for form, obj in variants.items():
+                    add((ck, form, f"int{bits}"), len(tg.compress(_int_sample(obj, names), c, level)), ref_bytes)
+            zstd_ref = len(tg.compress(ref, "zstd", 22))
+            add(("brotli", f"int{bits}"), len(tg.compress(ref, "brotli", 11)), zstd_ref)
+            if bits == FORM_BITS[0] and floats:
+                add(("brotli", "fp16"), len(tg.compress(floats, "brotli", 11)), len(tg.compress(floats, "zstd", 22)))
+        log(f"calibrate-forms: measured {dict(cfg)}")
+    forms: dict = {}
+    prune: dict = {}
+    brotli_ratio: dict = {}
+    for key, (num, den) in sums.items():
+        if key[0] == "brotli":
+            brotli_ratio[key[1]] = num / den
+        elif key[1].startswith("prune@"):
+            prune.setdefault(key[0], {}).setdefault(key[2], [[0.0, 1.0]]).append([float(key[1][6:]), num / den])
+        else:
+            forms.setdefault(key[0], {}).setdefault(key[1], {})[key[2]] = num / den
+    for tab in prune.values():
+        for pts in tab.values():
+            pts.sort()
+    return forms, prune, brotli_ratio
+
+
+def add_brotli(cal: Calibration, ratio: dict[str, float]) -> None:
+    """brotli:11 entries: zstd-22's rates, scales and factors times the measured brotli/zstd ratio."""
+    import pgolf.train_gpt as tg
+
+    src = "zstd:22"
+    default = ratio.get("fp16", 1.0)
+    r = lambda storage: ratio.get(storage, default)  # noqa: E731
+    cal.rates[BROTLI] = {st: {role: [[x, y * r(st)] for x, y in pts] for role, pts in by_role.items()}
+                         for st, by_role in cal.rates[src].items()}
+    cal.scale[BROTLI] = {st: v * default for st, v in cal.scale[src].items()}
+    cal.factor[BROTLI] = cal.factor[src]
+    cal.lr_factor[BROTLI] = cal.lr_factor.get(src, {})
+    cal.overhead[BROTLI] = len(tg.compress(b"", "brotli", 11))
+
+
+def calibrate_forms(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = FORM_MODELS,
+                    configs=CALIBRATION_CONFIGS,
+                    log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
+    """Measure the form ratios and brotli on the calibration models; write them into the table."""
+    import pgolf.train_gpt as tg
+
+    cal = Calibration.load(path)
+    t0 = time.time()
+    compressors = {c: tg.COMPRESSORS[c][2] for c in ("zstd", "lzma", "zlib", "brotli")}
+    with tempfile.TemporaryDirectory(prefix="pgolf_size_forms_") as tmp:
+        trained = [train_for_calibration(f"form{i}", configs[i], tmp, log) for i in models]
+        forms, prune, brotli_ratio = measure_forms(trained, compressors, log)
+    add_brotli(cal, brotli_ratio)
+    cal.forms, cal.prune = forms, prune
+    cal.meta["forms"] = {"made_by": "python -m pgolf.size calibrate-forms", "models": list(models),
+                         "bits": list(FORM_BITS), "prune_points": list(PRUNE_POINTS),
+                         "brotli_over_zstd": {k: round(v, 4) for k, v in brotli_ratio.items()},
+                         "seconds": round(time.time() - t0),
+                         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cal.save(path)
+    log(f"calibrate-forms: written to {path} in {time.time() - t0:.0f}s")
+    return cal
+
+
+def form_factor(cal: Calibration, ckey: str, storage: str, linear: bool, quantizer: str, clip: bool,
+                prune_frac: float) -> float:
+    """Bytes of values stored in this form over round-to-nearest ones (1 where nothing was measured)."""
+    from pgolf.size.calibration import interp
+
+    f = 1.0
+    form = "gptq+clip" if quantizer == "gptq" and clip and linear else "gptq" if quantizer == "gptq" and linear \
+        else "clip" if clip else ""
+    if form:
+        f *= cal.forms.get(ckey, {}).get(form, {}).get(storage, _nearest_width(cal.forms.get(ckey, {}).get(form, {}), storage))
+    if prune_frac > 0:
+        pts = cal.prune.get(ckey, {}).get(storage) or _nearest_width(cal.prune.get(ckey, {}), storage, None)
+        f *= interp(pts, prune_frac) if pts else 1.0
+    return f
+
+
+def _nearest_width(tab: dict, storage: str, default=1.0):
+    """The entry of the nearest measured width (int7 -> int6 or int8)."""
+    widths = [int(k[3:]) for k in tab if k.startswith("int")]
+    if not widths or not storage.startswith("int"):
+        return default
+    return tab[f"int{min(widths, key=lambda w: abs(w - int(storage[3:])))}"]
+
