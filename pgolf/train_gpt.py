@@ -127,6 +127,7 @@ class Hyperparameters:
     qat_start_frac: float = 0.0     # straight-through fake quantization at the export widths, last fraction
     quantizer: str = "rtn"          # rtn | gptq (Hessian-compensated rounding of every quantized linear)
     gptq_calibration_batches: int = 16  # training micro-batches whose activations make GPTQ's Hessians
+    gptq_reserve_seconds: float = 12.0  # GPTQ reads training data, so it runs inside MAX_WALLCLOCK_SECONDS
     clip_search: bool = False       # per-row scale: the clip of max|row| with the least squared error
     keep_float_last: int = 0        # the last K layers' KEEP_FLOAT_TENSORS are stored in fp16, not int
     keep_float_tensors: str = "attn.c_k"
@@ -248,7 +249,8 @@ class Hyperparameters:
             need(0.0 <= getattr(self, name) <= 1.0, f"{name.upper()}={getattr(self, name)} must be in 0..1")
         need(0.0 <= self.prune_frac < 1.0, f"PRUNE_FRAC={self.prune_frac} must be in [0, 1) (0 = off)")
         need(self.quantizer in ("rtn", "gptq"), f"QUANTIZER={self.quantizer!r} is unknown; use rtn or gptq")
-        need(self.gptq_calibration_batches >= 1, "GPTQ_CALIBRATION_BATCHES must be >= 1")
+        need(self.gptq_calibration_batches >= 1 and self.gptq_reserve_seconds >= 0,
+             "GPTQ_CALIBRATION_BATCHES must be >= 1 and GPTQ_RESERVE_SECONDS >= 0")
         need(0 <= self.keep_float_last <= self.num_layers,
              f"KEEP_FLOAT_LAST={self.keep_float_last} must be in 0..NUM_LAYERS ({self.num_layers})")
 
@@ -1157,7 +1159,10 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
     swa_sum: dict[str, Tensor] | None = None
     swa_count = 0
     ema = ({k: v.detach().float().clone() for k, v in model.state_dict().items()} if hp.ema_decay > 0 else None)
-    cap_ms = hp.max_wallclock_seconds * 1000.0 if hp.max_wallclock_seconds > 0 else None
+    reserve_s = hp.gptq_reserve_seconds if hp.quantizer == "gptq" else 0.0  # as the GPTQ records reserve it
+    cap_ms = max(hp.max_wallclock_seconds - reserve_s, 1.0) * 1000.0 if hp.max_wallclock_seconds > 0 else None
+    if hp.num_loops:
+        log(f"layer_loop: order {model.orders[True]} from progress {hp.enable_looping_at}")
     train_ms, stop_after, step, qat_on = 0.0, None, 0, False
     last_val: tuple[float, float] | None = None
     rt.sync()
@@ -1237,10 +1242,14 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
         if hp.quantizer == "gptq":  # activations of training batches that follow the last step's
             batches = [next_micro_batch(stream, local_tokens, hp.train_seq_len, 0, 1, rt.device)[0]
                        for _ in range(hp.gptq_calibration_batches)]
+            t_gptq = time.perf_counter()
             with rt.autocast():
                 hessians = collect_hessians(model, batches, hp)
             log(f"gptq: Hessians of {len(hessians)} matrices from {len(batches)} training batches")
         blob = serialize(quantize_state_dict(model.state_dict(), hp, hessians), hp)
+        if hessians is not None:
+            kept = f" (GPTQ_RESERVE_SECONDS={reserve_s:g} kept from the training time)" if cap_ms else ""
+            log(f"gptq: Hessians and quantization took {time.perf_counter() - t_gptq:.1f}s{kept}")
         with open(model_path, "wb") as f:
             f.write(blob)
     if rt.world > 1:

@@ -250,6 +250,8 @@ def test_gptq_qat_loops_and_brotli_in_a_real_training(prepared_512, tmp_path: Pa
     gptq, gptq_log = _train(prepared_512, tmp_path / "gptq", QUANTIZER="gptq", GPTQ_CALIBRATION_BATCHES="4", **extra)
     assert "layer_loop:enabled step:6 order:[0, 0, 1]" in rtn_log and "qat:enabled step:9 " in rtn_log
     assert re.search(r"^gptq: Hessians of 12 matrices from 4 training batches$", gptq_log, re.M)
+    assert re.search(r"^gptq: Hessians and quantization took [\d.]+s$", gptq_log, re.M)  # no cap: nothing kept
+    assert "layer_loop: order [0, 0, 1] from progress 0.5" in rtn_log
     assert gptq["val_bpb_prequant"] == rtn["val_bpb_prequant"] and gptq["scheme"] == "mixed_brotli"
     a, b = (tg.deserialize(Path(m["model_path"]).read_bytes())["quant"] for m in (rtn, gptq))
     name = "blocks.1.mlp.fc.weight"

@@ -28,7 +28,7 @@ _NON_SHAPE_FIELDS = frozenset({
     "embed_bits", "keep_float_max_numel", "compressor", "compressor_level",
     "mlp_activation", "mlp_leaky_slope", "ln_scale", "rope_dims", "ema_decay",
     "ortho_init", "overtone_init", "smear_bos_mask", "enable_looping_at", "qat_start_frac", "quantizer",
-    "gptq_calibration_batches", "clip_search", "keep_float_last", "keep_float_tensors", "prune_frac",
+    "gptq_calibration_batches", "gptq_reserve_seconds", "clip_search", "keep_float_last", "keep_float_tensors", "prune_frac",
 })
 
 
