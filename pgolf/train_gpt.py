@@ -647,9 +647,9 @@ def quantize_rows(w: Tensor, bits: int, clip_search: bool = False) -> tuple[Tens
     w32 = w.detach().float()
     scale = (w32.abs().amax(dim=1) / qmax).clamp_min(1e-6).to(torch.float16)
     if clip_search:
-        best = None
+        best, full = None, scale.float()
         for clip in CLIP_FRACTIONS:
-            s = (scale.float() * clip).clamp_min(1e-6).to(torch.float16)
+            s = (full * clip).clamp_min(1e-6).to(torch.float16)
             err = ((torch.round(w32 / s.float()[:, None]).clamp(-qmax, qmax) * s.float()[:, None] - w32) ** 2).sum(1)
             scale, best = (s, err) if best is None else (torch.where(err < best, s, scale), torch.minimum(err, best))
     q = torch.round(w32 / scale.float()[:, None]).clamp_(-qmax, qmax).to(torch.int8)
@@ -1005,9 +1005,10 @@ def build_optimizers(model: GPT, hp: Hyperparameters, device: torch.device, rank
     return opts
 
 
-def lr_multiplier(hp: Hyperparameters, step: int, elapsed_ms: float) -> float:
+def lr_multiplier(hp: Hyperparameters, step: int, elapsed_ms: float, cap_ms: float | None = None) -> float:
     """Upstream schedule: constant, then linear warmdown over the last WARMDOWN_ITERS steps
-    (estimated from the average step time when a wallclock cap is set)."""
+    (estimated from the average step time when a wallclock cap is set; cap_ms: the cap training
+    really stops at, MAX_WALLCLOCK_SECONDS less any GPTQ reserve)."""
     if hp.warmdown_iters <= 0:
         return 1.0
     if hp.max_wallclock_seconds <= 0:
@@ -1015,7 +1016,7 @@ def lr_multiplier(hp: Hyperparameters, step: int, elapsed_ms: float) -> float:
         return max((hp.iterations - step) / hp.warmdown_iters, 0.0) if step >= start else 1.0
     step_ms = elapsed_ms / max(step, 1)
     warmdown_ms = hp.warmdown_iters * step_ms
-    remaining_ms = max(hp.max_wallclock_seconds * 1000.0 - elapsed_ms, 0.0)
+    remaining_ms = max((cap_ms or hp.max_wallclock_seconds * 1000.0) - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
 
@@ -1193,7 +1194,7 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
                     kind = storage_kind(name + ".weight", tuple(m.weight.shape), True, hp)
                     m.qat_bits = int(kind[3:]) if kind.startswith("int") else 0
             log(f"qat:enabled step:{step} progress:{progress:.3f}")
-        scale = lr_multiplier(hp, step, elapsed_ms)
+        scale = lr_multiplier(hp, step, elapsed_ms, cap_ms)
         loss = train_step(step, scale)
         step += 1
         loss_value = float(loss.item())

@@ -257,3 +257,19 @@ def test_gptq_qat_loops_and_brotli_in_a_real_training(prepared_512, tmp_path: Pa
     name = "blocks.1.mlp.fc.weight"
     assert torch.equal(a[name]["scale"], b[name]["scale"]) and not torch.equal(a[name]["q"], b[name]["q"])
     assert gptq["val_bpb"] != rtn["val_bpb"]
+
+
+def test_clip_search_tries_each_clip_of_the_full_row_max() -> None:
+    w = torch.tensor([[1.0, 0.5, -0.25, 10.0], [0.3, -0.2, 0.1, 0.05]])
+    q, s = tg.quantize_rows(w, 4, clip_search=True)
+    full = w.abs().amax(1) / 7
+    for row in range(2):   # the chosen scale is full max x one of the listed clips (not a product of them)
+        assert any(float(s[row]) == float((full[row] * c).to(torch.float16)) for c in tg.CLIP_FRACTIONS)
+
+
+def test_a_gptq_reserve_ends_the_warmdown_at_the_earlier_cap() -> None:
+    h = hp(MAX_WALLCLOCK_SECONDS="100", WARMDOWN_ITERS="10", QUANTIZER="gptq")
+    # 10 steps of 1 s done; 88 s cap (100 less the 12 s reserve): the warmdown is 10 s long, 78 s remain
+    assert tg.lr_multiplier(h, 10, 10_000.0, 88_000.0) == 1.0
+    assert tg.lr_multiplier(h, 83, 83_000.0, 88_000.0) == pytest.approx(0.5)
+    assert tg.lr_multiplier(h, 88, 88_000.0, 88_000.0) == 0.0
