@@ -1,0 +1,159 @@
+"""Is a record folder a record against the one before it? Both promotion rules, without training.
+
+    python -m search.significance NEW_RECORD_DIR --against-record OLD_RECORD_DIR [--alpha 0.25]
+    python -m search.significance NEW_RECORD_DIR --against-seeds 1.0808,1.0810,1.0812
+
+Why two rules: the competition README asks for a gain of at least 0.005 nats at p < 0.01 (a
+one-sided one-sample t-test against the old record's mean), but the leaderboard as maintained
+accepted a record when a one-sided Welch t-test of its seeds' `val_bpb` against the previous record's
+seeds gave p < 0.25 (openai/parameter-golf PR #1902; fewer than 15 % of merged records met the
+0.005-nat bar). Both are printed, each with its p-value (`leaderboard p=P`, `readme p=P`).
+
+Each folder's per-seed scores: the per-seed results its `submission.json` lists (`seeds` /
+`seed_results` / `seed_scores`, as `python -m pgolf.logs check` reads them), else the scores its
+training logs print (read with `pgolf.logs`). The readme rule needs the new seeds' `val_loss`
+(from `submission.json`, else from the logs); without them it is reported as not computable.
+Exit codes: 0 (verdicts printed), 2 (a folder without per-seed scores, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from pgolf.logs import parse_log
+from pgolf.record_check import find_logs, listed_seeds
+from search.record import ALPHA, MIN_GAIN_NATS, significance
+
+LEADERBOARD_ALPHA = 0.25
+
+
+class SignificanceError(ValueError):
+    """A folder or a list of seeds that cannot be judged (the message names the fix)."""
+
+
+@dataclass(frozen=True)
+class SeedScores:
+    """Per-seed val_bpb (and val_loss where known) of one record, and where they were read."""
+
+    val_bpb: dict[str, float]
+    val_loss: dict[str, float]
+    source: str
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.val_bpb.values())
+
+
+@dataclass(frozen=True)
+class Welch:
+    """The leaderboard's rule: one-sided Welch t-test, H1 new mean val_bpb < old mean val_bpb."""
+
+    n_new: int
+    n_old: int
+    t_statistic: float
+    p_value: float
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+
+def record_scores(folder: Path) -> SeedScores:
+    """The per-seed scores of a record folder (submission.json's list, else its logs)."""
+    if not folder.is_dir():
+        raise SignificanceError(f"{folder} is not a folder; pass a record folder (its submission.json and logs)")
+    try:
+        submission = json.loads((folder / "submission.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        submission = {}
+    bpb = listed_seeds(submission)
+    losses = {}
+    for key in ("seeds", "seed_results"):
+        value = submission.get(key)
+        if isinstance(value, dict):
+            losses.update({str(s): float(r["val_loss"]) for s, r in value.items()
+                           if isinstance(r, dict) and isinstance(r.get("val_loss"), (int, float))})
+    if len(bpb) >= 2:
+        return SeedScores(bpb, {s: v for s, v in losses.items() if s in bpb}, "submission.json")
+    logs = {}
+    for log in find_logs(folder):
+        final = parse_log(log).final
+        if final is not None and math.isfinite(final.val_bpb):
+            logs[log.name] = final
+    if len(logs) < 2:
+        raise SignificanceError(f"{folder} lists fewer than 2 per-seed scores in submission.json and has fewer than "
+                                f"2 training logs with a score; a test needs at least 2 seeds")
+    return SeedScores({n: f.val_bpb for n, f in logs.items()}, {n: f.val_loss for n, f in logs.items()},
+                      f"{len(logs)} logs")
+
+
+def welch(new: Sequence[float], old: Sequence[float], alpha: float = LEADERBOARD_ALPHA) -> Welch:
+    """scipy.stats.ttest_ind(new, old, equal_var=False, alternative="less")."""
+    from scipy import stats
+
+    if len(new) < 2 or len(old) < 2:
+        raise SignificanceError(f"a Welch test needs at least 2 seeds on each side (got {len(new)} and {len(old)})")
+    test = stats.ttest_ind(list(new), list(old), equal_var=False, alternative="less")
+    return Welch(len(new), len(old), float(test.statistic), float(test.pvalue), alpha)
+
+
+def verdict_lines(new: SeedScores, old: SeedScores, alpha: float = LEADERBOARD_ALPHA) -> list[str]:
+    """The printed report: both seed lists, then one line per rule."""
+    lines = [f"new:     {len(new.val_bpb)} seeds, mean val_bpb {new.mean:.8f} ({new.source}): "
+             + ", ".join(f"{s} {v:.8f}" for s, v in new.val_bpb.items()),
+             f"against: {len(old.val_bpb)} seeds, mean val_bpb {old.mean:.8f} ({old.source}): "
+             + ", ".join(f"{s} {v:.8f}" for s, v in old.val_bpb.items())]
+    w = welch(list(new.val_bpb.values()), list(old.val_bpb.values()), alpha)
+    lines.append(f"leaderboard p={w.p_value:.3f} (one-sided Welch t-test of the seeds' val_bpb, t={w.t_statistic:.3f}, "
+                 f"p < {alpha:g} needed): {'record' if w.significant else 'not a record'}")
+    if len(new.val_loss) == len(new.val_bpb):
+        sig = significance(list(new.val_loss.values()), list(new.val_bpb.values()), old.mean)
+        lines.append(f"readme p={sig.p_value:.3f} (gain of at least {MIN_GAIN_NATS} nats over mean val_bpb "
+                     f"{old.mean:.8f}, one-sample t-test, p < {ALPHA:g} needed): "
+                     f"{'record' if sig.significant else 'not a record'}")
+    else:
+        lines.append("readme p=n/a (the new seeds' val_loss is not listed in submission.json nor read from logs)")
+    return lines
+
+
+def parse_seeds(text: str) -> SeedScores:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SignificanceError(f"--against-seeds {text!r} is not a comma-separated list of val_bpb numbers") from None
+    if len(values) < 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise SignificanceError(f"--against-seeds needs at least 2 positive val_bpb values, got {text!r}")
+    return SeedScores({str(i): v for i, v in enumerate(values)}, {}, "--against-seeds")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m search.significance", description=__doc__.split("\n")[0])
+    p.add_argument("record", help="the new record folder (submission.json with per-seed results, or its logs)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--against-record", help="the previous record's folder")
+    group.add_argument("--against-seeds", help="the previous record's per-seed val_bpb, comma-separated")
+    p.add_argument("--alpha", type=float, default=LEADERBOARD_ALPHA,
+                   help=f"the leaderboard rule's threshold (default {LEADERBOARD_ALPHA})")
+    args = p.parse_args(argv)
+    try:
+        if not 0 < args.alpha < 1:
+            raise SignificanceError(f"--alpha {args.alpha} must be between 0 and 1")
+        new = record_scores(Path(args.record))
+        old = record_scores(Path(args.against_record)) if args.against_record else parse_seeds(args.against_seeds)
+        print("\n".join(verdict_lines(new, old, args.alpha)))
+    except SignificanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
