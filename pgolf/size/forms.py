@@ -8,7 +8,9 @@ holds measured ratios (`python -m pgolf.size calibrate-forms`, a few minutes):
 - `forms[ckey][form][storage]` = compressed bytes of a linear layer's values quantized with `form`
   (`gptq`, `clip`, `gptq+clip`) over those rounded to nearest, at the same width and compressor;
 - `prune[ckey][storage]` = sorted [PRUNE_FRAC, ratio] points (0 -> 1), the same for pruned values;
-- `brotli:11` rates, scales and factors: zstd-22's times the measured brotli/zstd ratio per storage.
+- `brotli:11`: rates and row-scale bytes measured like the other compressors' (strided row samples
+  of every calibration model's roles), frame factors from real `serialize()` frames of the form
+  models; its `MATRIX_LR` factor is zstd-22's (not measured for brotli).
 
 Measured on the calibration models' trained weights (GPTQ's Hessians from their training data), on
 strided row samples of every block matrix, each form from the same weights. `predict` multiplies the
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 from pgolf.size.calibration import Calibration
-from pgolf.size.calibration_runs import CALIBRATION_CONFIGS, SAMPLE_VALUES, train_for_calibration
+from pgolf.size.calibration_runs import (CALIBRATION_CONFIGS, SAMPLE_VALUES, _measure_frame_factors,
+                                         _measure_rates, train_for_calibration)
 from pgolf.size.layout import CALIBRATION_PATH
 
 FORM_MODELS = (0, 1, 5)  # calibration models measured (full-size widths 384 and 768, and a small one)
@@ -117,34 +120,34 @@ def measure_forms(models, compressors: dict[str, int], log) -> tuple[dict, dict,
     return forms, prune, brotli_ratio
 
 
-def add_brotli(cal: Calibration, ratio: dict[str, float]) -> None:
-    """brotli:11 entries: zstd-22's rates, scales and factors times the measured brotli/zstd ratio."""
+def add_brotli(cal: Calibration, trained_all: list, form_models: list, log) -> None:
+    """brotli:11 entries: rates and scales of all calibration models, frame factors of the form models."""
     import pgolf.train_gpt as tg
 
-    src = "zstd:22"
-    default = ratio.get("fp16", 1.0)
-    r = lambda storage: ratio.get(storage, default)  # noqa: E731
-    cal.rates[BROTLI] = {st: {role: [[x, y * r(st)] for x, y in pts] for role, pts in by_role.items()}
-                         for st, by_role in cal.rates[src].items()}
-    cal.scale[BROTLI] = {st: v * default for st, v in cal.scale[src].items()}
-    cal.factor[BROTLI] = cal.factor[src]
-    cal.lr_factor[BROTLI] = cal.lr_factor.get(src, {})
+    level = {"brotli": 11}
     cal.overhead[BROTLI] = len(tg.compress(b"", "brotli", 11))
+    rates, scale = _measure_rates(trained_all, ("brotli",), level, cal.overhead, log)
+    cal.rates[BROTLI], cal.scale[BROTLI] = rates[BROTLI], scale[BROTLI]
+    cal.factor[BROTLI] = dict(cal.factor["zstd:22"])  # widths not measured below start as zstd's
+    cal.lr_factor[BROTLI] = cal.lr_factor.get("zstd:22", {})
+    measured = _measure_frame_factors(form_models, ("brotli",), level, cal, log, FORM_BITS)
+    cal.factor[BROTLI].update(measured.get(BROTLI, {}))
 
 
 def calibrate_forms(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = FORM_MODELS,
                     configs=CALIBRATION_CONFIGS,
                     log: Callable[[str], None] = lambda m: print(m, flush=True)) -> Calibration:
-    """Measure the form ratios and brotli on the calibration models; write them into the table."""
+    """Measure the form ratios (on `models`) and brotli (on all `configs`); write them into the table."""
     import pgolf.train_gpt as tg
 
     cal = Calibration.load(path)
     t0 = time.time()
     compressors = {c: tg.COMPRESSORS[c][2] for c in ("zstd", "lzma", "zlib", "brotli")}
     with tempfile.TemporaryDirectory(prefix="pgolf_size_forms_") as tmp:
-        trained = [train_for_calibration(f"form{i}", configs[i], tmp, log) for i in models]
+        trained_all = [train_for_calibration(f"cal{i}", cfg, tmp, log) for i, cfg in enumerate(configs)]
+        trained = [trained_all[i] for i in models]
         forms, prune, brotli_ratio = measure_forms(trained, compressors, log)
-    add_brotli(cal, brotli_ratio)
+        add_brotli(cal, trained_all, trained, log)
     cal.forms, cal.prune = forms, prune
     cal.meta["forms"] = {"made_by": "python -m pgolf.size calibrate-forms", "models": list(models),
                          "bits": list(FORM_BITS), "prune_points": list(PRUNE_POINTS),
