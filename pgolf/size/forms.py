@@ -44,11 +44,9 @@ def is_linear(name: str) -> bool:
 
 def _int_sample(obj: dict, names: list[str]) -> bytes:
     """Strided rows of the int values of `names` (about SAMPLE_VALUES in all), as stored."""
-    import torch
-
     per = max(1, SAMPLE_VALUES // max(1, len(names)))
     rows = [obj["quant"][n]["q"][:: max(1, obj["quant"][n]["q"].numel() // per)] for n in names]
-    return b"".join(r.contiguous().numpy().tobytes() for r in rows) if rows else torch.empty(0).numpy().tobytes()
+    return b"".join(r.contiguous().numpy().tobytes() for r in rows)
 
 
 def _hessians(cfg: dict, hp, state: dict) -> dict:
@@ -67,7 +65,10 @@ def _hessians(cfg: dict, hp, state: dict) -> dict:
 
 
 def measure_forms(models, compressors: dict[str, int], log) -> tuple[dict, dict, dict]:
-    """(forms, prune, brotli_ratio): the ratios above, pooled over models and widths by bytes."""
+    """(forms, prune, brotli_ratio): the ratios above, pooled over models and widths by bytes
+    (brotli_ratio, brotli over zstd-22 on the same samples, is recorded in the table's meta only)."""
+    import torch
+
     import pgolf.train_gpt as tg
 
     sums: dict = {}
@@ -92,7 +93,7 @@ def measure_forms(models, compressors: dict[str, int], log) -> tuple[dict, dict,
                 variants[f"prune@{f}"] = tg.quantize_state_dict(
                     state, tg.Hyperparameters.from_env({**base_env, "PRUNE_FRAC": str(f)}))
             ref = _int_sample(plain, names)
-            floats = b"".join(t.contiguous().reshape(-1).view(__import__("torch").uint8).numpy().tobytes()
+            floats = b"".join(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
                               for t in plain["float"].values() if t.dtype.is_floating_point and t.element_size() == 2)
             for c, level in compressors.items():
                 ck = f"{c}:{level}"
