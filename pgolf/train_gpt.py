@@ -400,11 +400,8 @@ class CastedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight.to(x.dtype)
         if self.qat_bits and self.training:
-            with torch.no_grad():
-                qmax = 2 ** (self.qat_bits - 1) - 1
-                scale = (self.weight.float().abs().amax(dim=1, keepdim=True) / qmax).clamp_min(1e-6).half().float()
-                wq = (torch.round(self.weight.float() / scale).clamp(-qmax, qmax) * scale).to(x.dtype)
-            w = w + (wq - w).detach()
+            q, scale = quantize_rows(self.weight, self.qat_bits)  # the export's own rounding
+            w = w + ((q.float() * scale.float()[:, None]).to(x.dtype) - w).detach()
         return F.linear(x, w)
 
 
@@ -742,6 +739,17 @@ def quantize_state_dict(state_dict: Mapping[str, Tensor], hp: Hyperparameters,
     return {"format": ROWQUANT_FORMAT, "quant": quant, "float": floats, "dtypes": dtypes}
 
 
+def int_linears(model: nn.Module, hp: Hyperparameters) -> list[tuple[str, CastedLinear, int]]:
+    """(weight name, module, bits) of every linear whose weight the export stores as ints: what QAT
+    rounds during training and GPTQ quantizes."""
+    out = []
+    for name, m in model.named_modules():
+        kind = storage_kind(name + ".weight", tuple(m.weight.shape), True, hp) if isinstance(m, CastedLinear) else ""
+        if kind.startswith("int"):
+            out.append((name + ".weight", m, int(kind[3:])))
+    return out
+
+
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: list[Tensor], hp: Hyperparameters) -> dict[str, Tensor]:
     """H = sum of X^T X over the inputs X every int-stored linear sees on `batches` (token ids), for
@@ -754,8 +762,7 @@ def collect_hessians(model: GPT, batches: list[Tensor], hp: Hyperparameters) -> 
             hessians[name] = hessians.get(name, 0) + (x.T @ x).cpu()
         return add
 
-    handles = [m.register_forward_pre_hook(hook(n + ".weight")) for n, m in model.named_modules()
-               if isinstance(m, CastedLinear) and storage_kind(n + ".weight", tuple(m.weight.shape), True, hp).startswith("int")]
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m, _ in int_linears(model, hp)]
     was_training = model.training
     model.eval()
     for x in batches:
@@ -1189,10 +1196,8 @@ def train(hp: Hyperparameters, rt: Runtime, sp, log: Logger) -> dict:
             log(f"layer_loop:enabled step:{step} order:{model.orders[True]}")
         if hp.qat_start_frac > 0 and not qat_on and progress >= 1.0 - hp.qat_start_frac:
             qat_on = True
-            for name, m in model.named_modules():
-                if isinstance(m, CastedLinear):
-                    kind = storage_kind(name + ".weight", tuple(m.weight.shape), True, hp)
-                    m.qat_bits = int(kind[3:]) if kind.startswith("int") else 0
+            for _, m, bits in int_linears(model, hp):
+                m.qat_bits = bits
             log(f"qat:enabled step:{step} progress:{progress:.3f}")
         scale = lr_multiplier(hp, step, elapsed_ms, cap_ms)
         loss = train_step(step, scale)
