@@ -17,10 +17,7 @@ machine while other benchmarks ran (most of it the three 300-step trainings).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pgolf.train_gpt as tg  # noqa: E402
+from pgolf.size import short_train  # noqa: E402
+from pgolf.size.forms import training_hessians  # noqa: E402
 
 SCRIPT = ROOT / "pgolf" / "train_gpt.py"
 METHODS = {"rtn": {}, "rtn+clip": {"CLIP_SEARCH": "1"}, "gptq": {"QUANTIZER": "gptq"}}
@@ -41,20 +40,20 @@ MODEL = {"NUM_LAYERS": "2", "MODEL_DIM": "256", "NUM_HEADS": "4", "NUM_KV_HEADS"
 
 
 def train(seed: int, iterations: int, data_env: dict[str, str], out: Path) -> dict[str, "tg.Tensor"]:
-    """Train with the real trainer; its model file at bits 16 holds the trained weights (fp16)."""
-    env = {**os.environ, **data_env, **MODEL, "SEED": str(seed), "ITERATIONS": str(iterations),
-           "WARMDOWN_ITERS": str(iterations // 4), "MLP_BITS": "16", "ATTN_BITS": "16", "VAL_MAX_TOKENS": "1024",
-           "COMPRESSOR": "zlib", "COMPRESSOR_LEVEL": "1", "OUT_DIR": str(out), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: training seed {seed} failed: {proc.stderr.strip()[-600:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    """Train with the real trainer (`pgolf.size.short_train`); its model file at bits 16 holds the
+    trained weights (fp16)."""
+    cfg = {**MODEL, "VOCAB_SIZE": data_env["VOCAB_SIZE"], "SEED": str(seed), "ITERATIONS": str(iterations),
+           "WARMDOWN_ITERS": str(iterations // 4), "VAL_MAX_TOKENS": "1024"}
+    bits16 = {"MLP_BITS": "16", "ATTN_BITS": "16", "COMPRESSOR": "zlib", "COMPRESSOR_LEVEL": "1"}
+    try:
+        metrics = short_train(cfg, out, SCRIPT, bits16)
+    except RuntimeError as exc:
+        raise SystemExit(f"error: training seed {seed} failed: {exc}") from None
     return tg.dequantize_state_dict(tg.deserialize(Path(metrics["model_path"]).read_bytes()))
 
 
 def gaps_of_seed(seed: int, args, data_env: dict[str, str], tmp: Path) -> dict[tuple[str, int], float]:
     import sentencepiece as spm
-    import torch
 
     state = {k: v.float() for k, v in train(seed, args.iterations, data_env, tmp / f"s{seed}").items()}
     base = tg.Hyperparameters.from_env({**MODEL, **data_env})
@@ -63,9 +62,7 @@ def gaps_of_seed(seed: int, args, data_env: dict[str, str], tmp: Path) -> dict[t
     val = tg.load_val_tokens(base.val_pattern, base.train_seq_len, args.val_tokens)
     luts = tg.token_byte_luts(spm.SentencePieceProcessor(model_file=base.tokenizer_path), base.vocab_size)
     prequant = tg.eval_val(base, model, val, luts)[1]
-    stream = tg.TokenStream(base.train_pattern)
-    batches = [tg.next_micro_batch(stream, 4096, 128, 0, 1, torch.device("cpu"))[0] for _ in range(16)]
-    hessians = tg.collect_hessians(model, batches, base)
+    hessians = training_hessians(model, base, n_batches=16, batch_tokens=4096)
     gaps = {}
     for method, extra in METHODS.items():
         for bits in BITS:

@@ -33,7 +33,7 @@ from pgolf.size.layout import CALIBRATION_PATH
 FORM_MODELS = (0, 1, 5)  # calibration models measured (full-size widths 384 and 768, and a small one)
 FORM_BITS = (4, 5, 6, 8)
 PRUNE_POINTS = (0.01, 0.03, 0.1)
-FORMS = {"gptq": {"QUANTIZER": "gptq"}, "clip": {"CLIP_SEARCH": "1"}, "gptq+clip": {"QUANTIZER": "gptq", "CLIP_SEARCH": "1"}}
+FORMS = {"gptq": {"quantizer": "gptq"}, "clip": {"clip_search": True}, "gptq+clip": {"quantizer": "gptq", "clip_search": True}}
 BROTLI = "brotli:11"
 
 
@@ -49,24 +49,37 @@ def _int_sample(obj: dict, names: list[str]) -> bytes:
     return b"".join(r.contiguous().numpy().tobytes() for r in rows)
 
 
-def _hessians(cfg: dict, hp, state: dict) -> dict:
+def training_hessians(model, hp, n_batches: int = 16, batch_tokens: int = 1024) -> dict:
+    """GPTQ's Hessians of a trained `model` from the first `n_batches` micro-batches of its training
+    data (`hp.data_path`), as the trainer collects them after training."""
     import torch
+
+    import pgolf.train_gpt as tg
+
+    stream = tg.TokenStream(hp.train_pattern)
+    batches = [tg.next_micro_batch(stream, batch_tokens, hp.train_seq_len, 0, 1, torch.device("cpu"))[0]
+               for _ in range(n_batches)]
+    return tg.collect_hessians(model, batches, hp)
+
+
+def _hessians(hp, state: dict) -> dict:
+    import dataclasses
 
     import pgolf.train_gpt as tg
     from pgolf.data import prepare
 
     data = prepare(hp.vocab_size, quiet=True)
-    h = tg.Hyperparameters.from_env({**{k.upper(): str(v) for k, v in vars(hp).items()}, **data.env()})
+    h = dataclasses.replace(hp, data_path=str(data.data_path), tokenizer_path=str(data.tokenizer_path))
     model = tg.build_model(h)
     model.load_state_dict(state)
-    stream = tg.TokenStream(h.train_pattern)
-    batches = [tg.next_micro_batch(stream, 1024, 128, 0, 1, torch.device("cpu"))[0] for _ in range(16)]
-    return tg.collect_hessians(model, batches, h)
+    return training_hessians(model, h)
 
 
 def measure_forms(models, compressors: dict[str, int], log) -> tuple[dict, dict, dict]:
     """(forms, prune, brotli_ratio): the ratios above, pooled over models and widths by bytes
     (brotli_ratio, brotli over zstd-22 on the same samples, is recorded in the table's meta only)."""
+    import dataclasses
+
     import torch
 
     import pgolf.train_gpt as tg
@@ -79,19 +92,16 @@ def measure_forms(models, compressors: dict[str, int], log) -> tuple[dict, dict,
         a[1] += den
 
     for cfg, hp, state in models:
-        hessians = _hessians(cfg, hp, state)
+        hessians = _hessians(hp, state)
         for bits in FORM_BITS:
-            base_env = {k.upper(): str(v) for k, v in vars(hp).items()}
-            base_env.update({"MLP_BITS": str(bits), "ATTN_BITS": str(bits), "EMBED_BITS": str(bits)})
-            plain_hp = tg.Hyperparameters.from_env(base_env)
-            plain = tg.quantize_state_dict(state, plain_hp)
+            at_bits = dataclasses.replace(hp, mlp_bits=bits, attn_bits=bits, embed_bits=bits)
+            plain = tg.quantize_state_dict(state, at_bits)
             names = [n for n in plain["quant"] if is_linear(n)]
-            variants = {form: tg.quantize_state_dict(state, tg.Hyperparameters.from_env({**base_env, **extra}),
+            variants = {form: tg.quantize_state_dict(state, dataclasses.replace(at_bits, **extra),
                                                      hessians if "gptq" in form else None)
                         for form, extra in FORMS.items()}
             for f in PRUNE_POINTS:
-                variants[f"prune@{f}"] = tg.quantize_state_dict(
-                    state, tg.Hyperparameters.from_env({**base_env, "PRUNE_FRAC": str(f)}))
+                variants[f"prune@{f}"] = tg.quantize_state_dict(state, dataclasses.replace(at_bits, prune_frac=f))
             ref = _int_sample(plain, names)
             floats = b"".join(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
                               for t in plain["float"].values() if t.dtype.is_floating_point and t.element_size() == 2)

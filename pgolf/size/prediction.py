@@ -39,11 +39,10 @@ def code_bytes(script: str | Path | None = None) -> int:
 
 
 def frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values: list[int], cal: Calibration,
-                 ckey: str, matrix_lr: float | None = None,
-                 hp=None) -> list[tuple[str, int, list[tuple[Entry, float]]]]:
+                 ckey: str, hp=None) -> list[tuple[str, int, list[tuple[Entry, float]]]]:
     """Per frame of the layout: (kind, values, [(entry, bytes by the rates)]), before the frame
-    factor and without the frame overhead; Muon-trained values scaled by the MATRIX_LR factor, and
-    int values by their stored form's ratio (`hp`'s QUANTIZER, CLIP_SEARCH, PRUNE_FRAC)."""
+    factor and without the frame overhead. With the settings `hp`: Muon-trained values scaled by the
+    factor of its MATRIX_LR, int values by their stored form's ratio (QUANTIZER, CLIP_SEARCH, PRUNE_FRAC)."""
     from pgolf.size.forms import form_factor, is_linear
 
     shares: list[list[tuple[Entry, float]]] = [[] for _ in frame_values]
@@ -57,8 +56,8 @@ def frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values:
             b = n * cal.scale[ckey][e.storage]
         else:
             b = n * cal.value_bytes(ckey, e.storage, e.role, e.row_len)
-            if matrix_lr is not None and muon_updated(e):
-                b *= cal.lr_factor_of(ckey, e.storage, matrix_lr)
+            if hp is not None and muon_updated(e):
+                b *= cal.lr_factor_of(ckey, e.storage, hp.matrix_lr)
             if hp is not None and e.storage.startswith("int"):
                 b *= form_factor(cal, ckey, e.storage, is_linear(e.name), hp.quantizer, hp.clip_search, hp.prune_frac)
         shares[frame].append((e, b))
@@ -83,7 +82,7 @@ def predict(env: Mapping[str, str], script: str | Path | None = None,
         if e.storage != "raw":
             params[e.group] += e.numel
     frame_bytes = []
-    for kind, n_values, shares in frame_rates(entries, records, frame_values, cal, ckey, hp.matrix_lr, hp):
+    for kind, n_values, shares in frame_rates(entries, records, frame_values, cal, ckey, hp):
         f = 1.0 if kind == "raw" else cal.frame_factor(ckey, kind, math.log2(max(n_values, 1)))
         for e, b in shares:
             groups[e.group] += b * f
