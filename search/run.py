@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -329,13 +328,6 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
         run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
                                   callbacks=[progress, TrialTracker(searcher)],
                                   failure_config=tune.FailureConfig(max_failures=0)))
-    def interrupt(_signum, _frame):
-        # the flag stops Tune through StopAll even where a library swallows the KeyboardInterrupt
-        # (seen once on a loaded machine: the search then ran to its end and exited 0)
-        searcher.interrupted = True
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         tuner.fit()
     except Exception as exc:  # noqa: BLE001 - a full disk is one line; anything else is a bug to see
@@ -343,10 +335,6 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
             raise
         searcher.aborted = searcher.aborted or disk_full_line(searcher.launch.folder)
         return
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if searcher.interrupted:
-        raise KeyboardInterrupt
     progress.report(force=True)
 
 
