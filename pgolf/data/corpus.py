@@ -1,7 +1,8 @@
 """Where documents come from: the bundled Gutenberg corpus or a user's JSONL file.
 
 A document is one string; the training stream puts BOS before each one. Documents
-are streamed from the file, so a large `--docs` file never has to fit in memory.
+are streamed from the file, so a large `--docs` file never has to fit in memory,
+and `Corpus.parts` cuts it into ranges that workers read independently.
 """
 
 from __future__ import annotations
@@ -50,6 +51,30 @@ def corpus_name(path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class DocRange:
+    """Documents [start, stop) of a corpus; the first is on the line after `lineno` lines, at byte `offset`
+    of the (decompressed) file, so a worker reads its range without scanning what comes before."""
+
+    start: int
+    stop: int
+    offset: int
+    lineno: int
+
+
+def _text(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CorpusError(
+            f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be {{\"text\": \"...\"}}"
+        ) from None
+    text = obj.get("text") if isinstance(obj, dict) else obj
+    if not isinstance(text, str):
+        raise CorpusError(f"{path}:{lineno}: no string \"text\" field; each line must be {{\"text\": \"...\"}}")
+    return text
+
+
+@dataclass(frozen=True)
 class Corpus:
     """A named JSONL documents file and its content hash (the cache key); documents are read on demand."""
 
@@ -57,32 +82,56 @@ class Corpus:
     path: Path
     sha256: str
 
-    def iter_docs(self) -> Iterator[str]:
-        """The non-empty documents, in file order: one `{"text": ...}` (or a bare JSON string) per line."""
+    def _open(self):
+        return gzip.open(self.path, "rb") if self.path.name.endswith(".gz") else open(self.path, "rb")
+
+    def iter_docs(self, part: DocRange | None = None) -> Iterator[str]:
+        """The documents in file order (all of them, or those of `part`): one `{"text": ...}` (or a bare JSON
+        string) per line. Blank lines are not documents; an empty text is one (the exporter gives it a lone BOS)."""
         path = self.path
-        opener = gzip.open if path.name.endswith(".gz") else open
         try:
-            with opener(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
+            with self._open() as f:
+                lineno, left = 0, None
+                if part is not None:
+                    f.seek(part.offset)
+                    lineno, left = part.lineno, part.stop - part.start
+                for raw in f:
+                    lineno += 1
+                    if not raw.strip():
                         continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise CorpusError(
-                            f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be {{\"text\": \"...\"}}"
-                        ) from None
-                    text = obj.get("text") if isinstance(obj, dict) else obj
-                    if not isinstance(text, str):
-                        raise CorpusError(
-                            f"{path}:{lineno}: no string \"text\" field; each line must be {{\"text\": \"...\"}}"
-                        )
-                    if text:
-                        yield text
+                    if left is not None:
+                        if left == 0:
+                            return
+                        left -= 1
+                    yield _text(raw, path, lineno)
         except UnicodeDecodeError:
             raise CorpusError(f"{path}: not UTF-8 text; convert the file to UTF-8 JSONL") from None
         except (OSError, EOFError) as exc:
             raise CorpusError(f"{path}: cannot read ({exc}); check the file is complete") from None
+
+    def parts(self, docs_per_part: int, cuts: tuple[int, ...] = ()) -> list[DocRange]:
+        """Consecutive document ranges of at most `docs_per_part`, also cut at each index in `cuts` (the
+        validation boundary), found in one streaming pass over the file's lines (no JSON parsing)."""
+        if docs_per_part < 1:
+            raise ValueError(f"docs_per_part={docs_per_part} must be positive")
+        parts: list[DocRange] = []
+        start = start_offset = start_line = 0
+        doc = offset = lineno = 0
+        try:
+            with self._open() as f:
+                for raw in f:
+                    if raw.strip():
+                        if doc > start and (doc - start == docs_per_part or doc in cuts):
+                            parts.append(DocRange(start, doc, start_offset, start_line))
+                            start, start_offset, start_line = doc, offset, lineno
+                        doc += 1
+                    offset += len(raw)
+                    lineno += 1
+        except (OSError, EOFError) as exc:
+            raise CorpusError(f"{self.path}: cannot read ({exc}); check the file is complete") from None
+        if doc > start:
+            parts.append(DocRange(start, doc, start_offset, start_line))
+        return parts
 
     @property
     def docs(self) -> list[str]:
@@ -93,7 +142,7 @@ class Corpus:
         """Number of documents; also validates every line. Needs at least 2 (validation + training)."""
         n = sum(1 for _ in self.iter_docs())
         if n < 2:
-            raise CorpusError(f"{self.path}: {n} non-empty documents; need at least 2 (validation + training)")
+            raise CorpusError(f"{self.path}: {n} documents; need at least 2 (validation + training)")
         return n
 
 

@@ -1,7 +1,9 @@
-"""Turn a corpus into a tokenizer plus train/val shards in the competition's layout, cached.
+"""Turn a corpus into a tokenizer plus train/val shards, exactly as the competition's exporter would, cached.
 
-A search over vocabulary sizes calls `prepare` from many concurrent trials; each
-(corpus content, vocab, settings) is built once under a file lock and then served
+The tokenizer is trained on one node (`pgolf.data.tokenizer`); the documents are
+encoded here or across a Ray cluster (`pgolf.data.encode`), resumably. A search
+over vocabulary sizes calls `prepare` from many concurrent trials; each (corpus
+content, vocab, split, settings) is built once under a file lock and then served
 from its manifest.
 """
 
@@ -11,26 +13,24 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
-from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from itertools import islice
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from .corpus import BUNDLED_NAME, Corpus, corpus_name, file_identity, load_corpus
-from .shards import ShardSequenceWriter, read_shard_header
-from .tokenizer import BOS_ID, TokenizerSettings, check_vocab_size, train_tokenizer
+from .encode import assemble, encode_parts
+from .shards import read_shard_header
+from .tokenizer import TokenizerSettings, check_vocab_size, train_tokenizer
 
 MANIFEST_NAME = "prepared.json"
-FORMAT_VERSION = 1
-DEFAULT_VAL_FRACTION = 0.06  # ~6% of documents: ~5-10% of tokens, like a held-out split should be
+FORMAT_VERSION = 2  # 2: the exporter's recipe (whole documents, validation included, soft vocab limit)
+DEFAULT_VAL_FRACTION = 0.06  # bundled corpus: ~6% of its 1,528 documents
+COMPETITION_VAL_DOCS = 50_000  # the exporter's NUM_VAL_DOCS, the default for --docs
 DEFAULT_SHARD_TOKENS = 100_000_000  # upstream shard size
-ENCODE_BATCH_DOCS = 256
+DEFAULT_PART_DOCS = 10_000  # documents per encoding task (~20 MB of tokens on FineWeb)
 
 
 def default_cache_dir() -> Path:
@@ -72,7 +72,7 @@ def _cache_key(corpus: Corpus, vocab_size: int, val_docs: int | None, shard_toke
             "format": FORMAT_VERSION,
             "corpus_sha256": corpus.sha256,
             "vocab_size": vocab_size,
-            "val_docs": val_docs if val_docs is not None else f"fraction:{DEFAULT_VAL_FRACTION}",
+            "val_docs": val_docs,
             "shard_tokens": shard_tokens,
             "settings": asdict(settings),
         },
@@ -81,14 +81,11 @@ def _cache_key(corpus: Corpus, vocab_size: int, val_docs: int | None, shard_toke
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _resolve_val_docs(val_docs: int | None, n_docs: int) -> int:
-    if val_docs is None:
-        val_docs = max(1, round(n_docs * DEFAULT_VAL_FRACTION))
-    if not isinstance(val_docs, int) or val_docs < 1 or val_docs >= n_docs:
-        raise ValueError(
-            f"val_docs={val_docs!r} must be between 1 and {n_docs - 1} for a corpus of {n_docs} documents"
-        )
-    return val_docs
+def _check_val_docs(val_docs: int, n_docs: int, bundled: bool) -> None:
+    if val_docs >= n_docs:
+        hint = "" if bundled else f" (the competition's split takes the first {COMPETITION_VAL_DOCS:,})"
+        raise ValueError(f"--val-docs {val_docs} leaves no training documents in a corpus of {n_docs}{hint}; "
+                         f"pass --val-docs below {n_docs}")
 
 
 def _load_manifest(dataset_dir: Path, key: str) -> dict | None:
@@ -149,28 +146,6 @@ def _locked(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _batches(docs: Iterable[str], size: int):
-    it = iter(docs)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-def _tokenize_to_shards(sp, corpus: Corpus, n_docs: int, val_docs: int, dataset_dir: Path, shard_tokens: int,
-                        quiet: bool, threads: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Encode every document as BOS + pieces (no EOS); the first `val_docs` go to val shards, the rest to train."""
-    writers = {split: ShardSequenceWriter(dataset_dir, split, shard_tokens) for split in ("val", "train")}
-    done = 0
-    with tqdm(total=n_docs, desc="tokenize", unit="doc", file=sys.stderr, disable=quiet, leave=False) as bar:
-        for batch in _batches(corpus.iter_docs(), ENCODE_BATCH_DOCS):
-            for ids in sp.encode(batch, num_threads=threads):
-                arr = np.empty(len(ids) + 1, dtype=np.uint16)
-                arr[0], arr[1:] = BOS_ID, ids
-                writers["val" if done < val_docs else "train"].add(arr)
-                done += 1
-            bar.update(len(batch))
-    return writers["val"].close(), writers["train"].close()
-
-
 def prepare(
     vocab_size: int,
     out_dir: str | os.PathLike | None = None,
@@ -180,6 +155,9 @@ def prepare(
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     settings: TokenizerSettings = TokenizerSettings(),
     threads: int | None = None,
+    workers: int = 1,
+    address: str | None = None,
+    part_docs: int = DEFAULT_PART_DOCS,
     quiet: bool = False,
     force: bool = False,
 ) -> Prepared:
@@ -188,18 +166,23 @@ def prepare(
     Layout: `out_dir/tokenizers/<corpus>_<V>_bpe.model` and
     `out_dir/datasets/<corpus>_sp<V>/fineweb_{train,val}_NNNNNN.bin`, where <corpus>
     is `gutenberg` for the bundled corpus (docs=None) or the docs file's stem.
-    The first `val_docs` documents are the validation split. A second call with
-    the same inputs returns the cached result without retraining.
+    The first `val_docs` documents are the validation split (default: 50,000 for a
+    docs file, as the competition; ~6% for the bundled corpus). With `workers` > 1 or
+    an `address`, documents are encoded by Ray tasks (`pgolf.data.encode`); the result
+    is the same bytes. A second call with the same inputs returns the cached result;
+    one after a crash reuses the tokenizer and the parts already encoded.
     """
     check_vocab_size(vocab_size)
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens={shard_tokens} must be positive")
+    if val_docs is not None and (not isinstance(val_docs, int) or val_docs < 1):
+        raise ValueError(f"val_docs={val_docs!r} must be a positive number of documents")
     # Absolute, so DATA_PATH/TOKENIZER_PATH stay valid for a training started in another directory.
     out = (Path(out_dir) if out_dir is not None else default_cache_dir()).expanduser().absolute()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     corpus = load_corpus(docs, _recorded_hashes(out, docs, vocab_size))
-    if val_docs is not None and (not isinstance(val_docs, int) or val_docs < 1):
-        raise ValueError(f"val_docs={val_docs!r} must be a positive number of documents")
+    if val_docs is None and docs is not None:
+        val_docs = COMPETITION_VAL_DOCS
     key = _cache_key(corpus, vocab_size, val_docs, shard_tokens, settings)
     dataset_dir = out / "datasets" / f"{corpus.name}_sp{vocab_size}"
     tokenizer_path = out / "tokenizers" / f"{corpus.name}_{vocab_size}_bpe.model"
@@ -216,17 +199,27 @@ def prepare(
         (dataset_dir / MANIFEST_NAME).unlink(missing_ok=True)
         for old in dataset_dir.glob("fineweb_*.bin"):
             old.unlink()
-        dataset_dir.mkdir(parents=True, exist_ok=True)
-        n_docs = corpus.count_docs()
-        val_docs = _resolve_val_docs(val_docs, n_docs)
-        if not quiet:
-            print(f"pgolf.data: training {vocab_size}-piece BPE on {corpus.name} "
-                  f"({n_docs - val_docs} training documents)", file=sys.stderr)
-        sp = train_tokenizer(islice(corpus.iter_docs(), val_docs, None), vocab_size, tokenizer_path, settings,
-                             num_threads=threads)
+        work_dir = dataset_dir / f".work-{key}"  # the tokenizer's hash and encoded parts of this key: kept on a crash
+        for stale in dataset_dir.glob(".work-*"):
+            if stale != work_dir or force:
+                shutil.rmtree(stale)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        if val_docs is None:
+            val_docs = max(1, round(corpus.count_docs() * DEFAULT_VAL_FRACTION))
+        parts = corpus.parts(part_docs, cuts=(val_docs,))
+        n_docs = parts[-1].stop if parts else 0
+        if n_docs < 2:
+            raise ValueError(f"{corpus.path}: {n_docs} documents; need at least 2 (validation + training)")
+        _check_val_docs(val_docs, n_docs, docs is None)
 
-        val_shards, train_shards = _tokenize_to_shards(sp, corpus, n_docs, val_docs, dataset_dir, shard_tokens,
-                                                       quiet, threads)
+        model_proto = _tokenizer(corpus, vocab_size, tokenizer_path, settings, work_dir, threads, quiet)
+        with _ray(workers, address) as ray_workers:
+            done, reused = encode_parts(model_proto, corpus, parts, work_dir, workers=ray_workers, threads=threads,
+                                        quiet=quiet)
+        if reused and not quiet:
+            print(f"pgolf.data: resumed: {reused} of {len(parts)} parts were encoded by an earlier run",
+                  file=sys.stderr)
+        val_shards, train_shards = assemble(work_dir, done, val_docs, dataset_dir, shard_tokens)
         shards = {**val_shards, **train_shards}
         manifest = {
             "key": key,
@@ -245,13 +238,52 @@ def prepare(
             "train_shards": len(train_shards),
             "shard_tokens": shard_tokens,
             "shards": shards,
+            "parts": len(parts),
+            "parts_reused": reused,
             "seconds": round(time.time() - started, 2),
         }
         tmp = dataset_dir / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(tmp, dataset_dir / MANIFEST_NAME)
+        shutil.rmtree(work_dir, ignore_errors=True)
         if not quiet:
             print(f"pgolf.data: wrote {dataset_dir} ({manifest['train_tokens']} train + "
                   f"{manifest['val_tokens']} val tokens) in {manifest['seconds']} s", file=sys.stderr)
         return _from_manifest(manifest, dataset_dir, cached=False)
 
+
+def _tokenizer(corpus: Corpus, vocab_size: int, path: Path, settings: TokenizerSettings, work_dir: Path,
+               threads: int, quiet: bool) -> bytes:
+    """The tokenizer's model bytes: trained on this node, or the one an interrupted run of this key left."""
+    marker = work_dir / "tokenizer.sha256"
+    if path.is_file() and marker.is_file():
+        proto = path.read_bytes()
+        if hashlib.sha256(proto).hexdigest() == marker.read_text().strip():
+            return proto
+    if not quiet:
+        print(f"pgolf.data: training {vocab_size}-piece BPE on {corpus.name} (all documents, as the "
+              "competition's exporter)", file=sys.stderr)
+    train_tokenizer(corpus.iter_docs(), vocab_size, path, settings, num_threads=threads)
+    proto = path.read_bytes()
+    marker.write_text(hashlib.sha256(proto).hexdigest() + "\n")
+    return proto
+
+
+@contextmanager
+def _ray(workers: int, address: str | None):
+    """How many Ray tasks encode at once (1: none, encode here); connects to `address` or starts a local
+    Ray when asked for workers and none is running, and disconnects what it started."""
+    if workers <= 1 and address is None:
+        yield 1
+        return
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        options = {"address": address} if address else {"include_dashboard": False}
+        ray.init(**options, log_to_driver=False, logging_level="ERROR")
+    try:
+        yield workers if workers > 1 else max(1, int(ray.cluster_resources().get("CPU", 1)))
+    finally:
+        if started:
+            ray.shutdown()

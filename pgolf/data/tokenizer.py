@@ -1,7 +1,13 @@
-"""SentencePiece BPE training with the competition's settings (REFERENCE §1).
+"""SentencePiece BPE training exactly as the competition's exporter does it.
 
-Kept separate so the settings live in one dataclass that is also part of the
-preparation cache key: change a setting and every cached vocabulary is rebuilt.
+The recipe of openai/parameter-golf `data/download_hf_docs_and_tokenize.py`
+(`build_sentencepiece_tokenizer`): every document, validation ones included, is
+one SentencePiece sentence after NUL bytes become spaces and the text is
+stripped; empty ones are skipped, and so (by SentencePiece's default
+`max_sentence_length` of 4,192 bytes) are longer ones; every sentence is used
+(no sampling) and the vocabulary limit is soft. `tests/test_data.py` checks the
+pieces and scores against that exporter's output. The settings live in one
+dataclass that is part of the preparation cache key.
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ class TokenizerError(ValueError):
 
 @dataclass(frozen=True)
 class TokenizerSettings:
-    """SentencePiece trainer options; the first block matches the competition exactly."""
+    """SentencePiece trainer options, the exporter's; options it leaves at SentencePiece's defaults are left out.
+
+    `train_docs` is the exporter's `--tokenizer-train-docs`: train on the first N documents only
+    (a deterministic sample for documents files too large to hold in memory; None = all).
+    """
 
     model_type: str = "bpe"
     byte_fallback: bool = True
@@ -38,14 +48,13 @@ class TokenizerSettings:
     eos_id: int = EOS_ID
     unk_id: int = UNK_ID
     character_coverage: float = 0.999
-    # Speed caps: at most this many input lines (sampled), lines longer than this are skipped.
-    input_sentence_size: int = 1_000_000
-    max_sentence_length: int = 4192
-    shuffle_input_sentence: bool = True
-    hard_vocab_limit: bool = True
+    hard_vocab_limit: bool = False
+    train_docs: int | None = None
 
     def trainer_kwargs(self) -> dict:
-        return asdict(self)
+        kwargs = asdict(self)
+        del kwargs["train_docs"]
+        return kwargs
 
 
 def check_vocab_size(vocab_size: int) -> None:
@@ -58,16 +67,14 @@ def check_vocab_size(vocab_size: int) -> None:
         )
 
 
-def training_lines(docs: Iterable[str], max_lines: int) -> Iterator[str]:
-    """Non-empty lines of the documents (SentencePiece's 'sentences'), at most `max_lines`."""
-    n = 0
-    for doc in docs:
-        for line in doc.split("\n"):
-            if line.strip():
-                yield line
-                n += 1
-                if n >= max_lines:
-                    return
+def training_text(docs: Iterable[str], max_docs: int | None = None) -> Iterator[str]:
+    """The exporter's sentences: each of the first `max_docs` documents with NULs as spaces, stripped, if non-empty."""
+    for i, doc in enumerate(docs):
+        if max_docs is not None and i >= max_docs:
+            return
+        text = doc.replace("\x00", " ").strip()
+        if text:
+            yield text
 
 
 def train_tokenizer(
@@ -77,7 +84,8 @@ def train_tokenizer(
     settings: TokenizerSettings = TokenizerSettings(),
     num_threads: int = 2,
 ) -> spm.SentencePieceProcessor:
-    """Train a BPE model on `docs`, write `model_path` (+ `.vocab`) atomically, and check its size is exact."""
+    """Train a BPE model on `docs` (all of them: training and validation), write `model_path` (+ `.vocab`)
+    atomically, and check it reached `vocab_size` pieces (the limit is soft, as the exporter's)."""
     check_vocab_size(vocab_size)
     model_path = Path(model_path)
     if not model_path.name.endswith(".model"):
@@ -87,7 +95,7 @@ def train_tokenizer(
         prefix = os.path.join(tmp, "sp")
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=training_lines(docs, settings.input_sentence_size * 4),
+                sentence_iterator=training_text(docs, settings.train_docs),
                 model_prefix=prefix,
                 vocab_size=vocab_size,
                 num_threads=max(1, num_threads),
@@ -109,7 +117,8 @@ def train_tokenizer(
         sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
         if sp.get_piece_size() != vocab_size:
             raise TokenizerError(
-                f"trained tokenizer has {sp.get_piece_size()} pieces, not {vocab_size}; use a smaller --vocab"
+                f"this corpus gives a {sp.get_piece_size()}-piece tokenizer, not {vocab_size}; "
+                f"use --vocab {sp.get_piece_size()} or a larger --docs corpus"
             )
         os.replace(prefix + ".vocab", model_path.with_suffix(".vocab"))
         os.replace(prefix + ".model", model_path)
