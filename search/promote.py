@@ -206,7 +206,8 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | No
     """All seeds as one Tune run; Ray runs as many at once as the cluster's resources allow."""
     from ray import tune
 
-    from search.runner import ClusterError, start_ray, trial_resources
+    from pgolf.cluster import ClusterError
+    from search.runner import start_ray, trial_resources
 
     try:
         start_ray(address, num_cpus, num_gpus, object_store_memory=200 * 1024**2 if cfg.smoke else None)

@@ -123,7 +123,7 @@ PACKED_SCRIPT = "train_gpt.py"  # PACK_SCRIPT: the packed copy, in the experimen
 
 def check_address(address: str | None) -> None:
     """A malformed --address is bad input (exit 2), found before anything starts."""
-    from search.runner import ClusterError, split_address
+    from pgolf.cluster import ClusterError, split_address
 
     if address is not None:
         try:
@@ -159,7 +159,8 @@ def make_predictor(spec: SpaceSpec, folder: Path, resume: bool):
 
 def _start_ray(opts: RunOptions) -> bool:
     """Join or start a Ray cluster; True when this call started it (and must shut it down)."""
-    from search.runner import ClusterError, start_ray
+    from pgolf.cluster import ClusterError
+    from search.runner import start_ray
 
     try:
         return start_ray(opts.address, opts.num_cpus, opts.num_gpus, opts.object_store_memory)
@@ -262,8 +263,9 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
-                                 prepare_data=spec.smoke and opts.replay is None,
-                                 timeout_s=spec.trial_timeout_seconds, score_line=spec.score_line),
+                                 prepare_data=(spec.smoke or spec.docs is not None) and opts.replay is None,
+                                 timeout_s=spec.trial_timeout_seconds, score_line=spec.score_line,
+                                 docs=spec.docs, docs_val_docs=spec.docs_val_docs, data_dir=folder.parent / "data"),
         make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
         learner_path=folder / LEARNER_FILE, target=remaining)
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too

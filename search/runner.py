@@ -18,7 +18,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,9 +26,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Mapping
 
+from pgolf.cluster import join_cluster
 from pgolf.logs import LogSummary, TrainStep, ValStep, parse_line
 
 LOG_TAIL_LINES = 40
+PREP_LOG = "data_prep.log"  # experiment folder: one line per vocab prepared from the space's DOCS
 _PR_SET_PDEATHSIG = 1
 # Keys the runner adds to env.json on top of config["env"]; not part of a trial's identity.
 _RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES")
@@ -47,50 +48,6 @@ class TrainingFailed(RuntimeError):
     def __reduce__(self):
         # Ray ships a failed trial's exception back to the driver by pickling it.
         return (TrainingFailed, (self.reason, self.log_tail, self.message))
-
-
-class ClusterError(RuntimeError):
-    """The Ray cluster at an address cannot be joined (one-line message, no `error:` prefix)."""
-
-
-def split_address(address: str) -> tuple[str, int] | None:
-    """(host, port) of `HOST:PORT` or `ray://HOST:PORT`, None for `auto`; anything else is a
-    ClusterError in one line, before Ray is asked (it would retry a garbage address for minutes)."""
-    if address == "auto":
-        return None
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ClusterError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto "
-                           "(e.g. --address 10.0.0.1:6379, the head's `ray start --head --port`)")
-    return host.strip("[]"), int(port)
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on a HOST:PORT nothing listens at (Ray itself retries for minutes)."""
-    parsed = split_address(address)
-    if parsed is None:
-        return
-    host, port = parsed
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
-                           f"({exc.strerror or type(exc).__name__}; start the head with `ray start --head "
-                           f"--port={port}` or fix --address)") from None
-
-
-def _send_auth_token_if_any() -> None:
-    """`ray start` enables token authentication (Ray >= 2.59), but a driver joining by an explicit
-    address (not `auto`) only sends the token in RAY_AUTH_MODE=token, which Ray reads into its
-    config once, at import: set it whenever a token is at hand, and have Ray read its config again."""
-    if os.environ.get("RAY_AUTH_MODE") is not None or not (
-            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-            or (Path.home() / ".ray" / "auth_token").is_file()):
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    from ray._raylet import Config  # what Ray's own `_enable_token_auth` does after setting the mode
-
-    Config.initialize("")
 
 
 def _not_incomplete_trials(record: logging.LogRecord) -> bool:
@@ -117,15 +74,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     logging.getLogger("ray.tune.tune").addFilter(_not_incomplete_trials)
     kwargs = dict(log_to_driver=False, logging_level="ERROR", configure_logging=True)
     if address:
-        _check_reachable(address)
-        _send_auth_token_if_any()
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ClusterError(f"cannot join the Ray cluster at {address}: {first[:200]} (start it with "
-                               "`ray start --head`, check the address, and the token in ~/.ray/auth_token or "
-                               "RAY_AUTH_TOKEN)") from None
+        join_cluster(address, **kwargs)
     else:
         # address "local": always a new cluster, never one a past `ray start` left in /tmp/ray
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
@@ -226,6 +175,39 @@ def _prepare_data(env: dict[str, str]) -> None:
     prepared = pgolf.data.prepare(vocab, pgolf.data.default_cache_dir())
     env.setdefault("DATA_PATH", str(prepared.data_path))
     env.setdefault("TOKENIZER_PATH", str(prepared.tokenizer_path))
+
+
+def prepare_vocab(vocab: int, docs: str, out: str, val_docs: int | None) -> tuple[dict[str, str], float, bool]:
+    """`pgolf.data.prepare` of one vocab from a space's DOCS, timed: (its env, seconds, whether built now).
+    Its file lock makes concurrent trials of one vocab prepare it once; the others wait and read it."""
+    import pgolf.data
+
+    started = time.time()
+    prepared = pgolf.data.prepare(vocab, out, docs, val_docs=val_docs, quiet=True)
+    return prepared.env(), time.time() - started, not prepared.cached
+
+
+def _prepare_from_docs(env: dict[str, str], config: Mapping[str, Any], trial_dir: Path) -> float:
+    """Fill DATA_PATH/TOKENIZER_PATH from the space's DOCS for the trial's VOCAB_SIZE, prepared (once per
+    vocab, on the shared data folder) by a Ray task that takes no CPU from the trials; returns its seconds.
+    A preparation done now is one line of the experiment's PREP_LOG."""
+    import ray
+
+    vocab = int(env.get("VOCAB_SIZE", "1024"))
+    args = (vocab, config["docs"], config["data_dir"], config.get("docs_val_docs"))
+    if ray.is_initialized():
+        data_env, seconds, built = ray.get(ray.remote(num_cpus=0)(prepare_vocab).remote(*args))
+    else:
+        data_env, seconds, built = prepare_vocab(*args)
+    env["DATA_PATH"], env["TOKENIZER_PATH"] = data_env["DATA_PATH"], data_env["TOKENIZER_PATH"]
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "data_prep.json").write_text(json.dumps({"vocab": vocab, "seconds": round(seconds, 2),
+                                                          "prepared_now": built, **data_env}, indent=1))
+    if built:
+        with open(config["prep_log"], "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} prepared sp{vocab} from {config['docs']} in "
+                      f"{seconds:.1f} s: {data_env['DATA_PATH']} (trial folder {trial_dir.name})\n")
+    return seconds
 
 
 def metrics_from_log(summary: LogSummary, script: Path) -> dict[str, Any] | None:
@@ -405,7 +387,8 @@ def train_trial(config: dict[str, Any]) -> None:
 
     Optional keys beyond the contract: `prepare_data` (fill DATA_PATH and
     TOKENIZER_PATH from the bundled corpus for the trial's VOCAB_SIZE, used by
-    `--smoke`), `cwd` (working directory of the training, default its trial
+    `--smoke`), `docs`/`docs_val_docs`/`data_dir`/`prep_log` (fill them from the
+    space's DOCS instead, `_prepare_from_docs`), `cwd` (working directory of the training, default its trial
     folder; the searcher has already made the environment's relative paths
     absolute), `timeout_s` (kill the training after that many seconds; the
     space's TRIAL_TIMEOUT_SECONDS) and `score_line` (the space's SCORE_LINE).
@@ -414,14 +397,19 @@ def train_trial(config: dict[str, Any]) -> None:
 
     env = {str(k): str(v) for k, v in config["env"].items()}
     trial_dir = Path(config["trial_dir"])
+    prep_seconds = None
     try:
-        if config.get("prepare_data"):
+        if config.get("docs"):
+            prep_seconds = _prepare_from_docs(env, config, trial_dir)
+        elif config.get("prepare_data"):
             _prepare_data(env)
         done = load_finished_metrics(trial_dir, env)
         if done is None:
             done = run_training(env, config["script"], trial_dir, int(config.get("nproc", 0)),
                                 cwd=config.get("cwd"), report=tune.report, timeout_s=config.get("timeout_s"),
                                 score_line=config.get("score_line"))
+        if prep_seconds is not None:
+            done = {**done, "prep_seconds": round(prep_seconds, 2)}
     except TrainingFailed:
         raise
     except Exception as exc:  # the runner records every failure of its own: none means its worker died

@@ -41,7 +41,7 @@ from ray.tune.stopper import Stopper
 from search.experiment import disk_full_line, is_disk_full
 from search.failures import MAX_LOST, Failure, classify, tune_trial_error
 from search.results import write_trials_csv
-from search.runner import load_finished_metrics
+from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
 from search.study import STOPPED_SEARCH_ATTR, set_attrs, set_violation, record_result, requeue
 
@@ -59,9 +59,12 @@ class TrialLaunch:
     folder: Path          # experiment folder: trials go to folder/trials/<number>
     script: Path
     nproc: int            # processes per trial (0 = plain python)
-    prepare_data: bool    # --smoke: fill DATA_PATH/TOKENIZER_PATH from the bundled corpus
+    prepare_data: bool    # fill DATA_PATH/TOKENIZER_PATH per vocab: from `docs`, else (--smoke) the bundled corpus
     timeout_s: float | None = None  # the space's TRIAL_TIMEOUT_SECONDS
     score_line: str | None = None   # the space's SCORE_LINE
+    docs: Path | None = None        # the space's DOCS
+    docs_val_docs: int | None = None
+    data_dir: Path | None = None    # where DOCS' vocabularies are prepared (the shared results folder's data/)
 
 
 class BytePredictor(Protocol):
@@ -109,7 +112,8 @@ def missing_data(env: Mapping[str, str]) -> str | None:
         if path and not Path(path).exists() and not glob.glob(path):
             how = (f"`python -m pgolf.data download --variant sp{vocab}`" if vocab == "1024" else
                    f"`python -m pgolf.data prepare --vocab {vocab} --docs DOCS.jsonl --out data`")
-            return f"{key} {path} does not exist (make it with {how}, or point FIXED_ENV's {key} at it)"
+            return (f"{key} {path} does not exist (make it with {how}, point FIXED_ENV's {key} at it, or set "
+                    "DOCS in the space to prepare each vocab during the search)")
     return None
 
 
@@ -224,9 +228,14 @@ class BudgetedOptunaSearcher(Searcher):
             trial_dir = (self.launch.folder / "trials" / str(trial.number)).resolve()
             set_attrs(trial, {"trial_dir": str(trial_dir), "launched": True, "tune_trial_id": trial_id})
             self.live[trial_id] = trial
-            return {"env": env, "script": str(self.launch.script.resolve()), "trial_dir": str(trial_dir),
-                    "nproc": self.launch.nproc, "prepare_data": self.launch.prepare_data,
-                    "timeout_s": self.launch.timeout_s, "score_line": self.launch.score_line}
+            launch = self.launch
+            config = {"env": env, "script": str(launch.script.resolve()), "trial_dir": str(trial_dir),
+                      "nproc": launch.nproc, "prepare_data": launch.prepare_data,
+                      "timeout_s": launch.timeout_s, "score_line": launch.score_line}
+            if launch.docs is not None:
+                config |= {"docs": str(launch.docs), "docs_val_docs": launch.docs_val_docs,
+                           "data_dir": str(launch.data_dir), "prep_log": str(launch.folder / PREP_LOG)}
+            return config
         self.aborted = (f"error: {self.spec.path}: {self.max_over_budget_in_a_row} proposals in a row were "
                         f"predicted over the {self.spec.budget_bytes}-byte budget (the space is almost "
                         "entirely over budget: shrink its ranges or raise BUDGET_BYTES)")

@@ -80,7 +80,7 @@ KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
-    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT",
+    "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT", "DOCS", "DOCS_VAL_DOCS",
 }
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -114,6 +114,8 @@ class SpaceSpec:
     max_same_failures: int = 3  # stop the search after this many failures in a row with one message (0: never)
     base_dir: Path = field(default_factory=Path.cwd)  # relative paths in the env mean this folder
     pack_script: bool = False  # run (and count) a packed copy of the script (pgolf.pack)
+    docs: Path | None = None  # DOCS: each vocab's tokenizer and shards are prepared from it during the search
+    docs_val_docs: int | None = None  # DOCS_VAL_DOCS: its validation documents (None: the competition's 50,000)
 
     def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
         """The full environment of one trial: fixed, then proposed, then smoke overrides.
@@ -235,7 +237,7 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
                                                "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL", "LIMIT",
-                                               "SCORE", "MAX_", "EXTRA", "PACK")) and name not in KNOWN_SETTINGS:
+                                               "SCORE", "MAX_", "EXTRA", "PACK", "DOCS")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))
@@ -256,7 +258,15 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     if smoke:
         cpus = 1  # a smoke trial is one plain CPU process
     fixed_env = _env_setting(path, module, "FIXED_ENV")
-    if smoke:  # the smoke profile trains on the bundled corpus, prepared per trial by the runner
+    docs = getattr(module, "DOCS", None)
+    if docs is not None and (not isinstance(docs, (str, Path)) or not Path(docs).is_file()):
+        raise SpaceError(_line(path, f"DOCS={docs!r} is not an existing documents file",
+                               "point DOCS at a JSONL file (one {\"text\": ...} per line, e.g. the competition's "
+                               "docs_selected.jsonl), relative to where you run"))
+    docs_val = getattr(module, "DOCS_VAL_DOCS", None)
+    if docs_val is not None:
+        docs_val = _int_setting(path, module, "DOCS_VAL_DOCS", 1, 1)
+    if smoke or docs is not None:  # the runner prepares the data per vocab: the bundled corpus, or DOCS
         fixed_env = {k: v for k, v in fixed_env.items() if k not in ("DATA_PATH", "TOKENIZER_PATH")}
     smoke_env = _env_setting(path, module, "SMOKE_ENV")
     points = _points_setting(path, module, "POINTS_TO_EVALUATE", [])
@@ -310,7 +320,8 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                      trial_timeout_seconds=None if timeout is None else float(timeout), limits=limits,
                      score_line=score_line,
                      max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0),
-                     extra_env_ok=_names_setting(path, module, "EXTRA_ENV_OK"))
+                     extra_env_ok=_names_setting(path, module, "EXTRA_ENV_OK"),
+                     docs=None if docs is None else Path(docs).absolute(), docs_val_docs=docs_val)
 
 
 def _names_setting(path: Path, module: ModuleType, name: str) -> frozenset[str]:

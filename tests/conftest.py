@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,3 +111,52 @@ def check_experiment_intact(folder: Path) -> list:
 @pytest.fixture
 def experiment_intact() -> Callable[[Path], list]:
     return check_experiment_intact
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def two_nodes(log_dir: Path, cpus_per_node: int = 1) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+    """A real two-node Ray cluster on this machine: `ray start --head` and a worker `ray start --address`
+    (joining with RAY_AUTH_MODE=token, as the README says), both `--block`, in a private temp dir.
+    Yields (address, head process, worker process); stops both on leaving."""
+    ray = Path(sys.executable).with_name("ray")
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="raynodes", dir="/tmp")  # socket paths are limited to ~100 bytes
+    common = [f"--num-cpus={cpus_per_node}", "--disable-usage-stats", "--object-store-memory=100000000", "--block"]
+    head_log, worker_log = log_dir / "head.log", log_dir / "worker.log"
+    head = worker = None
+    try:
+        with head_log.open("w") as out:
+            head = subprocess.Popen([str(ray), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                                     "--include-dashboard=false", f"--temp-dir={temp_dir}", *common],
+                                    cwd=log_dir, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while "block forever" not in head_log.read_text() and time.time() < deadline and head.poll() is None:
+            time.sleep(0.5)
+        assert "block forever" in head_log.read_text(), head_log.read_text()[-2000:]
+        with worker_log.open("w") as out:
+            worker = subprocess.Popen([str(ray), "start", f"--address=127.0.0.1:{port}",
+                                       "--node-ip-address=127.0.0.1", *common], cwd=log_dir, stdout=out,
+                                      stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "token"})
+        while "block forever" not in worker_log.read_text() and time.time() < deadline and worker.poll() is None:
+            time.sleep(0.5)
+        assert "block forever" in worker_log.read_text(), worker_log.read_text()[-2000:]
+        yield f"127.0.0.1:{port}", head, worker
+    finally:
+        _stop(worker)
+        _stop(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port as _free_port, two_nodes
 from search.results import read_trials_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -121,28 +116,8 @@ def _cmdline(pid: int) -> str:
 def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experiment_intact) -> None:
     """Head and worker `ray start` nodes on this machine (the worker joins with RAY_AUTH_MODE=token, as
     the README says); the worker's raylet is SIGKILLed while a training runs there."""
-    port = _free_port()
-    temp_dir = tempfile.mkdtemp(prefix="raylost", dir="/tmp")
-    common = ["--num-cpus=1", "--disable-usage-stats", "--object-store-memory=100000000", "--block"]
-    head_log, worker_log = tmp_path / "head.log", tmp_path / "worker.log"
-    with head_log.open("w") as out:
-        head = subprocess.Popen([str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                                 "--include-dashboard=false", f"--temp-dir={temp_dir}", *common],
-                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    worker = None
-    try:
-        deadline = time.time() + 120
-        while "block forever" not in head_log.read_text() and time.time() < deadline and head.poll() is None:
-            time.sleep(0.5)
-        assert "block forever" in head_log.read_text(), head_log.read_text()[-2000:]
-        with worker_log.open("w") as out:
-            worker = subprocess.Popen([str(RAY), "start", f"--address=127.0.0.1:{port}",
-                                       "--node-ip-address=127.0.0.1", *common], cwd=tmp_path, stdout=out,
-                                      stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "token"})
-        while "block forever" not in worker_log.read_text() and time.time() < deadline and worker.poll() is None:
-            time.sleep(0.5)
-        assert "block forever" in worker_log.read_text(), worker_log.read_text()[-2000:]
-
+    with two_nodes(tmp_path) as (address, _, worker):
+        deadline = time.time()
         log = tmp_path / "launches.txt"
         space = tmp_path / "nodes.py"
         space.write_text(
@@ -153,7 +128,7 @@ def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experimen
             "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n")
         results = tmp_path / "results"
         driver = subprocess.Popen([sys.executable, "-m", "search.run", str(space), "--results-dir", str(results),
-                                   "--name", "nodes", "--num-samples", "3", "--address", f"127.0.0.1:{port}",
+                                   "--name", "nodes", "--num-samples", "3", "--address", address,
                                    "--seed", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         try:
@@ -180,12 +155,3 @@ def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experimen
         assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE" and rerun[0].params == lost[0].params
         assert sum(t.state.name == "COMPLETE" for t in trials) == 3  # --num-samples trainings, the lost one aside
         assert "3 trainings in total" in out
-    finally:
-        for proc in (worker, head):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,8 @@ import pytest
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+import exporter_docs
+from conftest import two_nodes
 from pgolf.data import (
     BUNDLED_CORPUS,
     CorpusError,
@@ -261,9 +267,13 @@ def test_bad_input_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": 3}\n')
     with pytest.raises(CorpusError, match=r"bad.jsonl:2: no string \"text\""):
-        prepare(512, tmp_path, bad, quiet=True)
-    with pytest.raises(ValueError, match="val_docs=5000 must be between 1 and"):
+        prepare(512, tmp_path, bad, val_docs=1, quiet=True)
+    with pytest.raises(ValueError, match="--val-docs 5000 leaves no training documents in a corpus of 1528"):
         prepare(512, tmp_path, val_docs=5000, quiet=True)
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps({"text": f"document {i}"}) + "\n" for i in range(30)))
+    with pytest.raises(ValueError, match=r"first 50,000\); pass --val-docs below 30"):
+        prepare(512, tmp_path, few, quiet=True)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -272,6 +282,67 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: vocab size 100") and err.count("\n") == 1
     assert cli_main(["download", "--variant", "gpt2", "--list"]) == 2
     assert capsys.readouterr().err.startswith("error: variant 'gpt2'")
+
+
+# ---------------------------------------------------------------- the competition's exporter
+
+
+def _digests(p) -> tuple[str, dict[str, str]]:
+    sp = spm.SentencePieceProcessor(model_file=str(p.tokenizer_path))
+    pieces = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i)!r}\n" for i in range(sp.get_piece_size()))
+    shards = {s.name: hashlib.sha256(s.read_bytes()).hexdigest() for s in sorted(p.data_path.glob("*.bin"))}
+    return hashlib.sha256(pieces.encode()).hexdigest(), shards
+
+
+def test_prepare_is_the_competition_exporter(tmp_path):
+    """Same pieces and scores, byte-identical val and train shards, as upstream's exporter made from the same
+    file (tests/fixtures/exporter_reference.json says how it was run)."""
+    ref = json.loads((REPO / "tests" / "fixtures" / "exporter_reference.json").read_text())
+    docs = exporter_docs.write_reference_docs(tmp_path / "docs.jsonl")
+    assert hashlib.sha256(docs.read_bytes()).hexdigest() == ref["docs_sha256"], "the reference documents changed"
+    p = prepare(exporter_docs.VOCAB, tmp_path / "out", docs, val_docs=exporter_docs.VAL_DOCS,
+                shard_tokens=exporter_docs.SHARD_TOKENS, quiet=True, part_docs=37)
+    pieces, shards = _digests(p)
+    assert pieces == ref["pieces_sha256"]
+    assert shards == ref["shards"]
+    assert (p.val_tokens, p.train_tokens) == (ref["stats"]["tokens_val"], ref["stats"]["tokens_train"])
+
+
+def test_ray_prepare_on_two_nodes_is_identical_and_resumes(tmp_path):
+    """`prepare --address` on a real head + worker: killed midway, rerun, it reuses the finished parts and
+    writes the same bytes as one process."""
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": d}) + "\n" for d in load_corpus().docs))
+    common = ["prepare", "--vocab", "768", "--docs", str(docs), "--val-docs", "90", "--shard-tokens", "200000"]
+    single = _run_cli(*common, "--out", str(tmp_path / "single"), "--quiet")
+    assert single.returncode == 0, single.stderr
+    here = prepare(768, tmp_path / "single", docs, val_docs=90, shard_tokens=200_000, quiet=True)
+    assert here.cached
+
+    out = tmp_path / "ray"
+    with two_nodes(tmp_path) as (address, _, _):
+        cmd = [sys.executable, "-m", "pgolf.data", *common, "--out", str(out), "--address", address,
+               "--part-docs", "2"]
+        first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        deadline = time.time() + 240
+        while len(list(out.glob("datasets/docs_sp768/.work-*/part_*.json"))) < 100:
+            assert first.poll() is None and time.time() < deadline, first.communicate()[1][-2000:]
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        time.sleep(2)
+        finished = len(list(out.glob("datasets/docs_sp768/.work-*/part_*.json")))
+        assert 100 <= finished < 764, finished  # killed midway: 764 parts in all
+        assert not (out / "datasets" / "docs_sp768" / MANIFEST_NAME).exists()
+        again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    reused = re.search(r"resumed: (\d+) of 764 parts were encoded by an earlier run", again.stderr)
+    assert reused and int(reused.group(1)) >= finished, again.stderr[-2000:]
+    parallel = prepare(768, out, docs, val_docs=90, shard_tokens=200_000, quiet=True)
+    assert parallel.cached and len(list(parallel.data_path.glob("fineweb_train_*.bin"))) > 1
+    assert _digests(parallel) == _digests(here)
+    assert not list(parallel.data_path.glob(".work-*"))  # parts removed once the shards are written
 
 
 # ---------------------------------------------------------------- download (offline)

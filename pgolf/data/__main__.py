@@ -1,7 +1,8 @@
 """`python -m pgolf.data prepare|download`: make training data in the competition's layout.
 
-prepare   train a SentencePiece BPE on the bundled corpus (or --docs FILE.jsonl) and write shards
-download  fetch the published FineWeb shards and tokenizer from the Hugging Face hub
+prepare   make a tokenizer and shards from the bundled corpus (or --docs FILE.jsonl) exactly as the
+          competition's exporter does; --address/--workers encode on a Ray cluster, resumably
+download  fetch published shards and tokenizer (the competition's, or a community export) from the hub
 
 Bad input exits with code 2 and one `error:` line on stderr.
 """
@@ -12,11 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..cluster import ClusterError
 from .corpus import CorpusError
 from .download import DEFAULT_REMOTE_ROOT, DEFAULT_REPO_ID, DownloadError, DownloadSpec, download, plan_downloads
-from .prepare import DEFAULT_SHARD_TOKENS, default_cache_dir, prepare
+from .prepare import COMPETITION_VAL_DOCS, DEFAULT_PART_DOCS, DEFAULT_SHARD_TOKENS, default_cache_dir, prepare
 from .shards import ShardFormatError
-from .tokenizer import TokenizerError
+from .tokenizer import TokenizerError, TokenizerSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,9 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help=f"output root holding tokenizers/ and datasets/ (default: $PGOLF_CACHE or {default_cache_dir()})")
     p.add_argument("--val-docs", type=int, default=None,
-                   help="first N documents form the validation split (default: ~6%% of documents)")
+                   help=f"first N documents form the validation split (default: {COMPETITION_VAL_DOCS:,} for "
+                        "--docs, as the competition; ~6%% of the bundled corpus)")
     p.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS, help="tokens per shard file")
-    p.add_argument("--threads", type=int, default=None, help="tokenizer threads (default: min(4, CPUs))")
+    p.add_argument("--tokenizer-train-docs", type=int, default=None,
+                   help="train the tokenizer on the first N documents only (the exporter's option of the same "
+                        "name; a deterministic sample for huge --docs files; default: all)")
+    p.add_argument("--threads", type=int, default=None, help="encoder threads here (default: min(4, CPUs))")
+    p.add_argument("--address", default=None,
+                   help="encode on this Ray cluster ('auto': the one `ray start` runs here); every node must "
+                        "see --docs and --out at the same path")
+    p.add_argument("--workers", type=int, default=1,
+                   help="Ray tasks encoding at once (default: 1 = this process; with --address: the cluster's CPUs)")
+    p.add_argument("--part-docs", type=int, default=DEFAULT_PART_DOCS,
+                   help="documents per encoding task; finished parts survive a crash (default %(default)s)")
     p.add_argument("--force", action="store_true", help="rebuild even when a matching cached result exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -60,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "prepare":
+            if args.tokenizer_train_docs is not None and args.tokenizer_train_docs < 1:
+                raise ValueError(f"--tokenizer-train-docs {args.tokenizer_train_docs} must be positive")
+            if args.part_docs < 1 or args.workers < 1:
+                raise ValueError("--part-docs and --workers must be positive")
+            settings = TokenizerSettings(train_docs=args.tokenizer_train_docs)
             result = prepare(args.vocab, args.out, args.docs, val_docs=args.val_docs, shard_tokens=args.shard_tokens,
-                             threads=args.threads, quiet=args.quiet, force=args.force)
+                             settings=settings, threads=args.threads, workers=args.workers, address=args.address,
+                             part_docs=args.part_docs, quiet=args.quiet, force=args.force)
             for name, value in result.env().items():
                 print(f"{name}={value}")
             print(f"# {result.train_tokens} train tokens, {result.val_tokens} val tokens, "
@@ -81,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             if spec.with_docs:
                 print(f"# re-tokenize: python -m pgolf.data prepare --vocab N "
                       f"--docs {spec.local('docs_selected.jsonl')} --val-docs 50000")
-    except (CorpusError, TokenizerError, ShardFormatError, DownloadError, ValueError) as exc:
+    except (CorpusError, TokenizerError, ShardFormatError, DownloadError, ValueError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

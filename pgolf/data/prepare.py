@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..cluster import join_cluster
 from .corpus import BUNDLED_NAME, Corpus, corpus_name, file_identity, load_corpus
 from .encode import assemble, encode_parts
 from .shards import read_shard_header
@@ -279,9 +280,10 @@ def _ray(workers: int, address: str | None):
     import ray
 
     started = not ray.is_initialized()
-    if started:
-        options = {"address": address} if address else {"include_dashboard": False}
-        ray.init(**options, log_to_driver=False, logging_level="ERROR")
+    if started and address:
+        join_cluster(address, log_to_driver=False, logging_level="ERROR")
+    elif started:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         yield workers if workers > 1 else max(1, int(ray.cluster_resources().get("CPU", 1)))
     finally:

@@ -91,11 +91,20 @@ def train_tokenizer(
     if not model_path.name.endswith(".model"):
         raise TokenizerError(f"tokenizer path must end in .model, got {model_path}")
     model_path.parent.mkdir(parents=True, exist_ok=True)
+    reading_errors: list[Exception] = []  # SentencePiece turns an exception of the iterator into a RuntimeError
+
+    def sentences() -> Iterator[str]:
+        try:
+            yield from training_text(docs, settings.train_docs)
+        except Exception as exc:
+            reading_errors.append(exc)
+            raise
+
     with tempfile.TemporaryDirectory(dir=model_path.parent, prefix=".sp-train-") as tmp:
         prefix = os.path.join(tmp, "sp")
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=training_text(docs, settings.train_docs),
+                sentence_iterator=sentences(),
                 model_prefix=prefix,
                 vocab_size=vocab_size,
                 num_threads=max(1, num_threads),
@@ -103,6 +112,8 @@ def train_tokenizer(
                 **settings.trainer_kwargs(),
             )
         except RuntimeError as exc:
+            if reading_errors:
+                raise reading_errors[0] from None
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", detail)
             if too_small:
