@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from pgolf.data import (
     write_shard,
 )
 from pgolf.data.__main__ import main as cli_main
-from pgolf.data.download import DownloadSpec, plan_downloads
+from pgolf.data.download import DownloadError, DownloadSpec, download, plan_downloads
 from pgolf.data.prepare import DEFAULT_VAL_FRACTION, MANIFEST_NAME, default_cache_dir
 from pgolf.data.shards import HEADER_BYTES, SHARD_MAGIC, SHARD_VERSION, ShardSequenceWriter
 
@@ -387,3 +388,91 @@ def test_download_offline_fails_in_one_line(tmp_path):
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "HF_HUB_OFFLINE" in errors[0] and "manifest.json" in errors[0]
     assert not (tmp_path / "d" / "datasets").exists()
+
+
+def _local_hub(tmp_path: Path) -> Path:
+    """A folder laid out as the hub dataset (`datasets/manifest.json`, `datasets/datasets/fineweb10B_sp512/`,
+    `datasets/tokenizers/`), made by our prepare and a manifest of the exporter's shape."""
+    docs = exporter_docs.write_reference_docs(tmp_path / "docs.jsonl")
+    p = prepare(512, tmp_path / "made", docs, val_docs=exporter_docs.VAL_DOCS, shard_tokens=exporter_docs.SHARD_TOKENS,
+                quiet=True)
+    root = tmp_path / "hub" / "datasets"
+    (root / "datasets").mkdir(parents=True)
+    shutil.copytree(p.data_path, root / "datasets" / "fineweb10B_sp512", ignore=shutil.ignore_patterns("*.json"))
+    (root / "tokenizers").mkdir()
+    for suffix in (".model", ".vocab"):
+        shutil.copy(p.tokenizer_path.with_suffix(suffix), root / "tokenizers" / f"fineweb_512_bpe{suffix}")
+    manifest = {"shard_size": exporter_docs.SHARD_TOKENS,
+                "datasets": [{"name": "fineweb10B_sp512", "tokenizer_name": "sp_bpe_512",
+                              "stats": {"files_val": 3, "files_train": p.train_shards, "tokens_val": p.val_tokens,
+                                        "tokens_train": p.train_tokens}}],
+                "tokenizers": [{"name": "sp_bpe_512", "model_path": "tokenizers/fineweb_512_bpe.model",
+                                "vocab_path": "tokenizers/fineweb_512_bpe.vocab"}]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path / "hub"
+
+
+class _Fetches:
+    """Serves files from a local hub folder in the network call's place; counts them, can fail after N."""
+
+    def __init__(self, hub: Path, fail_after: int | None = None):
+        self.hub, self.fail_after, self.fetched = hub, fail_after, []
+
+    def __call__(self, spec, remote: str) -> Path:
+        if self.fail_after is not None and len(self.fetched) >= self.fail_after:
+            raise DownloadError(f"cannot fetch {remote}: connection reset")
+        self.fetched.append(remote)
+        return self.hub / remote
+
+
+def test_download_resumes_and_verifies_against_the_manifest(tmp_path):
+    hub = _local_hub(tmp_path)
+    spec = DownloadSpec("sp512", 4, tmp_path / "data")
+    with pytest.raises(DownloadError, match="connection reset"):
+        download(spec, quiet=True, fetcher=_Fetches(hub, fail_after=3))  # manifest + 2 val shards, then cut
+    landed = sorted(p.name for p in (tmp_path / "data").rglob("*") if p.is_file())
+    assert landed == ["fineweb_val_000000.bin", "fineweb_val_000001.bin", "manifest.json"]
+    # a shard cut short by hand (say, a copy interrupted) is fetched again
+    val0 = tmp_path / "data" / "datasets" / "fineweb10B_sp512" / "fineweb_val_000000.bin"
+    head = val0.read_bytes()[:5000]
+    val0.unlink()  # (a hard link to the hub's cache: not written through)
+    val0.write_bytes(head)
+    again = _Fetches(hub)
+    plan = download(spec, quiet=True, fetcher=again)
+    assert sorted(again.fetched) == sorted(spec.remote(f) for f in plan.files() if not f.endswith("val_000001.bin"))
+    assert read_shard(val0).size == exporter_docs.SHARD_TOKENS
+    # nothing fetched when all is there
+    done = _Fetches(hub)
+    download(spec, quiet=True, fetcher=done)
+    assert done.fetched == []
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("tokens_val", r"validation shards hold \d+ tokens, the manifest says 7"),
+    ("shard_size", r"fineweb_train_000000.bin holds 50000 tokens, not the manifest's 40000"),
+    ("pieces", "fineweb_512_bpe.model has 512 pieces, not 640"),
+    ("truncated", "is not a whole shard"),
+])
+def test_download_refuses_what_does_not_match(tmp_path, damage, message):
+    hub = _local_hub(tmp_path)
+    root = hub / "datasets"
+    manifest = json.loads((root / "manifest.json").read_text())
+    variant = "sp512"
+    if damage == "tokens_val":
+        manifest["datasets"][0]["stats"]["tokens_val"] = 7
+    elif damage == "shard_size":
+        manifest["shard_size"] = 40_000
+    elif damage == "pieces":  # a community export whose tokenizer is not the vocab it claims
+        variant = "sp640"
+        (root / "datasets" / "fineweb10B_sp512").rename(root / "datasets" / "fineweb10B_sp640")
+        for suffix in (".model", ".vocab"):
+            (root / "tokenizers" / f"fineweb_512_bpe{suffix}").rename(root / "tokenizers" / f"fineweb_640_bpe{suffix}")
+        manifest["datasets"][0]["name"] = "fineweb10B_sp640"
+        manifest["tokenizers"][0] = {"name": "sp_bpe_512", "model_path": "tokenizers/fineweb_640_bpe.model"}
+        message = "fineweb_640_bpe.model has 512 pieces, not 640"
+    else:
+        shard = root / "datasets" / "fineweb10B_sp512" / "fineweb_train_000001.bin"
+        shard.write_bytes(shard.read_bytes()[:-10])
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DownloadError, match=message):
+        download(DownloadSpec(variant, 2, tmp_path / "data"), quiet=True, fetcher=_Fetches(hub))

@@ -6,6 +6,9 @@ Mirrors the layout of upstream `data/cached_challenge_fineweb.py`: the hub datas
 `tokenizers/fineweb_<V>_bpe.{model,vocab}`. Locally they land as
 `OUT/datasets/fineweb10B_sp<V>/…`, `OUT/tokenizers/…` and `OUT/manifest.json`,
 the layout the training scripts expect (`DATA_PATH`, `TOKENIZER_PATH`).
+Community exports of other vocabularies in the same layout are fetched with
+`--repo-id`/`--remote-root`. A rerun keeps the files already whole, and what
+landed is verified against the manifest (shard headers, token counts, pieces).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -88,7 +92,7 @@ def plan_downloads(spec: DownloadSpec, manifest: dict | None = None) -> Download
     tokenizer_files: tuple[str, ...] = (f"tokenizers/fineweb_{V}_bpe.model", f"tokenizers/fineweb_{V}_bpe.vocab")
     val_shards = 1
     if manifest is not None:
-        entry = next((d for d in manifest.get("datasets", []) if d.get("name") == spec.dataset_name), None)
+        entry = _dataset_entry(manifest, spec.dataset_name)
         if entry is None:
             known = sorted(d.get("name", "?") for d in manifest.get("datasets", []))
             raise ValueError(
@@ -110,17 +114,12 @@ def plan_downloads(spec: DownloadSpec, manifest: dict | None = None) -> Download
     return DownloadPlan(val_shards, spec.train_shards, tokenizer_files, spec.dataset_name, spec.with_docs)
 
 
-def _fetch(spec: DownloadSpec, relative: str) -> Path:
-    """Download one file through the hub cache and place it (hard link or copy) under OUT."""
-    destination = spec.local(relative)
-    if destination.is_file():
-        if destination.suffix != ".bin":
-            return destination
-        try:
-            read_shard_header(destination)
-            return destination
-        except ShardFormatError:
-            destination.unlink()
+Fetcher = Callable[[DownloadSpec, str], Path]  # (spec, remote path) -> a local file holding it
+
+
+def hub_fetcher(spec: DownloadSpec, remote_path: str) -> Path:
+    """The one network call: a file of the hub dataset, through the hub's cache (which resumes a partial
+    download itself). Everything around it is tested offline with a local folder in its place."""
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
@@ -131,14 +130,14 @@ def _fetch(spec: DownloadSpec, relative: str) -> Path:
         )
     except ImportError:
         raise DownloadError("huggingface_hub is not installed; run `pip install huggingface_hub`") from None
-    remote = Path(spec.remote(relative))
+    remote = Path(remote_path)
     try:
-        cached = hf_hub_download(
+        return Path(hf_hub_download(
             repo_id=spec.repo_id,
             filename=remote.name,
             subfolder=remote.parent.as_posix() if remote.parent != Path(".") else None,
             repo_type="dataset",
-        )
+        ))
     except LocalEntryNotFoundError:
         raise DownloadError(
             f"cannot fetch {remote} from {spec.repo_id}: the hub is unreachable or HF_HUB_OFFLINE is set, "
@@ -151,23 +150,85 @@ def _fetch(spec: DownloadSpec, relative: str) -> Path:
     except (HfHubHTTPError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DownloadError(f"cannot fetch {remote} from {spec.repo_id}: {first}; retry or check the network") from None
-    source = Path(cached).resolve(strict=True)
+
+
+def _fetch(spec: DownloadSpec, relative: str, fetcher: Fetcher) -> Path:
+    """One file under OUT: kept if already there and whole (a shard's header and size agree), else fetched
+    and placed atomically (hard link or copy), so an interrupted download leaves no partial file behind."""
+    destination = spec.local(relative)
+    if destination.is_file():
+        if destination.suffix != ".bin":
+            return destination
+        try:
+            read_shard_header(destination)
+            return destination
+        except ShardFormatError:
+            destination.unlink()
+    source = Path(fetcher(spec, spec.remote(relative))).resolve(strict=True)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     try:
         os.link(source, tmp)
     except OSError:
         shutil.copyfile(source, tmp)
+    if destination.suffix == ".bin":
+        try:
+            read_shard_header(tmp)
+        except ShardFormatError as exc:
+            tmp.unlink()
+            raise DownloadError(f"{spec.remote(relative)} from {spec.repo_id} is not a whole shard "
+                                f"({str(exc).split(': ', 1)[-1]}); run the download again") from None
     os.replace(tmp, destination)
     return destination
 
 
-def download(spec: DownloadSpec, quiet: bool = False, use_manifest: bool = True) -> DownloadPlan:
-    """Fetch the manifest, the validation shards, the first `train_shards` training shards and the tokenizer."""
+def verify(spec: DownloadSpec, plan: DownloadPlan, manifest: dict | None) -> dict[str, int]:
+    """Check what landed against the manifest: every shard's header, the validation tokens, each training
+    shard but the last full, and the tokenizer's piece count; returns shard name -> tokens."""
+    counts = {}
+    for relative in plan.files():
+        if relative.endswith(".bin"):
+            counts[Path(relative).name] = read_shard_header(spec.local(relative))
+    entry = _dataset_entry(manifest, spec.dataset_name) if manifest else None
+    stats = (entry or {}).get("stats") or {}
+    val = sum(n for name, n in counts.items() if name.startswith("fineweb_val_"))
+    if stats.get("tokens_val") is not None and val != int(stats["tokens_val"]):
+        raise DownloadError(f"the validation shards hold {val} tokens, the manifest says {stats['tokens_val']}; "
+                            f"delete {spec.local('datasets/' + spec.dataset_name)} and download again")
+    shard_size = (manifest or {}).get("shard_size")
+    total_train = stats.get("files_train")
+    for i in range(plan.train_shards):
+        name = shard_name("train", i)
+        last = total_train is not None and i == int(total_train) - 1
+        if shard_size and not last and counts[name] != int(shard_size):
+            raise DownloadError(f"{name} holds {counts[name]} tokens, not the manifest's {shard_size} per shard; "
+                                f"delete it and download again")
+    for relative in plan.tokenizer_files:
+        if relative.endswith(".model"):
+            import sentencepiece as spm
+
+            pieces = spm.SentencePieceProcessor(model_file=str(spec.local(relative))).get_piece_size()
+            if pieces != spec.vocab_size:
+                raise DownloadError(f"{relative} has {pieces} pieces, not {spec.vocab_size}; "
+                                    "check --variant and --repo-id")
+    return counts
+
+
+def _dataset_entry(manifest: dict, name: str) -> dict | None:
+    return next((d for d in manifest.get("datasets", []) if d.get("name") == name), None)
+
+
+def download(spec: DownloadSpec, quiet: bool = False, use_manifest: bool = True,
+             fetcher: Fetcher = hub_fetcher) -> DownloadPlan:
+    """Fetch the manifest, the validation shards, the first `train_shards` training shards and the tokenizer,
+    skipping files a previous (interrupted) run left whole, then `verify` them."""
+    for stale in Path(spec.out_dir).glob("**/.*.tmp-*"):
+        stale.unlink(missing_ok=True)
     manifest = None
     if use_manifest:
-        manifest = json.loads(_fetch(spec, "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(_fetch(spec, "manifest.json", fetcher).read_text(encoding="utf-8"))
     plan = plan_downloads(spec, manifest)
     for relative in tqdm(plan.files(), desc=f"download {spec.variant}", unit="file", file=sys.stderr, disable=quiet):
-        _fetch(spec, relative)
+        _fetch(spec, relative, fetcher)
+    verify(spec, plan, manifest)
     return plan
