@@ -179,11 +179,17 @@ def _prepare_data(env: dict[str, str]) -> None:
 
 def prepare_vocab(vocab: int, docs: str, out: str, val_docs: int | None) -> tuple[dict[str, str], float, bool]:
     """`pgolf.data.prepare` of one vocab from a space's DOCS, timed: (its env, seconds, whether built now).
-    Its file lock makes concurrent trials of one vocab prepare it once; the others wait and read it."""
+    Its file lock makes concurrent trials of one vocab prepare it once; the others wait and read it.
+    The documents are encoded by as many Ray tasks as the cluster has idle CPUs (asking for none: trials
+    that hold every CPU while they wait for these data must not starve them), else here."""
+    import ray
+
     import pgolf.data
 
     started = time.time()
-    prepared = pgolf.data.prepare(vocab, out, docs, val_docs=val_docs, quiet=True)
+    idle = int(ray.available_resources().get("CPU", 0)) if ray.is_initialized() else 0
+    prepared = pgolf.data.prepare(vocab, out, docs, val_docs=val_docs, quiet=True, workers=max(1, idle),
+                                  task_cpus=0)
     return prepared.env(), time.time() - started, not prepared.cached
 
 

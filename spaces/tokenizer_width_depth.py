@@ -10,7 +10,10 @@ Smoke:  python -m search.run spaces/tokenizer_width_depth.py --smoke
         then prepared for each trial's VOCAB_SIZE automatically)
 
 Data: FIXED_ENV points at the FineWeb exports under ./data (download them with
-`python -m pgolf.data`); `{VOCAB_SIZE}` is filled with the trial's value.
+`python -m pgolf.data`); `{VOCAB_SIZE}` is filled with the trial's value. Only
+sp1024 is published: for the other vocabs, set DOCS below to the competition's
+documents (`python -m pgolf.data download --with-docs`) and the search prepares
+each vocab once, by the competition's own recipe, before its first trial.
 Copy this file and edit it to make your own space (see README, "Running a search").
 """
 
@@ -33,6 +36,8 @@ FIXED_ENV = {
 }
 
 # The public baseline's shape first: 9 x 512, 4 KV heads, MLP 2x, sp1024.
+# DOCS = "./data/docs_selected.jsonl"  # prepare each vocab's data during the search (docs/guide/data.md)
+
 POINTS_TO_EVALUATE = [
     {"VOCAB_SIZE": 1024, "NUM_LAYERS": 9, "MODEL_DIM": 512, "NUM_KV_HEADS": 4, "MLP_MULT": 2.0},
 ]

@@ -34,7 +34,8 @@ def test_a_smoke_search_over_three_vocabs_prepares_each_once_from_docs(tmp_path:
         "            'NUM_LAYERS': trial.suggest_int('NUM_LAYERS', 1, 2)}\n")
     results = tmp_path / "results"
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--results-dir", str(results),
-                           "--name", "vocabs", "--num-samples", str(len(points)), "--seed", "0"],
+                           "--name", "vocabs", "--num-samples", str(len(points)), "--seed", "0",
+                           "--num-cpus", "4", "--max-concurrent", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -42,9 +43,12 @@ def test_a_smoke_search_over_three_vocabs_prepares_each_once_from_docs(tmp_path:
     log_lines = (results / "vocabs" / "data_prep.log").read_text().splitlines()
     assert sorted(int(line.split(" prepared sp")[1].split(" ")[0]) for line in log_lines) == sorted(VOCABS)
     data = results / "data" / "datasets"
+    workers = []
     for vocab in VOCABS:
         manifest = json.loads((data / f"my_docs_sp{vocab}" / "prepared.json").read_text())
         assert (manifest["val_docs"], manifest["train_docs"]) == (40, 360)
+        workers.append(manifest["workers"])
+    assert max(workers) > 1, workers  # encoded by Ray tasks on the CPUs the two trials left idle
 
     trials = experiment_intact(results / "vocabs")
     assert sum(t.state.name == "COMPLETE" for t in trials) == len(points)

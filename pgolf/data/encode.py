@@ -97,9 +97,12 @@ def _progress(parts: list[DocRange], done: list[PartDone], quiet: bool) -> tqdm:
 
 
 def encode_parts(model_proto: bytes, corpus: Corpus, parts: list[DocRange], work_dir: Path, *,
-                 workers: int = 1, threads: int = 1, quiet: bool = False) -> tuple[list[PartDone], int]:
+                 workers: int = 1, threads: int = 1, task_cpus: float = 1, quiet: bool = False
+                 ) -> tuple[list[PartDone], int]:
     """Encode every part not finished before: here (workers=1) or as `workers` Ray tasks at a time
-    (on the cluster `ray.init` connected to). Returns all parts' results in order and how many were reused."""
+    (on the cluster `ray.init` connected to), each asking Ray for `task_cpus` (0 inside a search, whose
+    trials may hold every CPU while they wait for the data). Returns all parts' results in order and how
+    many were reused."""
     work_dir.mkdir(parents=True, exist_ok=True)
     results = {p: finished_part(work_dir, p) for p in parts}
     reused = [r for r in results.values() if r is not None]
@@ -116,7 +119,7 @@ def encode_parts(model_proto: bytes, corpus: Corpus, parts: list[DocRange], work
         else:
             import ray
 
-            remote = ray.remote(num_cpus=1, max_retries=2)(encode_part)
+            remote = ray.remote(num_cpus=task_cpus, max_retries=2)(encode_part)
             proto_ref = ray.put(model_proto)
             pending, queue = [], list(todo)
             while queue or pending:

@@ -158,6 +158,7 @@ def prepare(
     threads: int | None = None,
     workers: int = 1,
     address: str | None = None,
+    task_cpus: float = 1,
     part_docs: int = DEFAULT_PART_DOCS,
     quiet: bool = False,
     force: bool = False,
@@ -216,7 +217,7 @@ def prepare(
         model_proto = _tokenizer(corpus, vocab_size, tokenizer_path, settings, work_dir, threads, quiet)
         with _ray(workers, address) as ray_workers:
             done, reused = encode_parts(model_proto, corpus, parts, work_dir, workers=ray_workers, threads=threads,
-                                        quiet=quiet)
+                                        task_cpus=task_cpus, quiet=quiet)
         if reused and not quiet:
             print(f"pgolf.data: resumed: {reused} of {len(parts)} parts were encoded by an earlier run",
                   file=sys.stderr)
@@ -241,6 +242,7 @@ def prepare(
             "shards": shards,
             "parts": len(parts),
             "parts_reused": reused,
+            "workers": ray_workers,  # 1: encoded in this process
             "seconds": round(time.time() - started, 2),
         }
         tmp = dataset_dir / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
