@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from search.experiment import Experiment, ExperimentError, disk_full_line, is_disk_full
+from search.runner import PREP_LOG
 from search.space import SpaceError, SpaceSpec, check_points, load_space
 
 DEFAULT_RESULTS = Path("results")
@@ -362,6 +364,12 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
     if summary.launched < summary.num_samples:
         print(f"{summary.num_samples - summary.launched} training(s) short of --num-samples "
               f"{summary.num_samples}: run the same command with --resume to continue", file=out)
+    prep_log = Path(summary.folder) / PREP_LOG
+    if prep_log.is_file():
+        lines = prep_log.read_text().splitlines()
+        seconds = sum(float(m.group(1)) for line in lines if (m := re.search(r" in ([0-9.]+) s: ", line)))
+        print(f"data: {len(lines)} vocab(s) prepared from DOCS in {seconds:.0f} s (apart from training; "
+              f"{prep_log})", file=out)
     print(f"files: {summary.folder}/trials.csv, {summary.folder}/study.db "
           f"(optuna-dashboard sqlite:///{summary.folder}/study.db), {summary.folder}/trials/", file=out)
 

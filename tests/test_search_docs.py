@@ -38,6 +38,7 @@ def test_a_smoke_search_over_three_vocabs_prepares_each_once_from_docs(tmp_path:
                            "--num-cpus", "4", "--max-concurrent", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"data: {len(VOCABS)} vocab(s) prepared from DOCS in" in proc.stdout
 
     # Each vocab prepared exactly once, logged, on the shared data folder next to the experiment.
     log_lines = (results / "vocabs" / "data_prep.log").read_text().splitlines()
