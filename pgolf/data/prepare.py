@@ -214,14 +214,19 @@ def prepare(
             raise ValueError(f"{corpus.path}: {n_docs} documents; need at least 2 (validation + training)")
         _check_val_docs(val_docs, n_docs, docs is None)
 
+        clock = [time.time()]
         model_proto = _tokenizer(corpus, vocab_size, tokenizer_path, settings, work_dir, threads, quiet)
+        clock.append(time.time())
         with _ray(workers, address) as ray_workers:
+            clock.append(time.time())
             done, reused = encode_parts(model_proto, corpus, parts, work_dir, workers=ray_workers, threads=threads,
                                         task_cpus=task_cpus, quiet=quiet)
+            clock.append(time.time())
         if reused and not quiet:
             print(f"pgolf.data: resumed: {reused} of {len(parts)} parts were encoded by an earlier run",
                   file=sys.stderr)
         val_shards, train_shards = assemble(work_dir, done, val_docs, dataset_dir, shard_tokens)
+        clock.append(time.time())
         shards = {**val_shards, **train_shards}
         manifest = {
             "key": key,
@@ -244,6 +249,9 @@ def prepare(
             "parts_reused": reused,
             "workers": ray_workers,  # 1: encoded in this process
             "seconds": round(time.time() - started, 2),
+            # tokenizer training, joining/starting Ray, encoding the parts, writing the shards
+            "phase_seconds": dict(zip(("tokenizer", "ray_start", "encode", "assemble"),
+                                      (round(b - a, 2) for a, b in zip(clock, clock[1:])))),
         }
         tmp = dataset_dir / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
