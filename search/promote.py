@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from search.record import PromoteError, SeedResult, significance, write_record
+from search.record import LEADERBOARD_ALPHA, RULES, PromoteError, SeedResult, judge, write_record
 from search.results import read_experiment, time_limits
 from search.space import DEFAULT_BUDGET_BYTES, resolve_paths
 
@@ -59,6 +59,11 @@ class PromoteConfig:
     trial_bytes_code: int | None = None
     limits: dict[str, float] = field(default_factory=dict)  # the experiment's time limits (bytes: budget_bytes)
     score_line: str | None = None                           # the space's SCORE_LINE
+    rule: str = "readme"                                    # which rule the record flag follows
+    against_seeds: dict[str, float] = field(default_factory=dict)  # the previous record's per-seed val_bpb
+    against_source: str = ""
+    alpha: float = LEADERBOARD_ALPHA
+    reproductions: list[SeedResult] = field(default_factory=list)  # seeds run elsewhere, from their logs
 
 
 # ---------------------------------------------------------------- resolving the trial
@@ -106,6 +111,13 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         raise PromoteError(f"--cpus-per-trial must be at least 1, got {args.cpus_per_trial}")
     if args.against is not None and not (math.isfinite(args.against) and args.against > 0):
         raise PromoteError(f"--against must be the record's val_bpb (a positive number), got {args.against}")
+    against_seeds, against_source = _against(args)
+    if not 0 < args.alpha < 1:
+        raise PromoteError(f"--alpha {args.alpha} must be between 0 and 1")
+    rule = args.rule or ("leaderboard" if against_seeds else "readme")
+    if rule == "leaderboard" and not against_seeds:
+        raise PromoteError("--rule leaderboard needs the previous record's seeds: pass --against-record DIR "
+                           "or --against-seeds v1,v2,...")
     if args.address and (args.num_cpus is not None or args.num_gpus is not None):
         raise PromoteError("--num-cpus/--num-gpus size the embedded cluster; drop them with --address")
     smoke = bool(args.smoke)
@@ -160,8 +172,49 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         record_dir=record_dir, work_dir=(exp_dir / "promote" / f"trial{args.trial}-{stamp}").resolve(),
         against_bpb=args.against, author=args.author or _git_user(), github_id=args.github_id or "unknown",
         name=name, blurb=args.blurb or "", hardware=args.hardware, experiment_name=str(meta.get("name") or exp_dir.name),
-        changed=changed, trial_bytes_code=trial_bytes_code,
+        changed=changed, trial_bytes_code=trial_bytes_code, rule=rule, against_seeds=against_seeds,
+        against_source=against_source, alpha=args.alpha,
+        reproductions=[r for folder in args.reproductions for r in read_reproductions(Path(folder), meta.get("score_line"))],
     )
+
+
+def _against(args: argparse.Namespace) -> tuple[dict[str, float], str]:
+    """The previous record's per-seed val_bpb (--against-record's submission.json or logs, or
+    --against-seeds) and where they were read; empty without either."""
+    from search.significance import SignificanceError, parse_seeds, record_scores
+
+    try:
+        if args.against_record:
+            scores = record_scores(Path(args.against_record))
+            return scores.val_bpb, f"{args.against_record}, {scores.source}"
+        if args.against_seeds:
+            return parse_seeds(args.against_seeds).val_bpb, "--against-seeds"
+    except SignificanceError as exc:
+        raise PromoteError(str(exc)) from None
+    return {}, ""
+
+
+def read_reproductions(folder: Path, score_line: str | None = None) -> list[SeedResult]:
+    """Seeds of the same configuration run elsewhere: every training log in `folder`, read with pgolf.logs
+    (score, `Total submission size`, training and evaluation time), each judged and limit-checked like ours."""
+    from pgolf.logs import parse_log
+    from pgolf.record_check import find_logs
+
+    if not folder.is_dir():
+        raise PromoteError(f"--reproductions {folder} is not a folder; pass a folder of training logs")
+    found = []
+    for log in find_logs(folder):
+        summary = parse_log(log, score_line)
+        if summary.final is None or summary.bytes_total is None:
+            raise PromoteError(f"{log} has no final score line or no `Total submission size` line; "
+                               "pass complete training logs to --reproductions")
+        found.append(SeedResult(seed=-1, val_loss=summary.final.val_loss, val_bpb=summary.final.val_bpb,
+                                bytes_total=int(summary.bytes_total), bytes_code=0, steps=summary.last_step,
+                                ms_per_step=None, log_path=log, metrics={}, train_seconds=summary.train_seconds,
+                                eval_seconds=summary.eval_seconds, reproduction=log.name))
+    if not found:
+        raise PromoteError(f"--reproductions {folder} holds no training log (*.log/*.txt with a score line)")
+    return found
 
 
 # ---------------------------------------------------------------- running
@@ -282,7 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, required=True, help="trial number to promote (see python -m search.pareto)")
     p.add_argument("--seeds", type=int, default=3, help="how many new seeds to run (default 3)")
     p.add_argument("--first-seed", type=int, default=1, help="seeds are consecutive from here, skipping the trial's own")
-    p.add_argument("--against", type=float, default=None, help="val_bpb of the current record to beat by 0.005 nats")
+    p.add_argument("--against", type=float, default=None,
+                   help="val_bpb of the current record to beat by 0.005 nats (the readme rule; default: the mean of "
+                        "--against-record/--against-seeds)")
+    p.add_argument("--against-record", default=None,
+                   help="the previous record's folder: its per-seed scores (submission.json, else its logs)")
+    p.add_argument("--against-seeds", default=None, help="the previous record's per-seed val_bpb, comma-separated")
+    p.add_argument("--rule", choices=RULES, default=None,
+                   help="the rule the record flag follows; both are computed and reported (default: leaderboard "
+                        "with --against-record/--against-seeds, else readme)")
+    p.add_argument("--alpha", type=float, default=LEADERBOARD_ALPHA,
+                   help=f"the leaderboard rule's threshold (default {LEADERBOARD_ALPHA})")
+    p.add_argument("--reproductions", action="append", default=[], metavar="DIR",
+                   help="a folder of logs of the same configuration run elsewhere: judged with our seeds")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"records track folder (default {DEFAULT_OUT})")
     p.add_argument("--name", default=None, help="submission name; the folder is YYYY-MM-DD_<name>")
     p.add_argument("--author", default=None, help="author (default: git config user.name)")
@@ -307,17 +372,24 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({'smoke, CPU' if cfg.smoke else f'{cfg.gpus_per_trial} GPU(s) per seed'}); runs in {cfg.work_dir}",
               file=sys.stderr)
         run_seeds(cfg, args.address, args.num_cpus, args.num_gpus)
-        results = collect(cfg)
-        sig = significance([r.val_loss for r in results], [r.val_bpb for r in results], cfg.against_bpb)
-        folder = write_record(cfg, results, sig, script_bytes, argv)
+        results = collect(cfg) + cfg.reproductions
+        judgement = judge(results, cfg.rule, cfg.against_bpb, cfg.against_seeds, cfg.against_source, cfg.alpha)
+        folder = write_record(cfg, results, judgement, script_bytes, argv)
     except PromoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sub = json.loads((folder / "submission.json").read_text())
     verdict = "record" if sub["record"] else f"non-record ({sub['non_record_reason']})"
+    tests = sub["tests"]
+    print(f"leaderboard p={_p(tests['leaderboard']['p_value'])}  readme p={_p(tests['readme']['p_value'])}  "
+          f"(the record flag follows --rule {sub['rule']})")
     print(f"wrote {folder}: mean val_bpb {sub['val_bpb']:.6f} over {len(results)} seeds, "
-          f"std {sub['val_bpb_std']}, p={sub['p_value']}: {verdict}")
+          f"std {sub['val_bpb_std']}: {verdict}")
     return 0
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ from typing import Sequence
 
 from pgolf.logs import parse_log
 from pgolf.record_check import find_logs, listed_seeds
-from search.record import ALPHA, MIN_GAIN_NATS, significance
-
-LEADERBOARD_ALPHA = 0.25
+from search.record import ALPHA, LEADERBOARD_ALPHA, MIN_GAIN_NATS, PromoteError, significance, welch
 
 
 class SignificanceError(ValueError):
@@ -49,21 +47,6 @@ class SeedScores:
     @property
     def mean(self) -> float:
         return statistics.fmean(self.val_bpb.values())
-
-
-@dataclass(frozen=True)
-class Welch:
-    """The leaderboard's rule: one-sided Welch t-test, H1 new mean val_bpb < old mean val_bpb."""
-
-    n_new: int
-    n_old: int
-    t_statistic: float
-    p_value: float
-    alpha: float
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value < self.alpha
 
 
 def record_scores(folder: Path) -> SeedScores:
@@ -95,23 +78,16 @@ def record_scores(folder: Path) -> SeedScores:
                       f"{len(logs)} logs")
 
 
-def welch(new: Sequence[float], old: Sequence[float], alpha: float = LEADERBOARD_ALPHA) -> Welch:
-    """scipy.stats.ttest_ind(new, old, equal_var=False, alternative="less")."""
-    from scipy import stats
-
-    if len(new) < 2 or len(old) < 2:
-        raise SignificanceError(f"a Welch test needs at least 2 seeds on each side (got {len(new)} and {len(old)})")
-    test = stats.ttest_ind(list(new), list(old), equal_var=False, alternative="less")
-    return Welch(len(new), len(old), float(test.statistic), float(test.pvalue), alpha)
-
-
 def verdict_lines(new: SeedScores, old: SeedScores, alpha: float = LEADERBOARD_ALPHA) -> list[str]:
     """The printed report: both seed lists, then one line per rule."""
     lines = [f"new:     {len(new.val_bpb)} seeds, mean val_bpb {new.mean:.8f} ({new.source}): "
              + ", ".join(f"{s} {v:.8f}" for s, v in new.val_bpb.items()),
              f"against: {len(old.val_bpb)} seeds, mean val_bpb {old.mean:.8f} ({old.source}): "
              + ", ".join(f"{s} {v:.8f}" for s, v in old.val_bpb.items())]
-    w = welch(list(new.val_bpb.values()), list(old.val_bpb.values()), alpha)
+    try:
+        w = welch(list(new.val_bpb.values()), list(old.val_bpb.values()), alpha)
+    except PromoteError as exc:
+        raise SignificanceError(str(exc)) from None
     lines.append(f"leaderboard p={w.p_value:.3f} (one-sided Welch t-test of the seeds' val_bpb, t={w.t_statistic:.3f}, "
                  f"p < {alpha:g} needed): {'record' if w.significant else 'not a record'}")
     if len(new.val_loss) == len(new.val_bpb):

@@ -192,3 +192,65 @@ def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_pa
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: seed ") and "NUM_HEADS=3" in last and "stdout.log" in last
     assert not (tmp_path / "records").exists() or not any((tmp_path / "records").iterdir())
+
+
+def test_leaderboard_rule_against_a_record_of_three_logs(promoted, smoke_experiment, tmp_path):
+    """--rule leaderboard --against-record: a folder of three seed logs; a reproduction log joins the new side;
+    both rules checked against scipy computed here; every seed over the eval limit makes a non-record."""
+    _, first = promoted
+    seed_logs = sorted(first.glob("train_seed*.log"))
+    text = seed_logs[0].read_text()
+    loss0, bpb0 = (float(x) for x in FINAL_RE.findall(text)[-1])
+    ratio = bpb0 / loss0
+    old = tmp_path / "old_record"
+    old.mkdir()
+    old_bpb = [bpb0 + 0.004, bpb0 + 0.010, bpb0 + 0.007]
+    for i, bpb in enumerate(old_bpb):  # the same log with another score: a record of three seeds, logs only
+        (old / f"train_seed{i}.log").write_text(FINAL_RE.sub(
+            lambda m, bpb=bpb: m.group(0).replace(f"val_loss:{m.group(1)}", f"val_loss:{bpb / ratio:.8f}")
+            .replace(f"val_bpb:{m.group(2)}", f"val_bpb:{bpb:.8f}"), text))
+    repro = tmp_path / "repro"
+    repro.mkdir()
+    shutil.copyfile(seed_logs[1], repro / "elsewhere_seed42.log")
+    experiment = tmp_path / "results" / "smoke_exp"
+    shutil.copytree(smoke_experiment, experiment, ignore=shutil.ignore_patterns("promote"))
+    meta = json.loads((experiment / "experiment.json").read_text())
+    (experiment / "experiment.json").write_text(json.dumps({**meta, "limits": {"eval_seconds": 0.001}}))
+
+    proc = _promote(experiment, tmp_path / "out", "--rule", "leaderboard", "--against-record", str(old),
+                    "--reproductions", str(repro))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = next((tmp_path / "out").iterdir())
+    sub = json.loads((folder / "submission.json").read_text())
+    new = [sub["seed_results"][str(s)]["val_bpb"] for s in sub["seeds"]] + [
+        sub["reproductions"]["elsewhere_seed42.log"]["val_bpb"]]
+    losses = [sub["seed_results"][str(s)]["val_loss"] for s in sub["seeds"]] + [
+        sub["reproductions"]["elsewhere_seed42.log"]["val_loss"]]
+    assert len(new) == 3 and sub["rule"] == "leaderboard"
+    board = sub["tests"]["leaderboard"]
+    expected = stats.ttest_ind(new, old_bpb, equal_var=False, alternative="less").pvalue
+    assert board["p_value"] == pytest.approx(float(expected), rel=1e-9) and sub["p_value"] == board["p_value"]
+    assert (board["n_new"], board["n_old"]) == (3, 3)
+    assert sorted(board["against_seeds"].values()) == pytest.approx(sorted(old_bpb))
+    readme_test = sub["tests"]["readme"]  # the README rule on the same seeds, against the old record's mean
+    target = statistics.mean(old_bpb) / (statistics.mean(new) / statistics.mean(losses)) - record.MIN_GAIN_NATS
+    assert readme_test["p_value"] == pytest.approx(_reference_p(losses, target), rel=1e-6)
+    assert f"leaderboard p={board['p_value']:.3f}  readme p={readme_test['p_value']:.3f}" in proc.stdout
+    # every seed, the reproduction included, is over the 0.001 s evaluation limit
+    assert sub["record"] is False
+    for label in [f"seed {s}" for s in sub["seeds"]] + ["reproduction elsewhere_seed42.log"]:
+        assert f"over a limit: {label} eval_seconds" in sub["non_record_reason"]
+    readme = (folder / "README.md").read_text()
+    assert f"p = {board['p_value']:.4g}" in readme and f"p = {readme_test['p_value']:.4g}" in readme
+    assert (folder / "reproductions" / "elsewhere_seed42.log").read_text() == seed_logs[1].read_text()
+
+
+def test_leaderboard_rule_without_the_old_seeds_is_one_line(smoke_experiment, tmp_path, capsys):
+    code = promote.main([str(smoke_experiment), "--trial", "0", "--smoke", "--out", str(tmp_path),
+                         "--rule", "leaderboard"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--against-record DIR or --against-seeds" in err
+    code = promote.main([str(smoke_experiment), "--trial", "0", "--smoke", "--out", str(tmp_path),
+                         "--against-seeds", "1.2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "at least 2" in err
