@@ -2,8 +2,9 @@
 
 Reads `experiment.json` and `trials.csv` (schema in docs/design.md), keeps the
 trials that completed within the byte budget, and reports the front that
-minimises (`val_bpb`, `bytes_total`), the hypervolume and how it grew, plus
-`pareto.png` and a self-contained interactive `pareto.html`.
+minimises (`val_bpb`, `bytes_total`), the hypervolume and how it grew with the
+device hours spent (GPU-hours; CPU-hours for --smoke), plus `pareto.png` and a
+self-contained interactive `pareto.html` (each with hypervolume against cost).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search import front as frontlib
+from search.cost import Device
 from search.results import PARAM_PREFIX, broken_limits, read_experiment, read_trials_csv, row_params, time_limits
 from search.space import DEFAULT_BUDGET_BYTES
 
@@ -62,6 +64,8 @@ class TrialPoint:
     rank: int | None = None
     headroom: int | None = None
     hypervolume_after: float = 0.0
+    hours: float | None = None    # the training's device hours (search.cost), None when not launched or unknown
+    cumulative_hours: float = 0.0  # of every trial up to this one
 
 
 @dataclass
@@ -76,6 +80,11 @@ class ParetoReport:
     counts: dict[str, int]
     hypervolume: float
     notes: list[str] = field(default_factory=list)
+    cost_unit: str = "GPU-h"  # CPU-h for experiments with no GPUs (--smoke)
+
+    @property
+    def hours(self) -> float:
+        return self.trials[-1].cumulative_hours if self.trials else 0.0
 
 
 # ---------------------------------------------------------------- reading
@@ -143,8 +152,15 @@ def changed_params(params: dict[str, str], defaults: dict[str, Any]) -> dict[str
     return out
 
 
+def experiment_device(exp: Experiment) -> Device:
+    """What each trial of the experiment held: its GPUs (none with --smoke), else one CPU."""
+    gpus = 0 if exp.meta.get("smoke") else int(exp.meta.get("gpus_per_trial") or 0)
+    return Device(gpus, int(exp.meta.get("cpus_per_trial") or 1))
+
+
 def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoint:
     number = int(float(row["number"]))
+    metrics = {k: parse_number(row.get(k)) for k in ("gpu_seconds", "wall_seconds", "train_seconds")}
     params = row_params(row)
     bytes_total = parse_number(row.get("bytes_total"))
     predicted = parse_number(row.get("predicted_bytes"))
@@ -161,6 +177,7 @@ def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoi
         changed=changed_params(params, exp.defaults),
         predicted_bytes=None if predicted is None else int(predicted),
         over_limits=broken_limits(row, time_limits(exp.meta)),
+        hours=experiment_device(exp).hours(metrics) if (row.get("state") or "").upper() != "PRUNED" else None,
     )
 
 
@@ -213,6 +230,13 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
     ) if not math.isnan(ref_scaled[0]) else [0.0] * len(trials)
     for t, hv in zip(trials, history):
         t.hypervolume_after = hv
+    spent = 0.0
+    for t in trials:
+        spent += t.hours or 0.0
+        t.cumulative_hours = spent
+    units = sorted({experiment_device(e).unit for e in experiments})
+    if len(units) > 1:
+        notes.append(f"the experiments count cost in {' and '.join(units)}; their hours are added as they are")
 
     counts = {"trials": len(trials)}
     counts["complete"] = sum(t.status in ("front", "dominated", "infeasible") for t in trials)
@@ -229,6 +253,7 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
         counts=counts,
         hypervolume=history[-1] if history else 0.0,
         notes=notes,
+        cost_unit=units[0],
     )
 
 

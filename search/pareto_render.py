@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from search.cost import hours_text
 from search.pareto import ParetoReport, TrialPoint, parse_number
 
 
@@ -41,12 +42,22 @@ def _growth(report: ParetoReport) -> list[tuple[str, float]]:
 
 def _front_rows(report: ParetoReport) -> list[list[str]]:
     return [
-        [str(t.rank), t.label, f"{t.val_bpb:.4f}", f"{t.bytes_total:,}", f"{t.headroom:,}", _fmt_changed(t)]
+        [str(t.rank), t.label, f"{t.val_bpb:.4f}", f"{t.bytes_total:,}", f"{t.headroom:,}",
+         "" if t.hours is None else hours_text(t.hours), hours_text(t.cumulative_hours), _fmt_changed(t)]
         for t in report.front
     ]
 
 
-HEADER = ["rank", "trial", "val_bpb", "bytes", "headroom", "changed from defaults"]
+def _header(report: ParetoReport) -> list[str]:
+    u = report.cost_unit
+    return ["rank", "trial", "val_bpb", "bytes", "headroom", u, f"{u} so far", "changed from defaults"]
+
+
+def _cost_to_reach(report: ParetoReport, fraction: float) -> float | None:
+    """Device hours spent when the hypervolume first reached `fraction` of its final value."""
+    goal = fraction * report.hypervolume
+    return next((t.cumulative_hours for t in report.trials if report.hypervolume > 0 and t.hypervolume_after >= goal),
+                None)
 
 
 def _summary_lines(report: ParetoReport) -> list[str]:
@@ -65,12 +76,16 @@ def _summary_lines(report: ParetoReport) -> list[str]:
         f"hypervolume {report.hypervolume:.4f} bpb*MB against reference (val_bpb "
         + ("none: no feasible trial" if math.isnan(ref_bpb) else f"{ref_bpb:.4f}") + f", bytes {ref_bytes:,.0f})",
         f"hypervolume growth: {growth}",
+        f"cost: {hours_text(report.hours)} {report.cost_unit} over {sum(t.hours is not None for t in report.trials)} "
+        "training(s); 90 % of the final hypervolume after "
+        + (f"{hours_text(h)} {report.cost_unit}" if (h := _cost_to_reach(report, 0.9)) is not None else "n/a"),
     ] + [f"note: {n}" for n in report.notes]
 
 
 def render_text(report: ParetoReport) -> str:
-    rows = [HEADER] + _front_rows(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
+    header = _header(report)
+    rows = [header] + _front_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [
         f"Pareto front of {', '.join(report.experiments)} (minimise val_bpb and bytes_total; budget {report.budget_bytes:,} bytes)"
     ]
@@ -85,8 +100,8 @@ def render_markdown(report: ParetoReport) -> str:
         f"**Pareto front** of {', '.join(f'`{e}`' for e in report.experiments)} "
         f"(minimise val_bpb and bytes_total; budget {report.budget_bytes:,} bytes)",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---:", ":---", "---:", "---:", "---:", ":---"]) + "|",
+        "| " + " | ".join(_header(report)) + " |",
+        "|" + "|".join(["---:", ":---", "---:", "---:", "---:", "---:", "---:", ":---"]) + "|",
     ]
     for r in _front_rows(report):
         r[-1] = " ".join(f"`{p}`" for p in r[-1].split(" ")) if r[-1] != "(defaults)" else r[-1]
@@ -98,7 +113,7 @@ def render_markdown(report: ParetoReport) -> str:
 
 CSV_FIELDS = [
     "experiment", "trial", "status", "rank", "state", "reason", "val_bpb", "val_loss",
-    "bytes_total", "headroom", "hypervolume_after", "changed",
+    "bytes_total", "headroom", "hypervolume_after", "hours", "cumulative_hours", "changed",
 ]
 
 
@@ -113,7 +128,8 @@ def render_csv(report: ParetoReport) -> str:
             t.experiment, t.number, t.status, t.rank or "", t.state, t.reason,
             "" if t.val_bpb is None else repr(t.val_bpb), "" if t.val_loss is None else repr(t.val_loss),
             "" if t.bytes_total is None else t.bytes_total, "" if t.headroom is None else t.headroom,
-            repr(t.hypervolume_after), ";".join(f"{k}={v}" for k, v in sorted(t.changed.items())),
+            repr(t.hypervolume_after), "" if t.hours is None else repr(t.hours), repr(t.cumulative_hours),
+            ";".join(f"{k}={v}" for k, v in sorted(t.changed.items())),
         ])
     return buf.getvalue()
 
@@ -131,7 +147,10 @@ def report_dict(report: ParetoReport) -> dict[str, Any]:
         "hypervolume_units": "val_bpb x MB (1 MB = 1e6 bytes)",
         "counts": report.counts,
         "front": [trial(t) for t in report.front],
-        "history": [{"trial": t.label, "hypervolume": t.hypervolume_after} for t in report.trials],
+        "cost_unit": report.cost_unit,
+        "hours": report.hours,
+        "history": [{"trial": t.label, "hypervolume": t.hypervolume_after, "cumulative_hours": t.cumulative_hours}
+                    for t in report.trials],
         "trials": [trial(t) for t in report.trials],
         "notes": report.notes,
     }
@@ -147,14 +166,20 @@ RENDERERS = {"text": render_text, "csv": render_csv, "json": render_json, "markd
 # ---------------------------------------------------------------- plots
 
 
+def _hv_against_cost(report: ParetoReport) -> tuple[list[float], list[float]]:
+    """(cumulative hours, hypervolume) after each trial, from (0, 0)."""
+    return ([0.0] + [t.cumulative_hours for t in report.trials], [0.0] + [t.hypervolume_after for t in report.trials])
+
+
 def write_png(report: ParetoReport, path: Path) -> Path:
-    """Every measured trial, infeasible ones crossed, the front as a step line."""
+    """Every measured trial, infeasible ones crossed, the front as a step line; below, the hypervolume
+    against the cumulative device hours."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
+    fig, (ax, cost_ax) = plt.subplots(2, 1, figsize=(10, 9.5), dpi=120, gridspec_kw={"height_ratios": [2.2, 1]})
     scale, unit = (1e6, "MB") if report.budget_bytes >= 1_000_000 else (1e3, "kB")
     groups = {
         "dominated": dict(marker="o", color="0.55", s=28, label="dominated (feasible)"),
@@ -203,6 +228,13 @@ def write_png(report: ParetoReport, path: Path) -> Path:
     ax.set_ylabel("val_bpb (lower is better)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, borderaxespad=0.0)
+    xs, ys = _hv_against_cost(report)
+    cost_ax.step(xs, ys, where="post", color="tab:blue", lw=1.6)
+    cost_ax.set_xlabel(f"cumulative cost ({report.cost_unit}: {'GPU' if report.cost_unit == 'GPU-h' else 'CPU'}-hours "
+                       "of every training so far)")
+    cost_ax.set_ylabel("hypervolume (bpb*MB)")
+    cost_ax.set_title(f"hypervolume against cost: {hours_text(report.hours)} {report.cost_unit} in all", fontsize=10)
+    cost_ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -248,5 +280,13 @@ def write_html(report: ParetoReport, path: Path) -> Path:
         xaxis_title="artifact bytes_total", yaxis_title="val_bpb (lower is better)", template="plotly_white",
         hoverlabel=dict(align="left"),
     )
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    xs, ys = _hv_against_cost(report)
+    cost = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers", line=dict(shape="hv", color="royalblue"),
+                                hovertext=["start"] + [f"after {t.label}" for t in report.trials], name="hypervolume"))
+    cost.update_layout(title=f"Hypervolume against cost ({hours_text(report.hours)} {report.cost_unit} in all)",
+                       xaxis_title=f"cumulative cost ({report.cost_unit})", yaxis_title="hypervolume (bpb*MB)",
+                       template="plotly_white", height=380)
+    body = fig.to_html(include_plotlyjs=True, full_html=False) + cost.to_html(include_plotlyjs=False, full_html=False)
+    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Pareto front</title></head>"
+                    f"<body>{body}</body></html>\n", encoding="utf-8")
     return path

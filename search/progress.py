@@ -2,8 +2,9 @@
 
 Ray's own table is switched off (verbose=0); instead one short line is printed
 whenever the picture changes: trials done/running/pruned/failed, the best
-feasible `val_bpb` and the size of the feasible Pareto front, all read from
-the Optuna study (the source of truth).
+feasible `val_bpb`, the size of the feasible Pareto front and the device hours
+used and saved (`search.cost`), all read from the Optuna study (the source of
+truth).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
 
+from search.cost import Device, trials_cost
 from search.front import non_dominated
 
 
@@ -32,17 +34,19 @@ class Snapshot:
     best_number: int | None
     front_size: int
     last_failure: str = ""  # "trial N <reason>: <the script's own message>" of the latest failure
+    cost: str = ""          # device hours used and saved (search.cost)
 
     def line(self, elapsed: float) -> str:
         best = (f"best feasible val_bpb {self.best_bpb:.4f} (trial {self.best_number})"
                 if self.best_bpb is not None else "no feasible trial yet")
         failure = f" | last failure: {self.last_failure}" if self.last_failure else ""
+        cost = f" | {self.cost}" if self.cost else ""
         return (f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] trials: {self.complete} done, "
                 f"{self.running} running, {self.pruned} pruned, {self.failed} failed | {best} | "
-                f"Pareto front {self.front_size}{failure}")
+                f"Pareto front {self.front_size}{cost}{failure}")
 
 
-def snapshot(study: optuna.Study) -> Snapshot:
+def snapshot(study: optuna.Study, device: Device | None = None, price: float | None = None) -> Snapshot:
     trials = study.get_trials(deepcopy=False)
     count = {s: 0 for s in TrialState}
     for t in trials:
@@ -55,17 +59,20 @@ def snapshot(study: optuna.Study) -> Snapshot:
     last = failed[-1] if failed else None  # trials come in number order
     last_failure = (f"trial {last.number} {last.user_attrs.get('reason', 'failed')}: "
                     f"{str(last.user_attrs['message'])[:160]}") if last else ""
+    cost = trials_cost(trials, device, price).short() if device is not None else ""
     return Snapshot(count[TrialState.COMPLETE], count[TrialState.RUNNING], count[TrialState.PRUNED],
                     count[TrialState.FAIL], best.values[0] if best else None,
-                    best.number if best else None, len(front), last_failure)
+                    best.number if best else None, len(front), last_failure, cost)
 
 
 class ProgressPrinter(Callback):
     """Prints a progress line when the study's counts change (at most every `every` s)."""
 
     def __init__(self, study: optuna.Study, out: TextIO = sys.stdout, every: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, device: Device | None = None,
+                 price: float | None = None):
         self.study = study
+        self.device, self.price = device, price
         self.out = out
         self.every = every
         self.clock = clock
@@ -90,7 +97,7 @@ class ProgressPrinter(Callback):
         if not force and now - self._last_time < self.every:
             return
         self._last_time = now
-        snap = snapshot(self.study)
+        snap = snapshot(self.study, self.device, self.price)
         line = snap.line(0)
         if line != self._last_line:
             self._last_line = line

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from search.cost import Device, hours_text
 from search.record import LEADERBOARD_ALPHA, RULES, PromoteError, SeedResult, judge, write_record
 from search.results import read_experiment, time_limits
 from search.space import DEFAULT_BUDGET_BYTES, resolve_paths
@@ -64,6 +65,7 @@ class PromoteConfig:
     against_source: str = ""
     alpha: float = LEADERBOARD_ALPHA
     reproductions: list[SeedResult] = field(default_factory=list)  # seeds run elsewhere, from their logs
+    trial_hours: float | None = None                        # the trial's own device hours in the search
 
 
 # ---------------------------------------------------------------- resolving the trial
@@ -144,7 +146,7 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         raise PromoteError(f"{record_dir} already exists and is never overwritten; pass another --name or remove the folder")
 
     changed: dict[str, str] = {}
-    trial_bytes_code = None
+    trial_bytes_code = trial_hours = None
     try:  # trials.csv only adds context here: the env.json is what reruns the trial
         from search.pareto import ParetoError, analyse, load_experiment
 
@@ -158,6 +160,7 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
                       "rerunning it anyway", file=sys.stderr)
         if (row.get("bytes_code") or "").strip():
             trial_bytes_code = int(float(row["bytes_code"]))
+        trial_hours = point.hours if point is not None else None
     except (ParetoError, ValueError):
         pass
 
@@ -173,7 +176,7 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
         against_bpb=args.against, author=args.author or _git_user(), github_id=args.github_id or "unknown",
         name=name, blurb=args.blurb or "", hardware=args.hardware, experiment_name=str(meta.get("name") or exp_dir.name),
         changed=changed, trial_bytes_code=trial_bytes_code, rule=rule, against_seeds=against_seeds,
-        against_source=against_source, alpha=args.alpha,
+        against_source=against_source, alpha=args.alpha, trial_hours=trial_hours,
         reproductions=[r for folder in args.reproductions for r in read_reproductions(Path(folder), meta.get("score_line"))],
     )
 
@@ -371,8 +374,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"promoting trial {cfg.trial} of {cfg.experiment_dir} with seeds {cfg.seeds} "
               f"({'smoke, CPU' if cfg.smoke else f'{cfg.gpus_per_trial} GPU(s) per seed'}); runs in {cfg.work_dir}",
               file=sys.stderr)
+        device = Device(cfg.gpus_per_trial, cfg.cpus_per_trial)
+        if cfg.trial_hours is not None:
+            print(f"expected cost: {len(cfg.seeds)} seed(s) x the trial's {hours_text(cfg.trial_hours)} {device.unit} "
+                  f"= {hours_text(len(cfg.seeds) * cfg.trial_hours)} {device.label}", file=sys.stderr)
         run_seeds(cfg, args.address, args.num_cpus, args.num_gpus)
-        results = collect(cfg) + cfg.reproductions
+        own = collect(cfg)
+        spent = [h for r in own if (h := device.hours(r.metrics)) is not None]
+        print(f"cost: {hours_text(sum(spent))} {device.label} for {len(spent)} seed(s)", file=sys.stderr)
+        results = own + cfg.reproductions
         judgement = judge(results, cfg.rule, cfg.against_bpb, cfg.against_seeds, cfg.against_source, cfg.alpha)
         folder = write_record(cfg, results, judgement, script_bytes, argv)
     except PromoteError as exc:

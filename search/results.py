@@ -22,7 +22,7 @@ import optuna
 FIXED_COLUMNS = [
     "number", "state", "feasible", "reason", "message", "val_bpb", "val_loss", "bytes_total",
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
-    "eval_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir",
+    "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
@@ -132,6 +132,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
         "steps": attrs.get("steps"),
         "train_seconds": attrs.get("train_seconds"),
         "eval_seconds": attrs.get("eval_seconds"),
+        "wall_seconds": attrs.get("wall_seconds"),
         "gpu_seconds": attrs.get("gpu_seconds"),
         "prep_seconds": attrs.get("prep_seconds"),
         "log_path": attrs.get("log_path", ""),

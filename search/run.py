@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from search.cost import Cost, Device, trials_cost
 from search.experiment import Experiment, ExperimentError, disk_full_line, is_disk_full
 from search.runner import PREP_LOG
 from search.space import SpaceError, SpaceSpec, check_points, load_space
@@ -61,6 +62,7 @@ class RunOptions:
     object_store_memory: int | None = None
     max_over_budget_in_a_row: int = 200  # stop when the space is almost entirely over budget
     replay: Path | None = None        # look results up in this table instead of training (search.replay)
+    gpu_hour_price: float | None = None  # dollars per GPU-hour (per CPU-hour with no GPUs), to show money
 
 
 @dataclass
@@ -76,6 +78,7 @@ class RunSummary:
     launched: int
     num_samples: int
     margin_fraction: float = 0.0   # the size predictor's safety margin at the end
+    cost: Cost | None = None       # device hours used and saved by pruning
 
 
 DEFAULT_NUM_SAMPLES = 20
@@ -98,6 +101,9 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where experiments live (default results/)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded cluster (default: all)")
     p.add_argument("--num-gpus", type=int, help="GPUs of the embedded cluster (default: detected)")
+    p.add_argument("--gpu-hour-price", type=float, metavar="DOLLARS",
+                   help="price of one GPU-hour (of one CPU-hour with no GPUs): costs are shown in money too "
+                        "(8xH100 at ~$21-24/h is ~3)")
     p.add_argument("--replay", type=Path, metavar="TABLE.csv", help="replay a results table instead of training "
                    "(bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay)")
     a = p.parse_args(argv)
@@ -109,10 +115,13 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
         p.error("--num-cpus/--num-gpus size the embedded cluster; drop them with --address")
     if a.force_space and not a.resume:
         p.error("--force-space only applies with --resume")
+    if a.gpu_hour_price is not None and not (a.gpu_hour_price >= 0 and a.gpu_hour_price < float("inf")):
+        p.error("--gpu-hour-price must be a non-negative number of dollars, e.g. 2.9")
     return RunOptions(space=a.space, smoke=a.smoke, name=a.name, num_samples=a.num_samples,
                       max_concurrent=a.max_concurrent, address=a.address, resume=a.resume,
                       force_space=a.force_space, seed=a.seed,
-                      results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay)
+                      results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay,
+                      gpu_hour_price=a.gpu_hour_price)
 
 
 def default_name(spec: SpaceSpec) -> str:
@@ -301,7 +310,12 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
                       best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
                       pruned_before_launch=searcher.pruned_before_launch,
                       launched=count_trainings(study), num_samples=settings.num_samples,
-                      margin_fraction=searcher.predictor.margin_fraction)
+                      margin_fraction=searcher.predictor.margin_fraction,
+                      cost=trials_cost(study.get_trials(deepcopy=False), _device(spec), opts.gpu_hour_price))
+
+
+def _device(spec: SpaceSpec) -> Device:
+    return Device(spec.gpus_per_trial, spec.cpus_per_trial)
 
 
 def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaining: int, concurrent: int,
@@ -321,7 +335,7 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
     print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
           f"{spec.budget_bytes} bytes, results in {searcher.launch.folder}", file=out, flush=True)
     print(_margin_line(searcher.predictor), file=out, flush=True)
-    progress = ProgressPrinter(study, out=out)
+    progress = ProgressPrinter(study, out=out, device=_device(spec), price=opts.gpu_hour_price)
     # Ctrl-C raises KeyboardInterrupt here (not Tune's graceful stop, which returns as if done):
     # run_search's callers settle the study and exit 130
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
@@ -361,6 +375,8 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
           file=out)
     print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s)", file=out)
     print(f"size margin: {summary.margin_fraction:.1%} (see margin_bytes in trials.csv)", file=out)
+    if summary.cost is not None:
+        print(summary.cost.line(), file=out)
     if summary.launched < summary.num_samples:
         print(f"{summary.num_samples - summary.launched} training(s) short of --num-samples "
               f"{summary.num_samples}: run the same command with --resume to continue", file=out)

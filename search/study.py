@@ -25,7 +25,7 @@ from search.space import SpaceSpec
 
 STOPPED_SEARCH_ATTR = "stopped_search_trials"  # study attribute: failures that stopped the search
 _METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds",
-                 "gpu_seconds", "prep_seconds", "log_path", "score_label")
+                 "gpu_seconds", "wall_seconds", "prep_seconds", "log_path", "score_label")
 
 
 def as_limits(limits: int | Mapping[str, float]) -> dict[str, float]:
