@@ -78,9 +78,21 @@ def set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
         trial.set_user_attr(key, value)
 
 
+LIST_CONSTRAINTS = "constraints"  # the older system attribute: one list, which optuna-dashboard 0.21 reads
+
+
+def set_constraint(trial: optuna.Trial, name: str, value: float) -> None:
+    """`Trial.set_constraint`, mirrored into the older list attribute so that optuna-dashboard (which reads
+    only the list) shows the budget; Optuna reads both, every constraint then twice: the sum of positive
+    violations its samplers rank infeasible trials by doubles for every trial alike, which keeps their order."""
+    trial.set_constraint(name, float(value))
+    named = {k: v for k, v in trial.constraints.items() if not k.isdigit()}
+    trial.storage.set_trial_system_attr(trial._trial_id, LIST_CONSTRAINTS, [named[k] for k in sorted(named)])
+
+
 def set_violation(trial: optuna.Trial, violation: float) -> None:
     if BUDGET_CONSTRAINT not in trial.constraints:
-        trial.set_constraint(BUDGET_CONSTRAINT, float(violation))
+        set_constraint(trial, BUDGET_CONSTRAINT, float(violation))
 
 
 def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str, Any] | None,
@@ -131,7 +143,7 @@ def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str,
         if metric == "bytes_total":
             set_violation(trial, violation)
         else:
-            trial.set_constraint(limit_constraint(metric), violation)
+            set_constraint(trial, limit_constraint(metric), violation)
     if broken:
         set_attrs(trial, {"reason": "+".join(broken)})
     if unjudged:
