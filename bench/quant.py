@@ -10,7 +10,7 @@ its spread over the seeds; the last line is `gptq/rtn round-trip gap at int5: R`
 
     .venv/bin/python bench/quant.py [--seeds 3] [--iterations 300] [--val-tokens 65536]
 
-One training thread; the committed bench/results/quant.txt took 28 minutes on this shared 2-core
+One training thread; the committed bench/results/quant.txt took 849 s (14 minutes) on this shared 2-core
 machine while other benchmarks ran (most of it the three 300-step trainings).
 """
 
