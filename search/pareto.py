@@ -4,7 +4,8 @@ Reads `experiment.json` and `trials.csv` (schema in docs/design.md), keeps the
 trials that completed within the byte budget, and reports the front that
 minimises (`val_bpb`, `bytes_total`), the hypervolume and how it grew with the
 device hours spent (GPU-hours; CPU-hours for --smoke), plus `pareto.png` and a
-self-contained interactive `pareto.html` (each with hypervolume against cost).
+self-contained interactive `pareto.html` (each with hypervolume against cost),
+and which parameters matter for each objective (`search.importance`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 
 from search import front as frontlib
 from search.cost import Device
+from search.importance import Importance, experiment_importance
 from search.results import PARAM_PREFIX, broken_limits, read_experiment, read_trials_csv, row_params, time_limits
 from search.space import DEFAULT_BUDGET_BYTES
 
@@ -81,6 +83,7 @@ class ParetoReport:
     hypervolume: float
     notes: list[str] = field(default_factory=list)
     cost_unit: str = "GPU-h"  # CPU-h for experiments with no GPUs (--smoke)
+    importance: dict[str, Importance] = field(default_factory=dict)  # per experiment, from its study (main)
 
     @property
     def hours(self) -> float:
@@ -288,6 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(set(names)) != len(names):
             raise ParetoError(f"experiment names repeat ({', '.join(names)}); pass each folder once")
         report = analyse(experiments, budget=args.budget, ref_bpb=args.ref_bpb)
+        for e in experiments:
+            try:
+                report.importance[e.name] = experiment_importance(e.path, str(e.meta.get("study_name") or e.name))
+            except Exception as exc:  # noqa: BLE001 - the front does not depend on it: say why, go on
+                report.importance[e.name] = Importance(reason=f"not computed ({type(exc).__name__}: {exc})"[:300])
     except ParetoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from html import escape as html_escape
 import json
 import math
 from dataclasses import asdict
@@ -79,7 +80,8 @@ def _summary_lines(report: ParetoReport) -> list[str]:
         f"cost: {hours_text(report.hours)} {report.cost_unit} over {sum(t.hours is not None for t in report.trials)} "
         "training(s); 90 % of the final hypervolume after "
         + (f"{hours_text(h)} {report.cost_unit}" if (h := _cost_to_reach(report, 0.9)) is not None else "n/a"),
-    ] + [f"note: {n}" for n in report.notes]
+    ] + [line if len(report.importance) == 1 else f"{name}: {line}"
+         for name, imp in report.importance.items() for line in imp.lines()] + [f"note: {n}" for n in report.notes]
 
 
 def render_text(report: ParetoReport) -> str:
@@ -153,6 +155,9 @@ def report_dict(report: ParetoReport) -> dict[str, Any]:
                     for t in report.trials],
         "trials": [trial(t) for t in report.trials],
         "notes": report.notes,
+        "importance": {name: {"evaluator": imp.evaluator, "trials": imp.trials, "reason": imp.reason or None,
+                              "by_objective": {k: dict(v) for k, v in imp.by_objective.items()}}
+                       for name, imp in report.importance.items()},
     }
 
 
@@ -287,6 +292,16 @@ def write_html(report: ParetoReport, path: Path) -> Path:
                        xaxis_title=f"cumulative cost ({report.cost_unit})", yaxis_title="hypervolume (bpb*MB)",
                        template="plotly_white", height=380)
     body = fig.to_html(include_plotlyjs=True, full_html=False) + cost.to_html(include_plotlyjs=False, full_html=False)
+    for name, imp in report.importance.items():
+        if imp.by_objective:
+            bars = go.Figure([go.Bar(name=objective, y=[p for p, _ in ranked], x=[v for _, v in ranked],
+                                     orientation="h") for objective, ranked in imp.by_objective.items()])
+            bars.update_layout(title=f"Parameter importance, {name} ({imp.evaluator}; {imp.trials} complete trials)",
+                               xaxis_title="importance (sums to 1 per objective)", barmode="group",
+                               template="plotly_white", height=120 + 40 * len(next(iter(imp.by_objective.values()))))
+            body += bars.to_html(include_plotlyjs=False, full_html=False)
+        else:
+            body += f"<p>Parameter importance, {html_escape(name)}: {html_escape(imp.reason)}</p>"
     path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Pareto front</title></head>"
                     f"<body>{body}</body></html>\n", encoding="utf-8")
     return path
