@@ -199,7 +199,11 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
     if ref_bpb is not None and not (math.isfinite(ref_bpb) and ref_bpb > 0):
         raise ParetoError(f"--ref-bpb must be a positive val_bpb, got {ref_bpb}")
     merged = len(experiments) > 1
-    trials = [_trial_point(e, row, merged) for e in experiments for row in e.rows]
+    trials = [_trial_point(e, row, merged) for e in experiments for row in e.rows if not row.get("imported_from")]
+    imported = sum(1 for e in experiments for row in e.rows if row.get("imported_from"))
+    if imported:
+        notes.append(f"{imported} trial(s) imported by --warm-start are not shown (they are the earlier "
+                     "experiments'; pass those folders to see them)")
     order = {e.name: i for i, e in enumerate(experiments)}
     trials.sort(key=lambda t: (order[t.experiment], t.number))
 

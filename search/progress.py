@@ -20,6 +20,7 @@ from ray.tune import Callback
 
 from search.cost import Device, trials_cost
 from search.front import non_dominated
+from search.warm_start import own
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Snapshot:
 
 
 def snapshot(study: optuna.Study, device: Device | None = None, price: float | None = None) -> Snapshot:
-    trials = study.get_trials(deepcopy=False)
+    trials = own(study.get_trials(deepcopy=False))  # --warm-start's imported trials are another experiment's
     count = {s: 0 for s in TrialState}
     for t in trials:
         count[t.state] += 1

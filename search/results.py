@@ -22,7 +22,7 @@ import optuna
 FIXED_COLUMNS = [
     "number", "state", "feasible", "reason", "message", "val_bpb", "val_loss", "bytes_total",
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
-    "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir",
+    "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir", "imported_from",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
@@ -137,6 +137,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
         "prep_seconds": attrs.get("prep_seconds"),
         "log_path": attrs.get("log_path", ""),
         "trial_dir": attrs.get("trial_dir", ""),
+        "imported_from": attrs.get("imported_from", ""),  # --warm-start: `<experiment>#<number>` it came from
     }
     row = {k: _number(v) for k, v in row.items()}
     for name, value in trial.params.items():

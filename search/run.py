@@ -63,6 +63,7 @@ class RunOptions:
     max_over_budget_in_a_row: int = 200  # stop when the space is almost entirely over budget
     replay: Path | None = None        # look results up in this table instead of training (search.replay)
     gpu_hour_price: float | None = None  # dollars per GPU-hour (per CPU-hour with no GPUs), to show money
+    warm_start: list[Path] = dataclasses.field(default_factory=list)  # earlier experiments to import trials from
 
 
 @dataclass
@@ -104,6 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     p.add_argument("--gpu-hour-price", type=float, metavar="DOLLARS",
                    help="price of one GPU-hour (of one CPU-hour with no GPUs): costs are shown in money too "
                         "(8xH100 at ~$21-24/h is ~3)")
+    p.add_argument("--warm-start", type=Path, nargs="+", default=[], metavar="EXPERIMENT",
+                   help="import the finished trials of earlier experiments (results/<old> …) that fit the space "
+                        "before sampling; they are not counted as this experiment's trainings")
     p.add_argument("--replay", type=Path, metavar="TABLE.csv", help="replay a results table instead of training "
                    "(bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay)")
     a = p.parse_args(argv)
@@ -121,7 +125,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
                       max_concurrent=a.max_concurrent, address=a.address, resume=a.resume,
                       force_space=a.force_space, seed=a.seed,
                       results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay,
-                      gpu_hour_price=a.gpu_hour_price)
+                      gpu_hour_price=a.gpu_hour_price, warm_start=list(a.warm_start))
 
 
 def default_name(spec: SpaceSpec) -> str:
@@ -227,6 +231,13 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
             raise RunError(str(exc), code=2) from None
     name = opts.name if opts.name is not None else default_name(spec)
     check_name(name)
+    if opts.warm_start:
+        from search.warm_start import WarmStartError, check_sources
+
+        try:
+            check_sources(opts.warm_start, spec)
+        except WarmStartError as exc:
+            raise RunError(f"error: {exc}", code=2) from None
     with Experiment.claim(opts.results_dir, name, opts.resume, out=out) as exp:
         exp.check_space(spec, opts.force_space)
         started = _start_ray(opts)  # a cluster that cannot be joined leaves no trace
@@ -267,6 +278,13 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
                   f"{len(requeued)} interrupted trial(s) queued to run again", file=out, flush=True)
     else:
         exp.write(lambda: enqueue_seed_points(study, spec))
+    warm: list = []
+    if opts.warm_start:
+        from search.warm_start import import_trials
+
+        warm, misfits = exp.write(lambda: import_trials(study, spec, opts.warm_start))
+        print(f"warm start: {len(warm)} finished trial(s) imported from {', '.join(str(f) for f in opts.warm_start)}"
+              + (f" ({misfits} did not fit the space)" if misfits else ""), file=out, flush=True)
     exp.write_csv()
 
     remaining = max(0, settings.num_samples - count_trainings(study))
@@ -279,6 +297,8 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
                                  docs=spec.docs, docs_val_docs=spec.docs_val_docs, data_dir=folder.parent / "data"),
         make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
         learner_path=folder / LEARNER_FILE, target=remaining)
+    for frozen in warm:  # the imported trials' measured bytes teach the size learner too
+        searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
         trials = study.get_trials(deepcopy=False)
         for number in recovered:

@@ -43,6 +43,7 @@ from search.failures import MAX_LOST, Failure, classify, tune_trial_error
 from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
+from search.warm_start import DUPLICATE, imported, param_key
 from search.study import STOPPED_SEARCH_ATTR, set_attrs, set_violation, record_result, requeue
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
@@ -143,6 +144,8 @@ class BudgetedOptunaSearcher(Searcher):
         self.finished = 0        # trainings this run that count towards target
         self.urgent = False      # stop the running trials too (a full disk): see `StopAll`
         self.tune_trials: dict[str, Any] = {}  # Tune's Trial objects by id (their recorded errors): `TrialTracker`
+        # points imported by --warm-start: never trained again (search.warm_start)
+        self.imported_points = {param_key(t.params) for t in imported(study.get_trials(deepcopy=False))}
 
     def _failed(self, trial: optuna.Trial, message: str) -> bool:
         """Count a failure; stop the search (True) after the space's MAX_SAME_FAILURES in a row with
@@ -201,6 +204,10 @@ class BudgetedOptunaSearcher(Searcher):
                     f"error: {self.spec.path}: predicting bytes failed: {type(exc).__name__}: {exc} "
                     "(check the environment the space returns, or set PREDICT_BYTES)")
                 return Searcher.FINISHED
+            if param_key(trial.params) in self.imported_points:  # measured already, in an earlier experiment
+                set_attrs(trial, {"reason": DUPLICATE, "env": env})
+                self.study.tell(trial, state=TrialState.PRUNED)
+                continue
             # predicted None: the predictor cannot tell yet (an external script before its fit)
             set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
                                else None, "env": env})

@@ -116,7 +116,7 @@ def test_settle_recovers_finished_training_without_rerun(tmp_path: Path) -> None
     assert recovered == [finished.number] and requeued == [lost.number]
     got = study.trials[finished.number]
     assert got.state == TrialState.COMPLETE and got.values == [1.25, 900.0]
-    assert got.constraints == {"bytes_over_budget": -100.0}
+    assert got.constraints == {"bytes_over_budget": -100.0, "0": -100.0}  # named, and the list the dashboard reads
     assert study.trials[lost.number].state == TrialState.FAIL
     assert study.trials[proposing.number].state == TrialState.FAIL  # never launched: not queued again
     assert study.trials[proposing.number].user_attrs["reason"] == "interrupted"

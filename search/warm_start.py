@@ -1,0 +1,205 @@
+"""Warm starts: earlier experiments' finished trials added to a new study before it samples.
+
+`search.run SPACE --warm-start results/<old> [more…]` copies each COMPLETE trial
+of the old studies whose parameters fit the new space (the same names, each
+value inside the new distribution) into the new study (Optuna `add_trials`),
+with its values and its constraints recomputed against the new space's limits.
+They are marked `imported_from` = `<old experiment>#<number>`: not trainings of
+this experiment (not counted, not on its progress line, front or summary; a
+row of their own kind in `trials.csv`), but the sampler learns from them, the
+size learner learns their measured bytes, and the searcher does not train a
+point again that was imported (`duplicate_of_imported`, pruned before launch).
+A record folder (`submission.json`, seed logs) is imported as one finished
+point at the space script's defaults, with its seeds' mean `val_bpb`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search.results import BUDGET_CONSTRAINT, storage_url
+from search.space import SpaceSpec
+from search.study import LIST_CONSTRAINTS, limit_constraint
+
+IMPORTED = "imported_from"
+DUPLICATE = "duplicate_of_imported"
+_CARRIED = ("env", "val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds", "trial_dir",
+            "log_path")
+
+
+class WarmStartError(ValueError):
+    """An experiment that cannot be imported (one line naming the fix)."""
+
+
+def space_distributions(spec: SpaceSpec) -> dict[str, BaseDistribution]:
+    """The new space's distributions, from one dry run of `space(trial)` on a throwaway study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    probe = optuna.create_study(directions=["minimize", "minimize"]).ask()
+    try:
+        spec.space(probe)
+    except Exception as exc:  # noqa: BLE001 - user code: one line
+        raise WarmStartError(f"{spec.path}: space(trial) raised {type(exc).__name__}: {exc} (fix the space "
+                             "function)") from None
+    return dict(probe.distributions)
+
+
+def fits(params: dict[str, Any], distributions: dict[str, BaseDistribution]) -> bool:
+    if set(params) != set(distributions):
+        return False
+    try:
+        return all(distributions[k]._contains(distributions[k].to_internal_repr(v)) for k, v in params.items())
+    except (ValueError, TypeError):
+        return False
+
+
+def _constraints(trial: FrozenTrial, limits: dict[str, float]) -> dict[str, Any]:
+    """The imported trial's constraints against the new limits, in both forms (search.study.set_constraint)."""
+    named = {BUDGET_CONSTRAINT: float(trial.values[1]) - float(limits["bytes_total"])}
+    for metric, limit in limits.items():
+        value = trial.user_attrs.get(metric)
+        if metric != "bytes_total":
+            named[limit_constraint(metric)] = (float(value) - float(limit)
+                                               if isinstance(value, (int, float)) and math.isfinite(value) else 0.0)
+    attrs: dict[str, Any] = {f"constraints:{k}": v for k, v in named.items()}
+    attrs[LIST_CONSTRAINTS] = [named[k] for k in sorted(named)]
+    return attrs
+
+
+def _old_trials(folder: Path) -> tuple[str, list[FrozenTrial]]:
+    try:
+        meta = json.loads((folder / "experiment.json").read_text())
+    except (OSError, ValueError):
+        raise WarmStartError(f"--warm-start {folder}: no readable experiment.json; pass an experiment folder "
+                             "(results/<name>) of an earlier search") from None
+    if not (folder / "study.db").is_file():
+        raise WarmStartError(f"--warm-start {folder}: no study.db; pass an experiment folder of an earlier search")
+    name = str(meta.get("name") or folder.name)
+    study = optuna.load_study(study_name=str(meta.get("study_name") or name), storage=storage_url(folder))
+    return name, [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.values and IMPORTED not in t.user_attrs]
+
+
+def import_trials(study: optuna.Study, spec: SpaceSpec, folders: Sequence[Path]) -> tuple[list[FrozenTrial], int]:
+    """Add the fitting finished trials of `folders` to `study` (once: a resume finds them there);
+    returns the trials added now and how many did not fit the space."""
+    distributions = space_distributions(spec)
+    present = {t.user_attrs.get(IMPORTED) for t in study.get_trials(deepcopy=False)}
+    added, misfits = [], 0
+    for folder in map(Path, folders):
+        if is_record(folder):
+            point = record_point(folder, spec, distributions)
+            if point.user_attrs[IMPORTED] not in present:
+                added.append(point)
+            continue
+        name, trials = _old_trials(folder)
+        for t in trials:
+            source = f"{name}#{t.number}"
+            if source in present:
+                continue
+            if not fits(t.params, distributions):
+                misfits += 1
+                continue
+            user_attrs = {k: t.user_attrs[k] for k in _CARRIED if k in t.user_attrs}
+            user_attrs[IMPORTED] = source
+            added.append(optuna.trial.create_trial(
+                state=TrialState.COMPLETE, values=list(t.values), params=dict(t.params),
+                distributions={k: distributions[k] for k in t.params}, user_attrs=user_attrs,
+                system_attrs=_constraints(t, spec.limits)))
+    study.add_trials(added)
+    return added, misfits
+
+
+def is_record(folder: Path) -> bool:
+    """A record folder (submission.json and/or seed logs), not an experiment."""
+    return not (folder / "experiment.json").is_file() and (
+        (folder / "submission.json").is_file() or any(folder.glob("*.log")))
+
+
+def record_point(folder: Path, spec: SpaceSpec, distributions: dict[str, BaseDistribution]) -> FrozenTrial:
+    """A record's seeds as one finished point at the space script's defaults (what the record ran): its mean
+    val_bpb and its largest bytes_total, from submission.json, else from its logs."""
+    from pgolf.logs import parse_log
+    from pgolf.record_check import find_logs
+    from search.knobs import scan
+    from search.significance import SignificanceError, record_scores
+
+    try:
+        scores = record_scores(folder)
+    except SignificanceError as exc:
+        raise WarmStartError(f"--warm-start {folder}: {exc}") from None
+    try:
+        submission = json.loads((folder / "submission.json").read_text())
+    except (OSError, ValueError):
+        submission = {}
+    sizes = [s.bytes_total for s in map(parse_log, find_logs(folder)) if s.bytes_total is not None]
+    bytes_total = submission.get("bytes_total") or (max(sizes) if sizes else None)
+    if not isinstance(bytes_total, (int, float)):
+        raise WarmStartError(f"--warm-start {folder}: no bytes_total in submission.json nor a `Total submission "
+                             "size` line in its logs")
+    defaults = {k.name: k.default for k in scan(spec.script)}
+    params = {}
+    for name, dist in distributions.items():
+        value = _as_value(defaults.get(name), dist)
+        if value is None:
+            raise WarmStartError(f"--warm-start {folder}: {spec.script}'s default of {name} "
+                                 f"({defaults.get(name)!r}) is not in the space's range; widen the space to "
+                                 "include the record's configuration")
+        params[name] = value
+    limits = dict(spec.limits)
+    named = {BUDGET_CONSTRAINT: float(bytes_total) - float(limits["bytes_total"])}
+    return optuna.trial.create_trial(
+        state=TrialState.COMPLETE, values=[scores.mean, float(bytes_total)], params=params,
+        distributions=dict(distributions),
+        user_attrs={IMPORTED: f"record {folder.name} ({len(scores.val_bpb)} seeds)", "env": {}},
+        system_attrs={f"constraints:{BUDGET_CONSTRAINT}": named[BUDGET_CONSTRAINT],
+                      LIST_CONSTRAINTS: [named[BUDGET_CONSTRAINT]]})
+
+
+def _as_value(default: str | None, dist: BaseDistribution) -> Any:
+    """A script's default (as written) as a value of the distribution, or None when it is not one."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if default is None:
+        return None
+    try:
+        if isinstance(dist, CategoricalDistribution):
+            return next(c for c in dist.choices if str(c) == default or (
+                isinstance(c, (int, float)) and not isinstance(c, bool) and float(c) == float(default)))
+        value = int(float(default)) if isinstance(dist, IntDistribution) else float(default)
+        if isinstance(dist, (IntDistribution, FloatDistribution)) and dist._contains(dist.to_internal_repr(value)):
+            return value
+    except (ValueError, StopIteration):
+        return None
+    return None
+
+
+def check_sources(folders: Sequence[Path], spec: SpaceSpec) -> None:
+    """Every --warm-start folder is an experiment with a readable study, or a record folder whose
+    configuration is a point of the space, before anything is written."""
+    distributions = space_distributions(spec)
+    for folder in map(Path, folders):
+        if is_record(folder):
+            record_point(folder, spec, distributions)
+        else:
+            _old_trials(folder)
+
+
+def param_key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def imported(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if IMPORTED in t.user_attrs]
+
+
+def own(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The experiment's own trials: imported ones left out."""
+    return [t for t in trials if IMPORTED not in t.user_attrs]
