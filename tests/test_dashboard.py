@@ -57,3 +57,20 @@ def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: 
         infeasible += t.state.name == "COMPLETE" and named["bytes_over_budget"] > 0
     assert infeasible >= 1, "the predictor misses, so some trainings are measured over the budget"
     assert any(t.state.name == "PRUNED" and t.constraints["bytes_over_budget"] > 0 for t in study.trials)
+
+
+def test_a_smoke_study_shows_its_budget_in_the_dashboard(tmp_path: Path) -> None:
+    """A --smoke search of the bench grid (trainings replayed from its table of real ones): every trial the
+    dashboard serializes carries the constraint the study holds, pruned ones over the budget included."""
+    proc = subprocess.run([sys.executable, "-m", "search.run", "spaces/bench_grid.py", "--smoke", "--replay",
+                           "bench/grid_table.csv", "--results-dir", str(tmp_path), "--name", "smoke",
+                           "--num-samples", "12", "--seed", "1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'smoke' / 'study.db'}")
+    by_number = {t.number: t for t in study.trials}
+    shown = _serialized(study)
+    assert len(shown) == len(by_number) >= 12
+    for s in shown:
+        assert s["constraints"] == [by_number[s["number"]].constraints["bytes_over_budget"]]
+    assert any(s["constraints"][0] > 0 for s in shown) and any(s["constraints"][0] <= 0 for s in shown)

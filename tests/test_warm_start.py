@@ -3,6 +3,7 @@ does not count them, and marks them in trials.csv (replayed trainings of the rea
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def test_a_warm_started_search_imports_and_does_not_retrain(tmp_path: Path, expe
     for r in imported:  # values and the budget constraint came along, against this space's budget
         t = by_number[int(r["number"])]
         assert t.values[1] == float(r["bytes_total"]) and t.constraints["bytes_over_budget"] == float(r["constraint"])
+    learner = json.loads((results / "new" / "size_learner.json").read_text())
+    assert len(learner["observations"]) == len(imported) + 5  # the imported bytes taught the size learner too
     pareto = subprocess.run([sys.executable, "-m", "search.pareto", str(results / "new"), "--no-plots"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120).stdout
     assert f"note: {len(old_rows)} trial(s) imported by --warm-start are not shown" in pareto
@@ -61,8 +64,6 @@ def test_warm_start_from_a_folder_that_is_no_experiment_is_one_line(tmp_path: Pa
 def test_a_record_folder_is_one_point_at_the_scripts_defaults(tmp_path: Path) -> None:
     """A record (submission.json and its seed logs) warm-starts a space over the script it ran: one finished
     point at the script's defaults (fake_train.py reads X with default 1.0), its seeds' mean val_bpb."""
-    import json
-
     record = tmp_path / "2026-04-01_MyRecord"
     record.mkdir()
     (record / "submission.json").write_text(json.dumps({
