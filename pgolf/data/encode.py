@@ -126,7 +126,10 @@ def encode_parts(model_proto: bytes, corpus: Corpus, parts: list[DocRange], work
                 while queue and len(pending) < workers:
                     pending.append(remote.remote(proto_ref, corpus, queue.pop(0), work_dir, 1))
                 ready, pending = ray.wait(pending, num_returns=1)
-                record(ray.get(ready[0]))
+                try:
+                    record(ray.get(ready[0]))
+                except ray.exceptions.RayTaskError as exc:  # the task's own error (a bad line), in one line
+                    raise exc.cause if isinstance(exc.cause, Exception) else exc from None
     return [results[p] for p in parts], len(reused)
 
 
