@@ -193,6 +193,7 @@ class BudgetedOptunaSearcher(Searcher):
             return Searcher.FINISHED
         if self.target is not None and self.finished + len(self.live) >= self.target:
             return None if self.live else Searcher.FINISHED  # wait: a running trial may yet need replacing
+        duplicates = 0
         for _ in range(self.max_over_budget_in_a_row):
             trial = self.study.ask()
             try:
@@ -207,6 +208,7 @@ class BudgetedOptunaSearcher(Searcher):
             if param_key(trial.params) in self.imported_points:  # measured already, in an earlier experiment
                 set_attrs(trial, {"reason": DUPLICATE, "env": env})
                 self.study.tell(trial, state=TrialState.PRUNED)
+                duplicates += 1
                 continue
             # predicted None: the predictor cannot tell yet (an external script before its fit)
             set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
@@ -243,9 +245,13 @@ class BudgetedOptunaSearcher(Searcher):
                 config |= {"docs": str(launch.docs), "docs_val_docs": launch.docs_val_docs,
                            "data_dir": str(launch.data_dir), "prep_log": str(launch.folder / PREP_LOG)}
             return config
+        if duplicates == self.max_over_budget_in_a_row:
+            self.aborted = (f"error: {self.spec.path}: {duplicates} proposals in a row were points --warm-start "
+                            "imported (the space is measured already: widen it, or start without --warm-start)")
+            return Searcher.FINISHED
         self.aborted = (f"error: {self.spec.path}: {self.max_over_budget_in_a_row} proposals in a row were "
-                        f"predicted over the {self.spec.budget_bytes}-byte budget (the space is almost "
-                        "entirely over budget: shrink its ranges or raise BUDGET_BYTES)")
+                        f"predicted over the {self.spec.budget_bytes}-byte budget or imported already (the space "
+                        "is almost entirely over budget: shrink its ranges or raise BUDGET_BYTES)")
         return Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
