@@ -14,6 +14,7 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -315,7 +316,7 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
         # full: then --resume settles them once there is room).
         try:
             if not searcher.urgent:
-                settle_running_trials(study, spec.limits)
+                settle_running_trials(study, spec.limits, stop_trainings=True)
             exp.write_csv()
         except Exception as exc:  # noqa: BLE001
             if not (is_disk_full(exc) or isinstance(exc, ExperimentError)):
@@ -344,7 +345,7 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
     from ray import tune
 
     from search.progress import ProgressPrinter
-    from search.runner import train_trial, trial_resources
+    from search.runner import stop_training, train_trial, trial_resources
     from search.searcher import StopAll, TrialTracker
 
     trainable = train_trial
@@ -366,6 +367,17 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
         run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
                                   callbacks=[progress, TrialTracker(searcher)],
                                   failure_config=tune.FailureConfig(max_failures=0)))
+    def interrupt(_signum, _frame):
+        # the flag stops Tune through StopAll even where a library swallows the KeyboardInterrupt
+        # (seen once on a loaded machine: the search then ran to its end and exited 0); the trainings
+        # this host runs stop now, so none finishes between the signal and the study being settled
+        searcher.interrupted = True
+        for trial in list(searcher.live.values()):
+            if trial.user_attrs.get("trial_dir"):
+                stop_training(Path(trial.user_attrs["trial_dir"]), wait_s=0)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         tuner.fit()
     except Exception as exc:  # noqa: BLE001 - a full disk is one line; anything else is a bug to see
@@ -373,6 +385,10 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
             raise
         searcher.aborted = searcher.aborted or disk_full_line(searcher.launch.folder)
         return
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if searcher.interrupted:
+        raise KeyboardInterrupt
     progress.report(force=True)
 
 

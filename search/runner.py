@@ -18,6 +18,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,8 @@ from pgolf.cluster import join_cluster
 from pgolf.logs import LogSummary, TrainStep, ValStep, parse_line
 
 LOG_TAIL_LINES = 40
-PREP_LOG = "data_prep.log"  # experiment folder: one line per vocab prepared from the space's DOCS
+PREP_LOG = "data_prep.log"
+TRAINING_PID = "training.pid"  # trial folder, while its training runs: {"host", "pid"}  # experiment folder: one line per vocab prepared from the space's DOCS
 _PR_SET_PDEATHSIG = 1
 # Keys the runner adds to env.json on top of config["env"]; not part of a trial's identity.
 _RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES")
@@ -116,6 +118,31 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def stop_training(trial_dir: Path, wait_s: float = 15.0) -> None:
+    """Kill the training still running for `trial_dir` on this host (its process must carry OUT_DIR=trial_dir,
+    so a reused PID is never touched) and wait for it to end: its folder is then final, and a trial settled
+    from it cannot gain a metrics.json afterwards."""
+    try:
+        info = json.loads((trial_dir / TRAINING_PID).read_text())
+        pid = int(info["pid"])
+        if info.get("host") != socket.gethostname():
+            return
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if f"\0OUT_DIR={trial_dir}\0".encode() not in b"\0" + environ + b"\0":
+        return
+    _kill_tree(pid)
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return  # dead, not yet reaped
+        except (OSError, IndexError):
+            return
+        time.sleep(0.05)
 
 
 def _kill_tree(pid: int) -> None:
@@ -319,6 +346,8 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent,
                             start_new_session=True)
+    pid_file = trial_dir / TRAINING_PID  # lets a driver that leaves stop this training before settling it
+    pid_file.write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid}))
     timed_out = threading.Event()
 
     def kill_on_timeout() -> None:
@@ -353,6 +382,7 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
         if proc.poll() is None:
             _kill_tree(proc.pid)
             proc.wait()
+        pid_file.unlink(missing_ok=True)
     wall = time.time() - start
     tail_text = "\n".join(tail)
     if timed_out.is_set():

@@ -143,6 +143,7 @@ class BudgetedOptunaSearcher(Searcher):
         self.target = target
         self.finished = 0        # trainings this run that count towards target
         self.urgent = False      # stop the running trials too (a full disk): see `StopAll`
+        self.interrupted = False  # Ctrl-C seen (search.run): stop everything, the trials stay RUNNING to be settled
         self.tune_trials: dict[str, Any] = {}  # Tune's Trial objects by id (their recorded errors): `TrialTracker`
         # points imported by --warm-start: never trained again (search.warm_start)
         self.imported_points = {param_key(t.params) for t in imported(study.get_trials(deepcopy=False))}
@@ -189,7 +190,7 @@ class BudgetedOptunaSearcher(Searcher):
             return Searcher.FINISHED
 
     def _suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.aborted:
+        if self.aborted or self.interrupted:
             return Searcher.FINISHED
         if self.target is not None and self.finished + len(self.live) >= self.target:
             return None if self.live else Searcher.FINISHED  # wait: a running trial may yet need replacing
@@ -258,8 +259,8 @@ class BudgetedOptunaSearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
-        if self.urgent:
-            return  # stopping for a full disk: the trial stays RUNNING, --resume settles it
+        if self.urgent or self.interrupted:
+            return  # stopping for a full disk or Ctrl-C: the trial stays RUNNING to be settled
         try:
             self._record(trial, trial_id, result, error)
         except Exception as exc:  # noqa: BLE001
@@ -334,13 +335,13 @@ class TrialTracker(Callback):
 
 
 class StopAll(Stopper):
-    """Stops every running trial once the searcher must stop at once (a full disk)."""
+    """Stops every running trial once the searcher must stop at once (a full disk, Ctrl-C)."""
 
     def __init__(self, searcher: BudgetedOptunaSearcher):
         self.searcher = searcher
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return self.searcher.urgent
+        return self.searcher.urgent or self.searcher.interrupted
 
     def stop_all(self) -> bool:
-        return self.searcher.urgent
+        return self.searcher.urgent or self.searcher.interrupted

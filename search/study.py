@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from search.failures import Failure, classify
 from search.results import BUDGET_CONSTRAINT
-from search.runner import load_finished_metrics
+from search.runner import load_finished_metrics, stop_training
 from search.space import SpaceSpec
 
 STOPPED_SEARCH_ATTR = "stopped_search_trials"  # study attribute: failures that stopped the search
@@ -152,7 +152,8 @@ def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str,
     return TrialState.COMPLETE
 
 
-def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]) -> tuple[list[int], list[int]]:
+def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float],
+                          stop_trainings: bool = False) -> tuple[list[int], list[int]]:
     """Leave no trial RUNNING: finished trainings become COMPLETE, others FAIL + re-enqueued.
 
     A trial whose folder holds a finished metrics.json for its environment is
@@ -161,12 +162,17 @@ def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float]
     training had been launched its parameters are enqueued so that the next
     search runs it again (a proposal killed before launch, perhaps with only
     part of its parameters drawn, cost nothing and is not repeated).
+    `stop_trainings` (the driver leaving a search it stopped: Ctrl-C, an abort) first kills each
+    trial's training still running on this host (`search.runner.stop_training`), so that its folder
+    cannot change after it was read.
     Returns (numbers recovered, numbers re-enqueued).
     """
     recovered, requeued = [], []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         trial = optuna.Trial(study, frozen._trial_id)
         trial_dir = frozen.user_attrs.get("trial_dir")
+        if trial_dir and stop_trainings:
+            stop_training(Path(trial_dir))
         metrics = load_finished_metrics(Path(trial_dir), frozen.user_attrs.get("env")) if trial_dir else None
         if metrics is not None:
             record_result(study, trial, {**metrics, "training_done": True}, False, limits)

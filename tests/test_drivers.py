@@ -192,3 +192,17 @@ def test_ctrl_c_exits_130_and_resume_finishes(tmp_path: Path, experiment_intact,
     assert count_trainings(study) == 4
     requeued = {t.user_attrs["requeued_from"] for t in trials if "requeued_from" in t.user_attrs}
     assert {t.number for t in interrupted if t.user_attrs.get("launched")} <= requeued
+
+
+def test_a_swallowed_ctrl_c_still_stops_tune_through_the_flag() -> None:
+    """search.run's SIGINT handler sets `searcher.interrupted` before raising: where a library swallows the
+    KeyboardInterrupt, StopAll still stops every trial and search.run raises it again after fit."""
+    from types import SimpleNamespace
+
+    from search.searcher import StopAll
+
+    searcher = SimpleNamespace(urgent=False, interrupted=False)
+    stopper = StopAll(searcher)
+    assert not stopper.stop_all() and not stopper("t", {})
+    searcher.interrupted = True
+    assert stopper.stop_all() and stopper("t", {})
