@@ -98,6 +98,8 @@ class Judgement:
     def reasons(self) -> list[str]:
         if self.rule == "readme":
             return list(self.readme.reasons)
+        if self.leaderboard is None and self.against_seeds:
+            return [f"only {self.readme.n} seed: a Welch test needs at least 2 (use --seeds 3)"]
         if self.leaderboard is None:
             return ["no --against-record or --against-seeds given: nothing to test the seeds against"]
         if not self.leaderboard.significant:

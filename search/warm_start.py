@@ -82,7 +82,11 @@ def _old_trials(folder: Path) -> tuple[str, list[FrozenTrial]]:
     if not (folder / "study.db").is_file():
         raise WarmStartError(f"--warm-start {folder}: no study.db; pass an experiment folder of an earlier search")
     name = str(meta.get("name") or folder.name)
-    study = optuna.load_study(study_name=str(meta.get("study_name") or name), storage=storage_url(folder))
+    try:
+        study = optuna.load_study(study_name=str(meta.get("study_name") or name), storage=storage_url(folder))
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign study.db: one line
+        raise WarmStartError(f"--warm-start {folder}: cannot read its study ({type(exc).__name__}: "
+                             f"{str(exc)[:120]}); pass an experiment folder of an earlier search") from None
     return name, [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                   if t.values and IMPORTED not in t.user_attrs]
 
