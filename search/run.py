@@ -232,11 +232,12 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
             raise RunError(str(exc), code=2) from None
     name = opts.name if opts.name is not None else default_name(spec)
     check_name(name)
+    warm_points: tuple[list, int] = ([], 0)
     if opts.warm_start:
-        from search.warm_start import WarmStartError, check_sources
+        from search.warm_start import WarmStartError, gather
 
         try:
-            check_sources(opts.warm_start, spec)
+            warm_points = gather(opts.warm_start, spec)
         except WarmStartError as exc:
             raise RunError(f"error: {exc}", code=2) from None
     with Experiment.claim(opts.results_dir, name, opts.resume, out=out) as exp:
@@ -244,7 +245,7 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
         started = _start_ray(opts)  # a cluster that cannot be joined leaves no trace
         try:
             concurrent = opts.max_concurrent or _fits(spec)  # nor does a cluster too small for a trial
-            return _search(opts, spec, exp, name, concurrent, out)
+            return _search(opts, spec, exp, name, concurrent, out, warm_points)
         finally:
             if started:
                 import ray
@@ -252,7 +253,8 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
                 ray.shutdown()
 
 
-def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concurrent: int, out) -> RunSummary:
+def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concurrent: int, out,
+            warm_points: tuple[list, int] = ([], 0)) -> RunSummary:
     import optuna
 
     from search.progress import snapshot
@@ -280,10 +282,11 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     else:
         exp.write(lambda: enqueue_seed_points(study, spec))
     warm: list = []
-    if opts.warm_start:
-        from search.warm_start import import_trials
+    if opts.warm_start:  # gathered by run_search before the experiment was claimed
+        from search.warm_start import add_points
 
-        warm, misfits = exp.write(lambda: import_trials(study, spec, opts.warm_start))
+        points, misfits = warm_points
+        warm = exp.write(lambda: add_points(study, points))
         print(f"warm start: {len(warm)} finished trial(s) imported from {', '.join(str(f) for f in opts.warm_start)}"
               + (f" ({misfits} did not fit the space)" if misfits else ""), file=out, flush=True)
     exp.write_csv()

@@ -31,8 +31,8 @@ from pgolf.cluster import join_cluster
 from pgolf.logs import LogSummary, TrainStep, ValStep, parse_line
 
 LOG_TAIL_LINES = 40
-PREP_LOG = "data_prep.log"
-TRAINING_PID = "training.pid"  # trial folder, while its training runs: {"host", "pid"}  # experiment folder: one line per vocab prepared from the space's DOCS
+PREP_LOG = "data_prep.log"  # experiment folder: one line per vocab prepared from the space's DOCS
+TRAINING_PID = "training.pid"  # trial folder, while its training runs: {"host", "pid"}
 _PR_SET_PDEATHSIG = 1
 # Keys the runner adds to env.json on top of config["env"]; not part of a trial's identity.
 _RUNNER_KEYS = ("OUT_DIR", "CUDA_VISIBLE_DEVICES")
@@ -102,13 +102,18 @@ def _die_with_parent() -> None:
         pass  # not Linux: cleanup in train_trial's finally still applies
 
 
+def _stat(pid: int | str) -> list[str]:
+    """/proc/PID/stat's fields after the command name: [state, ppid, …] (OSError when gone)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _descendants(pid: int) -> list[int]:
     """Every process under `pid` (Linux /proc; [] elsewhere)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if entry.isdigit():
             try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                ppid = int(_stat(entry)[1])
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
@@ -138,7 +143,7 @@ def stop_training(trial_dir: Path, wait_s: float = 15.0) -> None:
     deadline = time.time() + wait_s
     while time.time() < deadline:
         try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            if _stat(pid)[0] == "Z":
                 return  # dead, not yet reaped
         except (OSError, IndexError):
             return

@@ -81,13 +81,23 @@ def set_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
 LIST_CONSTRAINTS = "constraints"  # the older system attribute: one list, which optuna-dashboard 0.21 reads
 
 
+def _listed(named: Mapping[str, float]) -> list[float]:
+    return [float(named[k]) for k in sorted(named)]
+
+
+def constraint_attrs(named: Mapping[str, float]) -> dict[str, Any]:
+    """Constraints as a trial's system attributes in both forms (`set_constraint`), for a trial made whole
+    (`optuna.trial.create_trial`)."""
+    return {**{f"constraints:{k}": float(v) for k, v in named.items()}, LIST_CONSTRAINTS: _listed(named)}
+
+
 def set_constraint(trial: optuna.Trial, name: str, value: float) -> None:
     """`Trial.set_constraint`, mirrored into the older list attribute so that optuna-dashboard (which reads
     only the list) shows the budget; Optuna reads both, every constraint then twice: the sum of positive
     violations its samplers rank infeasible trials by doubles for every trial alike, which keeps their order."""
     trial.set_constraint(name, float(value))
     named = {k: v for k, v in trial.constraints.items() if not k.isdigit()}
-    trial.storage.set_trial_system_attr(trial._trial_id, LIST_CONSTRAINTS, [named[k] for k in sorted(named)])
+    trial.storage.set_trial_system_attr(trial._trial_id, LIST_CONSTRAINTS, _listed(named))
 
 
 def set_violation(trial: optuna.Trial, violation: float) -> None:

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.results import BUDGET_CONSTRAINT, storage_url
 from search.space import SpaceSpec
-from search.study import LIST_CONSTRAINTS, limit_constraint
+from search.study import constraint_attrs, limit_constraint
 
 IMPORTED = "imported_from"
 DUPLICATE = "duplicate_of_imported"
@@ -60,17 +60,16 @@ def fits(params: dict[str, Any], distributions: dict[str, BaseDistribution]) -> 
         return False
 
 
-def _constraints(trial: FrozenTrial, limits: dict[str, float]) -> dict[str, Any]:
-    """The imported trial's constraints against the new limits, in both forms (search.study.set_constraint)."""
-    named = {BUDGET_CONSTRAINT: float(trial.values[1]) - float(limits["bytes_total"])}
+def _constraints(bytes_total: float, measured: dict[str, Any], limits: dict[str, float]) -> dict[str, Any]:
+    """An imported point's constraints against the new limits (a time it did not report: 0, unjudged),
+    as the system attributes `search.study.set_constraint` writes."""
+    named = {BUDGET_CONSTRAINT: float(bytes_total) - float(limits["bytes_total"])}
     for metric, limit in limits.items():
-        value = trial.user_attrs.get(metric)
+        value = measured.get(metric)
         if metric != "bytes_total":
             named[limit_constraint(metric)] = (float(value) - float(limit)
                                                if isinstance(value, (int, float)) and math.isfinite(value) else 0.0)
-    attrs: dict[str, Any] = {f"constraints:{k}": v for k, v in named.items()}
-    attrs[LIST_CONSTRAINTS] = [named[k] for k in sorted(named)]
-    return attrs
+    return constraint_attrs(named)
 
 
 def _old_trials(folder: Path) -> tuple[str, list[FrozenTrial]]:
@@ -91,34 +90,36 @@ def _old_trials(folder: Path) -> tuple[str, list[FrozenTrial]]:
                   if t.values and IMPORTED not in t.user_attrs]
 
 
-def import_trials(study: optuna.Study, spec: SpaceSpec, folders: Sequence[Path]) -> tuple[list[FrozenTrial], int]:
-    """Add the fitting finished trials of `folders` to `study` (once: a resume finds them there);
-    returns the trials added now and how many did not fit the space."""
+def gather(folders: Sequence[Path], spec: SpaceSpec) -> tuple[list[FrozenTrial], int]:
+    """Read every --warm-start folder (an experiment with a readable study, or a record folder whose
+    configuration is a point of the space) before anything is written: the points to import, and how many
+    finished trials did not fit the space. A bad folder is a WarmStartError."""
     distributions = space_distributions(spec)
-    present = {t.user_attrs.get(IMPORTED) for t in study.get_trials(deepcopy=False)}
-    added, misfits = [], 0
+    points, misfits = [], 0
     for folder in map(Path, folders):
         if is_record(folder):
-            point = record_point(folder, spec, distributions)
-            if point.user_attrs[IMPORTED] not in present:
-                added.append(point)
+            points.append(record_point(folder, spec, distributions))
             continue
         name, trials = _old_trials(folder)
         for t in trials:
-            source = f"{name}#{t.number}"
-            if source in present:
-                continue
             if not fits(t.params, distributions):
                 misfits += 1
                 continue
             user_attrs = {k: t.user_attrs[k] for k in _CARRIED if k in t.user_attrs}
-            user_attrs[IMPORTED] = source
-            added.append(optuna.trial.create_trial(
+            user_attrs[IMPORTED] = f"{name}#{t.number}"
+            points.append(optuna.trial.create_trial(
                 state=TrialState.COMPLETE, values=list(t.values), params=dict(t.params),
                 distributions={k: distributions[k] for k in t.params}, user_attrs=user_attrs,
-                system_attrs=_constraints(t, spec.limits)))
+                system_attrs=_constraints(t.values[1], t.user_attrs, spec.limits)))
+    return points, misfits
+
+
+def add_points(study: optuna.Study, points: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Add the gathered points the study does not hold yet (a resume finds them there); returns those added."""
+    present = {t.user_attrs.get(IMPORTED) for t in study.get_trials(deepcopy=False)}
+    added = [p for p in points if p.user_attrs[IMPORTED] not in present]
     study.add_trials(added)
-    return added, misfits
+    return added
 
 
 def is_record(folder: Path) -> bool:
@@ -157,14 +158,11 @@ def record_point(folder: Path, spec: SpaceSpec, distributions: dict[str, BaseDis
                                  f"({defaults.get(name)!r}) is not in the space's range; widen the space to "
                                  "include the record's configuration")
         params[name] = value
-    limits = dict(spec.limits)
-    named = {BUDGET_CONSTRAINT: float(bytes_total) - float(limits["bytes_total"])}
     return optuna.trial.create_trial(
         state=TrialState.COMPLETE, values=[scores.mean, float(bytes_total)], params=params,
         distributions=dict(distributions),
         user_attrs={IMPORTED: f"record {folder.name} ({len(scores.val_bpb)} seeds)", "env": {}},
-        system_attrs={f"constraints:{BUDGET_CONSTRAINT}": named[BUDGET_CONSTRAINT],
-                      LIST_CONSTRAINTS: [named[BUDGET_CONSTRAINT]]})
+        system_attrs=_constraints(bytes_total, {}, spec.limits))
 
 
 def _as_value(default: str | None, dist: BaseDistribution) -> Any:
@@ -183,17 +181,6 @@ def _as_value(default: str | None, dist: BaseDistribution) -> Any:
     except (ValueError, StopIteration):
         return None
     return None
-
-
-def check_sources(folders: Sequence[Path], spec: SpaceSpec) -> None:
-    """Every --warm-start folder is an experiment with a readable study, or a record folder whose
-    configuration is a point of the space, before anything is written."""
-    distributions = space_distributions(spec)
-    for folder in map(Path, folders):
-        if is_record(folder):
-            record_point(folder, spec, distributions)
-        else:
-            _old_trials(folder)
 
 
 def param_key(params: dict[str, Any]) -> tuple:
