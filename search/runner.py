@@ -352,7 +352,6 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
                             text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent,
                             start_new_session=True)
     pid_file = trial_dir / TRAINING_PID  # lets a driver that leaves stop this training before settling it
-    pid_file.write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid}))
     timed_out = threading.Event()
 
     def kill_on_timeout() -> None:
@@ -363,7 +362,8 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
     if watchdog is not None:
         watchdog.daemon = True
         watchdog.start()
-    try:
+    try:  # inside: a write that fails (a full disk) still ends in the finally that kills the training
+        pid_file.write_text(json.dumps({"host": socket.gethostname(), "pid": proc.pid}))
         with open(trial_dir / "stdout.log", "w") as out:
             for line in proc.stdout:  # type: ignore[union-attr]
                 out.write(line)
