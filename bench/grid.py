@@ -8,7 +8,11 @@ this script enumerates the `GRID` of a space file (default spaces/bench_grid.py,
 `search.replay` and bench/search_efficiency.py then replay searches on it.
 
     .venv/bin/python bench/grid.py [--space spaces/bench_grid.py] [--table bench/grid_table.csv]
-                                   [--only N] [--check N]
+                                   [--only N] [--check N] [--set NAME=VALUE ...]
+
+`--set` overrides the space's fixed environment for every configuration: the
+second fidelity of the two-fidelity benchmark is the same grid trained longer,
+`--set ITERATIONS=100 --set WARMDOWN_ITERS=30 --table bench/grid_table_long.csv`.
 
 Resumable: rows already in the table are skipped. `--check N` retrains row N in
 a scratch folder and prints its measured bytes_total / val_bpb next to the
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import hashlib
 import importlib.util
@@ -66,10 +71,13 @@ class Grid:
         return n
 
 
-def load_grid(space_path: str | Path) -> Grid:
-    """The space file's smoke spec and its module-level `GRID` dict (one-line error if missing)."""
+def load_grid(space_path: str | Path, overrides: Mapping[str, str] | None = None) -> Grid:
+    """The space file's smoke spec (its environment with `overrides` on top) and its module-level
+    `GRID` dict (one-line error if missing)."""
     path = Path(space_path)
     spec = load_space(path, smoke=True)
+    if overrides:
+        spec = dataclasses.replace(spec, smoke_env={**spec.smoke_env, **{k: str(v) for k, v in overrides.items()}})
     module_spec = importlib.util.spec_from_file_location("_pgolf_bench_grid", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -181,14 +189,18 @@ def update_meta(grid: Grid, table: Path, rows: int) -> None:
     path.write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: list[str]) -> int:
-    """Train the configurations not yet in the table; return how many were trained."""
+def run_grid(grid: Grid, table: Path, work_dir: Path, only: int | None, argv: list[str],
+             shard: tuple[int, int] = (0, 1)) -> int:
+    """Train the configurations not yet in the table; return how many were trained. `shard` (k, n): only
+    configurations whose index is k modulo n, so that n processes can fill one table side by side."""
     done = {param_key(row_params(row)) for row in read_table(table)} if table.is_file() else set()
     env_names = None
     trained = 0
     for index, params in enumerate(grid.configurations()):
         if only is not None and trained >= only:
             break
+        if index % shard[1] != shard[0]:
+            continue
         env = trial_env(grid, params)
         # Table parameter columns: every variable the space sets (derived ones included).
         env_names = env_names or list(proposed_env(grid, params))
@@ -239,14 +251,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="/tmp/pgolf_bench_grid", help="trial folders (scratch)")
     parser.add_argument("--only", type=int, default=None, help="train at most N missing rows, then stop")
     parser.add_argument("--check", type=int, default=None, help="retrain row N and compare with the table")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one variable of the space's environment (repeatable)")
+    parser.add_argument("--shard", default="0/1", metavar="K/N",
+                        help="train only configurations K mod N (run N processes to fill one table faster)")
     args = parser.parse_args(argv)
+    try:
+        shard = tuple(int(x) for x in args.shard.split("/"))
+        assert len(shard) == 2 and 0 <= shard[0] < shard[1]
+    except (ValueError, AssertionError):
+        parser.error(f"--shard {args.shard!r} is not K/N with 0 <= K < N (e.g. --shard 1/2)")
+    bad = [item for item in args.set if "=" not in item or not item.split("=", 1)[0]]
+    if bad:
+        parser.error(f"--set {bad[0]!r} is not NAME=VALUE (e.g. --set ITERATIONS=100)")
     os.chdir(ROOT)
-    grid = load_grid(args.space)
+    grid = load_grid(args.space, dict(item.split("=", 1) for item in args.set))
     table, work = Path(args.table), Path(args.work_dir)
     if args.check is not None:
         check_row(grid, table, args.check, work)
         return 0
-    trained = run_grid(grid, table, work, args.only, argv)
+    trained = run_grid(grid, table, work / f"shard{shard[0]}", args.only, argv, shard)  # type: ignore[arg-type]
     print(f"trained {trained}; table {table} has {len(read_table(table)) if table.is_file() else 0} "
           f"of {grid.size()} configurations")
     return 0

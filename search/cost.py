@@ -64,6 +64,7 @@ class Cost:
     median_hours: float | None    # of completed trainings
     pruned_before_launch: int
     price: float | None = None    # per device-hour
+    by_rung: dict[int, float] | None = None  # a fidelity ladder's hours used per rung
 
     @property
     def saved_hours(self) -> float:
@@ -85,15 +86,20 @@ class Cost:
         """For the summary."""
         each = f", median {hours_text(self.median_hours)} h each" if self.median_hours is not None else ""
         price = f" at ${self.price:g} per {self.device.unit[:-2]}-hour" if self.price is not None else ""
+        rungs = ""
+        if self.by_rung:
+            rungs = " (per rung: " + ", ".join(f"{k}: {hours_text(h)}" for k, h in sorted(self.by_rung.items())) + ")"
         return (f"cost: {hours_text(self.used_hours)} {self.device.label} used{self._money(self.used_hours)} by "
-                f"{self.trainings} training(s){each}; {hours_text(self.saved_hours)} saved"
+                f"{self.trainings} training(s){each}{rungs}; {hours_text(self.saved_hours)} saved"
                 f"{self._money(self.saved_hours)} by pruning {self.pruned_before_launch} proposal(s) before "
                 f"launch{price}")
 
 
-def trials_cost(trials: Iterable[Any], device: Device, price: float | None = None) -> Cost:
-    """The cost of an Optuna study's trials (FrozenTrial-like: `state.name`, `user_attrs`)."""
+def trials_cost(trials: Iterable[Any], device: Device, price: float | None = None, by_rung: bool = False) -> Cost:
+    """The cost of an Optuna study's trials (FrozenTrial-like: `state.name`, `user_attrs`); `by_rung`: also
+    the hours of each rung of a fidelity ladder (its `fidelity` attribute)."""
     used, completed, pruned, known = 0.0, [], 0, 0
+    rungs: dict[int, float] = {}
     for t in trials:
         attrs = t.user_attrs
         if t.state.name == "PRUNED" and attrs.get("reason") == PRUNED_BEFORE_LAUNCH:
@@ -104,6 +110,9 @@ def trials_cost(trials: Iterable[Any], device: Device, price: float | None = Non
             continue
         used += hours
         known += 1
+        if by_rung and attrs.get("fidelity") is not None:
+            rungs[int(attrs["fidelity"])] = rungs.get(int(attrs["fidelity"]), 0.0) + hours
         if t.state.name == "COMPLETE":
             completed.append(hours)
-    return Cost(device, used, known, statistics.median(completed) if completed else None, pruned, price)
+    return Cost(device, used, known, statistics.median(completed) if completed else None, pruned, price,
+                rungs if by_rung else None)

@@ -207,6 +207,7 @@ class Experiment:
         self.study_name: str | None = None
         self.study = None
         self.settings: ExperimentSettings | None = None
+        self.ladder = None  # the space's fidelity ladder (search.ladder), set by start()
 
     # -- opening: lock, then checks, nothing written
     @classmethod
@@ -305,7 +306,9 @@ class Experiment:
             defaults=dict(spec.points_to_evaluate[0]) if spec.points_to_evaluate else {},
             num_samples=num, seed=seed if seed is not None or stored is None else stored.seed,
             limits=dict(spec.limits), score_line=spec.score_line, identity=identity,
-            study_name=self.study_name or name, space_changes=changes)
+            study_name=self.study_name or name, space_changes=changes,
+            fidelities=[dict(r) for r in spec.ladder.rungs] if spec.ladder is not None else [])
+        self.ladder = spec.ladder
         self.write(lambda: write_experiment(self.folder, self.settings))
         return self.settings
 
@@ -315,12 +318,17 @@ class Experiment:
 
         assert self.settings is not None
         self.study = self.write(lambda: open_study(self.settings.study_name, storage_url(self.folder),
-                                                    self.settings.seed, create=create))
+                                                    self.settings.seed, create=create, ladder=self.ladder))
         return self.study
 
     def write_csv(self) -> None:
         assert self.settings is not None and self.study is not None
         self.write(lambda: write_trials_csv(self.study, self.folder, self.settings.budget_bytes))
+
+    @property
+    def top_rung(self) -> int | None:
+        """The ladder's top rung (whose trials are the results), None without a ladder."""
+        return None if self.ladder is None else self.ladder.top
 
     def write(self, action):
         """Run one write to the folder; a full disk becomes one line (ExperimentError, exit 1)."""

@@ -21,7 +21,9 @@ from typing import Any, Sequence
 from search import front as frontlib
 from search.cost import Device
 from search.importance import Importance, experiment_importance
-from search.results import PARAM_PREFIX, broken_limits, read_experiment, read_trials_csv, row_params, time_limits
+from search.ladder import Agreement, rank_agreement
+from search.results import (PARAM_PREFIX, broken_limits, read_experiment, read_trials_csv, row_params, time_limits,
+                            top_rung)
 from search.space import DEFAULT_BUDGET_BYTES
 
 FORMATS = ("text", "csv", "json", "markdown")
@@ -62,7 +64,8 @@ class TrialPoint:
     changed: dict[str, str]
     predicted_bytes: int | None = None
     over_limits: list[str] = field(default_factory=list)  # time limits it broke (train_seconds, eval_seconds)
-    status: str = ""  # front | dominated | infeasible | pruned | failed | running
+    status: str = ""  # front | dominated | infeasible | lower_rung | pruned | failed | running
+    fidelity: int | None = None  # a fidelity ladder's rung; lower rungs are never on the front
     rank: int | None = None
     headroom: int | None = None
     hypervolume_after: float = 0.0
@@ -84,6 +87,7 @@ class ParetoReport:
     notes: list[str] = field(default_factory=list)
     cost_unit: str = "GPU-h"  # CPU-h for experiments with no GPUs (--smoke)
     importance: dict[str, Importance] = field(default_factory=dict)  # per experiment, from its study (main)
+    agreement: dict[str, list[Agreement]] = field(default_factory=dict)  # per experiment with a fidelity ladder
 
     @property
     def hours(self) -> float:
@@ -181,7 +185,21 @@ def _trial_point(exp: Experiment, row: dict[str, str], merged: bool) -> TrialPoi
         predicted_bytes=None if predicted is None else int(predicted),
         over_limits=broken_limits(row, time_limits(exp.meta)),
         hours=experiment_device(exp).hours(metrics) if (row.get("state") or "").upper() != "PRUNED" else None,
+        fidelity=None if parse_number(row.get("fidelity")) is None else int(parse_number(row.get("fidelity"))),
     )
+
+
+def ladder_agreement(exp: Experiment) -> list[Agreement]:
+    """For an experiment with a fidelity ladder: Spearman's rho of val_bpb between its rungs."""
+    top = top_rung(exp.meta)
+    if top is None:
+        return []
+    measured = []
+    for row in exp.rows:
+        value, rung = parse_number(row.get("val_bpb")), parse_number(row.get("fidelity"))
+        if (row.get("state") or "").upper() == "COMPLETE" and value is not None and rung is not None:
+            measured.append((int(rung), tuple(sorted(row_params(row).items())), value))
+    return rank_agreement(measured, top)
 
 
 def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bpb: float | None = None) -> ParetoReport:
@@ -200,6 +218,12 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
         raise ParetoError(f"--ref-bpb must be a positive val_bpb, got {ref_bpb}")
     merged = len(experiments) > 1
     trials = [_trial_point(e, row, merged) for e in experiments for row in e.rows if not row.get("imported_from")]
+    tops = {e.name: top_rung(e.meta) for e in experiments}
+    lower = sum(1 for t in trials if t.fidelity is not None and tops[t.experiment] is not None
+                and t.fidelity < tops[t.experiment] and t.state == "COMPLETE")
+    if lower:
+        notes.append(f"{lower} training(s) on the fidelity ladder's lower rungs are not results (only the top "
+                     "rung's are): they count in the cost, not on the front")
     imported = sum(1 for e in experiments for row in e.rows if row.get("imported_from"))
     if imported:
         notes.append(f"{imported} trial(s) imported by --warm-start are not shown (they are the earlier "
@@ -209,7 +233,10 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
 
     for t in trials:
         measured = t.state == "COMPLETE" and t.val_bpb is not None and t.bytes_total is not None
-        if measured:
+        top = tops[t.experiment]
+        if measured and top is not None and t.fidelity is not None and t.fidelity < top:
+            t.status = "lower_rung"
+        elif measured:
             t.headroom = budget - t.bytes_total  # type: ignore[operator]
             within = t.bytes_total <= budget and not t.over_limits  # type: ignore[operator]
             t.status = "dominated" if within else "infeasible"
@@ -247,11 +274,12 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
 
     counts = {"trials": len(trials)}
     counts["complete"] = sum(t.status in ("front", "dominated", "infeasible") for t in trials)
-    for status in ("front", "dominated", "infeasible", "pruned", "failed", "running"):
+    for status in ("front", "dominated", "infeasible", "lower_rung", "pruned", "failed", "running"):
         counts[status] = sum(t.status == status for t in trials)
     if not on_front:
         notes.append("no complete trial fits the budget, so the front is empty")
     return ParetoReport(
+        agreement={e.name: a for e in experiments if (a := ladder_agreement(e))},
         experiments=[e.name for e in experiments],
         budget_bytes=budget,
         reference=reference,

@@ -72,7 +72,8 @@ def _summary_lines(report: ParetoReport) -> list[str]:
     growth = " -> ".join(f"{label}: {hv:.6g}" for label, hv in _growth(report)) or "(never above 0)"
     return [
         f"trials {c['trials']}: complete {c['complete']} (front {c['front']}, dominated {c['dominated']}, "
-        f"infeasible {c['infeasible']}), pruned {c['pruned']}, failed {c['failed']}, running {c['running']}"
+        f"infeasible {c['infeasible']}), " + (f"on lower rungs {c['lower_rung']}, " if c["lower_rung"] else "")
+        + f"pruned {c['pruned']}, failed {c['failed']}, running {c['running']}"
         + (f" (pruned/failed by reason: {detail})" if detail else ""),
         f"hypervolume {report.hypervolume:.4f} bpb*MB against reference (val_bpb "
         + ("none: no feasible trial" if math.isnan(ref_bpb) else f"{ref_bpb:.4f}") + f", bytes {ref_bytes:,.0f})",
@@ -80,8 +81,17 @@ def _summary_lines(report: ParetoReport) -> list[str]:
         f"cost: {hours_text(report.hours)} {report.cost_unit} over {sum(t.hours is not None for t in report.trials)} "
         "training(s); 90 % of the final hypervolume after "
         + (f"{hours_text(h)} {report.cost_unit}" if (h := _cost_to_reach(report, 0.9)) is not None else "n/a"),
-    ] + [line if len(report.importance) == 1 else f"{name}: {line}"
+    ] + _agreement_lines(report) + [line if len(report.importance) == 1 else f"{name}: {line}"
          for name, imp in report.importance.items() for line in imp.lines()] + [f"note: {n}" for n in report.notes]
+
+
+def _agreement_lines(report: ParetoReport) -> list[str]:
+    """How far a fidelity ladder's cheap rungs rank val_bpb as the higher ones do."""
+    lines = []
+    for name, agreements in report.agreement.items():
+        where = f" ({name})" if len(report.experiments) > 1 else ""
+        lines += [f"rank agreement{where}: {a.line()}" for a in agreements]
+    return lines
 
 
 def render_text(report: ParetoReport) -> str:
@@ -155,6 +165,8 @@ def report_dict(report: ParetoReport) -> dict[str, Any]:
                     for t in report.trials],
         "trials": [trial(t) for t in report.trials],
         "notes": report.notes,
+        "rank_agreement": {name: [{"low": a.low, "high": a.high, "configurations": a.n, "spearman": a.rho}
+                                  for a in agreements] for name, agreements in report.agreement.items()},
         "importance": {name: {"evaluator": imp.evaluator, "trials": imp.trials, "reason": imp.reason or None,
                               "by_objective": {k: dict(v) for k, v in imp.by_objective.items()}}
                        for name, imp in report.importance.items()},

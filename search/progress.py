@@ -20,6 +20,7 @@ from ray.tune import Callback
 
 from search.cost import Device, trials_cost
 from search.front import non_dominated
+from search.ladder import finished_at, is_result
 from search.warm_start import own
 
 
@@ -36,24 +37,31 @@ class Snapshot:
     front_size: int
     last_failure: str = ""  # "trial N <reason>: <the script's own message>" of the latest failure
     cost: str = ""          # device hours used and saved (search.cost)
+    rungs: str = ""         # with a fidelity ladder: trainings finished per rung, e.g. "9+3"
 
     def line(self, elapsed: float) -> str:
         best = (f"best feasible val_bpb {self.best_bpb:.4f} (trial {self.best_number})"
                 if self.best_bpb is not None else "no feasible trial yet")
         failure = f" | last failure: {self.last_failure}" if self.last_failure else ""
         cost = f" | {self.cost}" if self.cost else ""
-        return (f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] trials: {self.complete} done, "
+        rungs = f" (per rung {self.rungs})" if self.rungs else ""
+        return (f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] trials: {self.complete} done{rungs}, "
                 f"{self.running} running, {self.pruned} pruned, {self.failed} failed | {best} | "
                 f"Pareto front {self.front_size}{cost}{failure}")
 
 
-def snapshot(study: optuna.Study, device: Device | None = None, price: float | None = None) -> Snapshot:
+def snapshot(study: optuna.Study, device: Device | None = None, price: float | None = None,
+             top: int | None = None) -> Snapshot:
+    """`top`: a fidelity ladder's top rung; only its trainings are results (best, front)."""
     trials = own(study.get_trials(deepcopy=False))  # --warm-start's imported trials are another experiment's
     count = {s: 0 for s in TrialState}
     for t in trials:
         count[t.state] += 1
-    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values and is_result(t, top)
                 and all(v <= 0 for v in t.constraints.values())]
+    rungs = ""
+    if top is not None:
+        rungs = "+".join(str(len(finished_at(trials, rung))) for rung in range(top + 1))
     best = min(feasible, key=lambda t: t.values[0], default=None)
     front = non_dominated([(t.values[0], t.values[1]) for t in feasible])
     failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("message")]
@@ -63,7 +71,7 @@ def snapshot(study: optuna.Study, device: Device | None = None, price: float | N
     cost = trials_cost(trials, device, price).short() if device is not None else ""
     return Snapshot(count[TrialState.COMPLETE], count[TrialState.RUNNING], count[TrialState.PRUNED],
                     count[TrialState.FAIL], best.values[0] if best else None,
-                    best.number if best else None, len(front), last_failure, cost)
+                    best.number if best else None, len(front), last_failure, cost, rungs)
 
 
 class ProgressPrinter(Callback):
@@ -71,9 +79,10 @@ class ProgressPrinter(Callback):
 
     def __init__(self, study: optuna.Study, out: TextIO = sys.stdout, every: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, device: Device | None = None,
-                 price: float | None = None):
+                 price: float | None = None, top: int | None = None):
         self.study = study
         self.device, self.price = device, price
+        self.top = top  # a fidelity ladder's top rung (search.ladder)
         self.out = out
         self.every = every
         self.clock = clock
@@ -98,7 +107,7 @@ class ProgressPrinter(Callback):
         if not force and now - self._last_time < self.every:
             return
         self._last_time = now
-        snap = snapshot(self.study, self.device, self.price)
+        snap = snapshot(self.study, self.device, self.price, self.top)
         line = snap.line(0)
         if line != self._last_line:
             self._last_line = line

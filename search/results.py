@@ -23,6 +23,7 @@ FIXED_COLUMNS = [
     "number", "state", "feasible", "reason", "message", "val_bpb", "val_loss", "bytes_total",
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
     "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir", "imported_from",
+    "fidelity", "promoted_from",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
@@ -49,6 +50,7 @@ class ExperimentSettings:
     identity: dict[str, Any] = field(default_factory=dict)  # space hash, budget, limits, smoke (resume checks)
     study_name: str | None = None                           # the study's name in study.db (kept on a rename)
     space_changes: list[dict[str, Any]] = field(default_factory=list)  # --force-space changes, in order
+    fidelities: list[dict[str, str]] = field(default_factory=list)     # the ladder's rungs (FIDELITIES), if any
 
 
 def time_limits(meta: dict[str, Any]) -> dict[str, float]:
@@ -68,6 +70,18 @@ def broken_limits(row: dict[str, Any], limits: dict[str, float]) -> list[str]:
         if math.isfinite(value) and value > limit:
             broken.append(metric)
     return broken
+
+
+def top_rung(meta: ExperimentSettings | dict[str, Any]) -> int | None:
+    """The top rung of an experiment's ladder (its trials are the results), None without one."""
+    rungs = meta.fidelities if isinstance(meta, ExperimentSettings) else (meta.get("fidelities") or [])
+    return len(rungs) - 1 if rungs else None
+
+
+def is_result_row(row: dict[str, Any], top: int | None) -> bool:
+    """Whether a trials.csv row counts as a result: any row without a ladder, a top-rung row with one."""
+    rung = str(row.get("fidelity") or "")
+    return top is None or rung == "" or int(float(rung)) == top
 
 
 def storage_url(folder: str | Path) -> str:
@@ -138,6 +152,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
         "log_path": attrs.get("log_path", ""),
         "trial_dir": attrs.get("trial_dir", ""),
         "imported_from": attrs.get("imported_from", ""),  # --warm-start: `<experiment>#<number>` it came from
+        "fidelity": attrs.get("fidelity"),                # the ladder's rung (FIDELITIES), empty without one
+        "promoted_from": attrs.get("promoted_from"),      # the trial of the rung below it was promoted from
     }
     row = {k: _number(v) for k, v in row.items()}
     for name, value in trial.params.items():

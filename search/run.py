@@ -81,6 +81,8 @@ class RunSummary:
     num_samples: int
     margin_fraction: float = 0.0   # the size predictor's safety margin at the end
     cost: Cost | None = None       # device hours used and saved by pruning
+    ladder: object = None          # the space's fidelity ladder (search.ladder.Ladder), if any
+    rung_trainings: str = ""       # trainings finished per rung, e.g. "9+3"
 
 
 DEFAULT_NUM_SAMPLES = 20
@@ -153,15 +155,28 @@ def check_name(name: str) -> None:
         raise RunError(f"error: --name {name!r} is not a plain folder name (use letters, digits, - and _)", code=2)
 
 
-def make_predictor(spec: SpaceSpec, folder: Path, resume: bool):
+def learner_file(rung: int | None = None) -> str:
+    """`size_learner.json` (one fidelity, or a ladder's rung 0), `size_learner.rung<k>.json` above it."""
+    return LEARNER_FILE if not rung else LEARNER_FILE.replace(".json", f".rung{rung}.json")
+
+
+def make_predictors(spec: SpaceSpec, folder: Path, resume: bool) -> tuple[list, list[Path]]:
+    """One byte predictor per rung of the space's ladder (one without a ladder) and their files."""
+    rungs = range(len(spec.ladder.rungs)) if spec.ladder is not None else [None]
+    return ([make_predictor(spec, folder, resume, rung) for rung in rungs],
+            [folder / learner_file(rung) for rung in rungs])
+
+
+def make_predictor(spec: SpaceSpec, folder: Path, resume: bool, rung: int | None = None):
     """The search's byte predictor: the space's PREDICT_BYTES as is, else a `pgolf.size.SizeLearner`
     (calibrated for our trainer, or a bytes-per-parameter fit over the space's PARAM_COUNT), reloaded
-    from `size_learner.json` on --resume so that what it learned is kept."""
+    from `size_learner.json` (a ladder's rung k: `size_learner.rung<k>.json`) on --resume so that what
+    it learned is kept."""
     if spec.predict_bytes is not None:
         return spec.predict_bytes
     from pgolf.size import SizeLearner
 
-    path = folder / LEARNER_FILE
+    path = folder / learner_file(rung)
     if resume and path.is_file():
         try:
             learner = SizeLearner.load(path, spec.param_count)
@@ -233,6 +248,10 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     name = opts.name if opts.name is not None else default_name(spec)
     check_name(name)
     warm_points: tuple[list, int] = ([], 0)
+    if opts.warm_start and spec.ladder is not None:
+        raise RunError(f"error: {spec.path} has a fidelity ladder ({'SMOKE_' if spec.smoke else ''}FIDELITIES) and "
+                       "--warm-start imports single-fidelity results, which no rung can hold (drop --warm-start, "
+                       "or the ladder)", code=2)
     if opts.warm_start:
         from search.warm_start import WarmStartError, gather
 
@@ -292,6 +311,7 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     exp.write_csv()
 
     remaining = max(0, settings.num_samples - count_trainings(study))
+    predictors, learner_paths = make_predictors(spec, exp.folder, opts.resume)
     folder = exp.folder
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
@@ -299,8 +319,8 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
                                  prepare_data=(spec.smoke or spec.docs is not None) and opts.replay is None,
                                  timeout_s=spec.trial_timeout_seconds, score_line=spec.score_line,
                                  docs=spec.docs, docs_val_docs=spec.docs_val_docs, data_dir=folder.parent / "data"),
-        make_predictor(spec, folder, opts.resume), max_over_budget_in_a_row=opts.max_over_budget_in_a_row,
-        learner_path=folder / LEARNER_FILE, target=remaining)
+        predictors, max_over_budget_in_a_row=opts.max_over_budget_in_a_row, learner_path=learner_paths,
+        target=remaining)
     for frozen in warm:  # the imported trials' measured bytes teach the size learner too
         searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
@@ -308,7 +328,7 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
         for number in recovered:
             frozen = trials[number]
             if frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values:
-                searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
+                searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1], frozen.user_attrs.get("fidelity"))
     # Tune's own files are not results (the study is): kept off the results disk, gone at the end
     tune_dir = tempfile.mkdtemp(prefix="pgolf-tune-")
     try:
@@ -328,14 +348,15 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
         shutil.rmtree(tune_dir, ignore_errors=True)
     if searcher.aborted:
         raise RunError(searcher.aborted)
-    snap = snapshot(study)
-    return RunSummary(folder=folder, counts={"complete": snap.complete, "pruned": snap.pruned,
+    snap = snapshot(study, top=exp.top_rung)
+    return RunSummary(ladder=spec.ladder, rung_trainings=snap.rungs,folder=folder, counts={"complete": snap.complete, "pruned": snap.pruned,
                                              "failed": snap.failed, "running": snap.running},
                       best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
                       pruned_before_launch=searcher.pruned_before_launch,
                       launched=count_trainings(study), num_samples=settings.num_samples,
                       margin_fraction=searcher.predictor.margin_fraction,
-                      cost=trials_cost(study.get_trials(deepcopy=False), _device(spec), opts.gpu_hour_price))
+                      cost=trials_cost(study.get_trials(deepcopy=False), _device(spec), opts.gpu_hour_price,
+                                       by_rung=spec.ladder is not None))
 
 
 def _device(spec: SpaceSpec) -> Device:
@@ -348,7 +369,7 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
     from ray import tune
 
     from search.progress import ProgressPrinter
-    from search.runner import stop_training, train_trial, trial_resources
+    from search.runner import stop_training, train_trial
     from search.searcher import StopAll, TrialTracker
 
     trainable = train_trial
@@ -359,12 +380,16 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
     print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
           f"{spec.budget_bytes} bytes, results in {searcher.launch.folder}", file=out, flush=True)
     print(_margin_line(searcher.predictor), file=out, flush=True)
-    progress = ProgressPrinter(study, out=out, device=_device(spec), price=opts.gpu_hour_price)
+    if spec.ladder is not None:
+        print(f"fidelity ladder: {spec.ladder.describe()}; only rung {spec.ladder.top}'s trainings are results",
+              file=out, flush=True)
+    progress = ProgressPrinter(study, out=out, device=_device(spec), price=opts.gpu_hour_price,
+                               top=spec.ladder.top if spec.ladder is not None else None)
     # Ctrl-C raises KeyboardInterrupt here (not Tune's graceful stop, which returns as if done):
     # run_search's callers settle the study and exit 130
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tuner = tune.Tuner(
-        tune.with_resources(trainable, trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)),
+        tune.with_resources(trainable, _resources(spec)),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
                                     max_concurrent_trials=concurrent, reuse_actors=False),
         run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
@@ -395,6 +420,16 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
     progress.report(force=True)
 
 
+def _resources(spec: SpaceSpec):
+    """What each trial holds: the space's GPUs, or its rung's (a ladder's GPUS_PER_TRIAL) from the config."""
+    from search.runner import trial_resources
+
+    if spec.ladder is None or all(g is None for g in spec.ladder.gpus) or spec.gpus_per_trial == 0:
+        return trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)
+    gpus, cpus = spec.gpus_per_trial, spec.cpus_per_trial
+    return lambda config: trial_resources(int(config.get("gpus", gpus)), cpus)
+
+
 def _margin_line(predictor) -> str:
     """How the search prunes: the predictor and its current safety margin."""
     if not hasattr(predictor, "observations"):
@@ -412,7 +447,12 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
     print(f"done: {c['complete']} complete, {c['pruned']} pruned ({summary.pruned_before_launch} before "
           f"launch this run), {c['failed']} failed, {c['running']} running; {summary.launched} trainings in total",
           file=out)
-    print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s)", file=out)
+    ladder = summary.ladder
+    top = f" (rung {ladder.top} of the ladder)" if ladder is not None else ""  # type: ignore[attr-defined]
+    print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s){top}", file=out)
+    if ladder is not None:
+        print(f"fidelity ladder: {summary.rung_trainings} trainings finished per rung "
+              f"(cheapest first); see search.pareto for how the rungs' rankings agree", file=out)
     print(f"size margin: {summary.margin_fraction:.1%} (see margin_bytes in trials.csv)", file=out)
     if summary.cost is not None:
         print(summary.cost.line(), file=out)

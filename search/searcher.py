@@ -21,7 +21,9 @@ drives the study with `ask`/`tell` itself:
   `node_lost` and its parameters run again: the searcher, not Tune's
   num_samples, counts the trainings still to run;
 - a full results disk stops the search at once (`StopAll`), leaving the study
-  for `--resume` to settle (`search.study`).
+  for `--resume` to settle (`search.study`);
+- with a fidelity ladder (`FIDELITIES`), a freed slot first goes to a promotion
+  the ladder owes (`search.ladder`), and each rung has its own byte predictor.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -39,6 +41,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from search.experiment import disk_full_line, is_disk_full
+from search.ladder import FIDELITY_ATTR, PROMOTED_FROM_ATTR, Ladder, fidelity_of, next_promotion
 from search.failures import MAX_LOST, Failure, classify, tune_trial_error
 from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
@@ -122,19 +125,25 @@ class BudgetedOptunaSearcher(Searcher):
     """Proposes trials from an Optuna study; prunes over-budget ones before Ray sees them."""
 
     def __init__(self, spec: SpaceSpec, study: optuna.Study, launch: TrialLaunch,
-                 predictor: BytePredictor | Callable[[Mapping[str, str]], int],
+                 predictor: BytePredictor | Callable[[Mapping[str, str]], int] | Sequence[Any],
                  max_over_budget_in_a_row: int = MAX_OVER_BUDGET_IN_A_ROW,
-                 learner_path: Path | None = None, target: int | None = None):
+                 learner_path: Path | Sequence[Path] | None = None, target: int | None = None):
         """predictor: a `pgolf.size.SizeLearner` (prunes with its margin and learns from completed
-        trials, saved to learner_path after each), or a plain env -> bytes function (used as is).
+        trials, saved to learner_path after each), or a plain env -> bytes function (used as is);
+        with a fidelity ladder, a list of them (and of paths), one per rung: bytes drift with training
+        length, so each rung keeps its own corrections and margin.
         target: trainings to finish (Tune then runs with num_samples=-1: a trial on a lost node is
         replaced, so the count is the searcher's to keep)."""
         super().__init__(metric=None, mode=None)
         self.spec = spec
         self.study = study
         self.launch = launch
-        self.predictor = as_predictor(predictor)
-        self.learner_path = learner_path
+        self.ladder: Ladder | None = spec.ladder
+        predictors = list(predictor) if isinstance(predictor, (list, tuple)) else [predictor]
+        self.predictors = [as_predictor(p) for p in predictors]
+        paths = list(learner_path) if isinstance(learner_path, (list, tuple)) else [learner_path]
+        self.learner_paths: list[Path | None] = paths + [None] * (len(self.predictors) - len(paths))
+        self.promoted = 0        # trainings this run that were promotions to a higher rung
         self.max_over_budget_in_a_row = max_over_budget_in_a_row
         self.live: dict[str, optuna.Trial] = {}
         self.aborted: str | None = None
@@ -166,10 +175,38 @@ class BudgetedOptunaSearcher(Searcher):
                         "(fix the cause, then run the same command with --resume)")
         return True
 
+    @property
+    def predictor(self) -> BytePredictor:
+        """Rung 0's predictor (the only one without a ladder)."""
+        return self.predictors[0]
+
+    def _predictor(self, rung: int | None) -> BytePredictor:
+        return self.predictors[min(rung or 0, len(self.predictors) - 1)]
+
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the space comes from the space file, objectives are fixed
 
-    def _propose(self, trial: optuna.Trial) -> dict[str, str]:
+    def _ask(self) -> tuple[optuna.Trial, int | None]:
+        """The next trial and its rung: a waiting one (a seed point, a requeued or promoted run), a
+        promotion the ladder owes (`search.ladder.next_promotion`), else a new proposal (rung 0)."""
+        if self.ladder is None:
+            return self.study.ask(), None
+        if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            promotion = next_promotion(self.study.get_trials(deepcopy=False), self.ladder)
+            if promotion is not None:
+                source, rung = promotion
+                self.study.enqueue_trial(source.params, user_attrs={FIDELITY_ATTR: rung,
+                                                                    PROMOTED_FROM_ATTR: source.number})
+        trial = self.study.ask()
+        rung = fidelity_of(trial)
+        if rung is None:
+            rung = 0
+            trial.set_user_attr(FIDELITY_ATTR, 0)
+        elif trial.user_attrs.get(PROMOTED_FROM_ATTR) is not None and not trial.user_attrs.get("requeued_from"):
+            self.promoted += 1
+        return trial, rung
+
+    def _propose(self, trial: optuna.Trial, rung: int | None = None) -> dict[str, str]:
         try:
             proposed = self.spec.space(trial)
         except Exception as exc:  # noqa: BLE001 - user code: report it in one line
@@ -178,7 +215,7 @@ class BudgetedOptunaSearcher(Searcher):
         if not isinstance(proposed, Mapping):
             raise SearchAborted(f"error: {self.spec.path}: space(trial) returned {type(proposed).__name__}, "
                                 "not a dict (return the trial's environment as a dict)")
-        return self.spec.trial_env(proposed)
+        return self.spec.trial_env(proposed, rung)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         try:
@@ -196,10 +233,10 @@ class BudgetedOptunaSearcher(Searcher):
             return None if self.live else Searcher.FINISHED  # wait: a running trial may yet need replacing
         duplicates = 0
         for _ in range(self.max_over_budget_in_a_row):
-            trial = self.study.ask()
+            trial, rung = self._ask()
             try:
-                env = self._propose(trial)
-                prune, predicted, margin = self.predictor.prune(env, self.spec.budget_bytes)
+                env = self._propose(trial, rung)
+                prune, predicted, margin = self._predictor(rung).prune(env, self.spec.budget_bytes)
             except Exception as exc:  # noqa: BLE001 - stop the search with one line
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.aborted = str(exc) if isinstance(exc, (SearchAborted, SpaceError)) else (
@@ -239,8 +276,11 @@ class BudgetedOptunaSearcher(Searcher):
             set_attrs(trial, {"trial_dir": str(trial_dir), "launched": True, "tune_trial_id": trial_id})
             self.live[trial_id] = trial
             launch = self.launch
+            nproc = launch.nproc
+            if self.ladder is not None and nproc > 0 and self.ladder.gpus[rung or 0] is not None:
+                nproc = int(self.ladder.gpus[rung or 0])  # a cheap rung on fewer GPUs
             config = {"env": env, "script": str(launch.script.resolve()), "trial_dir": str(trial_dir),
-                      "nproc": launch.nproc, "prepare_data": launch.prepare_data,
+                      "nproc": nproc, "gpus": nproc, "prepare_data": launch.prepare_data,
                       "timeout_s": launch.timeout_s, "score_line": launch.score_line}
             if launch.docs is not None:
                 config |= {"docs": str(launch.docs), "docs_val_docs": launch.docs_val_docs,
@@ -297,21 +337,24 @@ class BudgetedOptunaSearcher(Searcher):
         else:
             self.finished += 1
         if state == TrialState.COMPLETE:
-            self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"))  # type: ignore[union-attr]
+            self.observe(trial.user_attrs.get("env") or {}, result.get("bytes_total"),  # type: ignore[union-attr]
+                         fidelity_of(trial))
             self.same_failures = []
         elif state == TrialState.FAIL and not lost:
             attrs = self.study.get_trials(deepcopy=False)[trial.number].user_attrs
             self._failed(trial, str(attrs.get("message") or attrs.get("reason") or "crashed"))
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
 
-    def observe(self, env: Mapping[str, str], bytes_total: Any) -> None:
-        """Give a completed trial's measured bytes to the predictor and save what it learned."""
+    def observe(self, env: Mapping[str, str], bytes_total: Any, rung: int | None = None) -> None:
+        """Give a completed trial's measured bytes to its rung's predictor and save what it learned."""
         if not env or not isinstance(bytes_total, (int, float)):
             return
+        index = min(rung or 0, len(self.predictors) - 1)
+        predictor, path = self.predictors[index], self.learner_paths[index]
         try:
-            self.predictor.observe(env, int(bytes_total))
-            if self.learner_path is not None and hasattr(self.predictor, "save"):
-                self.predictor.save(self.learner_path)
+            predictor.observe(env, int(bytes_total))
+            if path is not None and hasattr(predictor, "save"):
+                predictor.save(path)
         except Exception as exc:  # noqa: BLE001 - a learner problem must not stop the trials running
             print(f"warning: the size predictor could not learn from this trial: {type(exc).__name__}: {exc}",
                   file=sys.stderr, flush=True)

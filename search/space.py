@@ -81,6 +81,7 @@ KNOWN_SETTINGS = {
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
     "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT", "DOCS", "DOCS_VAL_DOCS",
+    "FIDELITIES", "SMOKE_FIDELITIES", "PROMOTE_FRACTION",
 }
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -116,15 +117,19 @@ class SpaceSpec:
     pack_script: bool = False  # run (and count) a packed copy of the script (pgolf.pack)
     docs: Path | None = None  # DOCS: each vocab's tokenizer and shards are prepared from it during the search
     docs_val_docs: int | None = None  # DOCS_VAL_DOCS: its validation documents (None: the competition's 50,000)
+    ladder: Any = None  # FIDELITIES: a search.ladder.Ladder, None for one fidelity
 
-    def trial_env(self, proposed: Mapping[str, Any]) -> dict[str, str]:
-        """The full environment of one trial: fixed, then proposed, then smoke overrides.
+    def trial_env(self, proposed: Mapping[str, Any], fidelity: int | None = None) -> dict[str, str]:
+        """The full environment of one trial: fixed, then proposed, then smoke overrides, then the
+        rung's environment when the space has a ladder (`fidelity`: the rung).
 
         `{NAME}` templates in values are filled from that merged environment.
         Relative paths are made absolute from `base_dir` (where `search.run` started), since
         each training runs in its own trial folder.
         """
         env = {**self.fixed_env, **_stringify(proposed, self.path), **self.smoke_env}
+        if self.ladder is not None and fidelity is not None:
+            env.update(self.ladder.rungs[fidelity])
         filled = {}
         for key, value in env.items():
             try:
@@ -237,7 +242,8 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     for name in dir(module):
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
                                                "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL", "LIMIT",
-                                               "SCORE", "MAX_", "EXTRA", "PACK", "DOCS")) and name not in KNOWN_SETTINGS:
+                                               "SCORE", "MAX_", "EXTRA", "PACK", "DOCS", "FIDEL",
+                                               "PROMOTE")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))
@@ -313,7 +319,13 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     pack_script = getattr(module, "PACK_SCRIPT", False)
     if not isinstance(pack_script, bool):
         raise SpaceError(_line(path, f"PACK_SCRIPT={pack_script!r} is not True or False", "set PACK_SCRIPT = True"))
-    return SpaceSpec(path=path, space=space_fn, script=Path(script), fixed_env=fixed_env, pack_script=pack_script,
+    from search.ladder import load_ladder
+
+    ladder = load_ladder(path, module, smoke)
+    if ladder is not None and early is not None:
+        raise SpaceError(_line(path, "sets both FIDELITIES and EARLY_STOPPING",
+                               "keep FIDELITIES: a ladder already stops the weaker trainings early"))
+    return SpaceSpec(path=path, space=space_fn, ladder=ladder, script=Path(script), fixed_env=fixed_env, pack_script=pack_script,
                      budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
                      predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},

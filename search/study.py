@@ -42,15 +42,21 @@ def limit_reason(metric: str) -> str:
     return "over_budget" if metric == "bytes_total" else f"over_{metric}"
 
 
-def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
-    """Multivariate TPE: handles several objectives and reads trials' constraints."""
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+def make_sampler(seed: int | None, ladder: Any = None) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE: handles several objectives and reads trials' constraints; with a fidelity
+    ladder it learns from one rung at a time (`search.ladder.RungSampler`)."""
+    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if ladder is None:
+        return tpe
+    from search.ladder import RungSampler
+
+    return RungSampler(tpe, ladder)
 
 
-def open_study(name: str, storage: str, seed: int | None, create: bool) -> optuna.Study:
+def open_study(name: str, storage: str, seed: int | None, create: bool, ladder: Any = None) -> optuna.Study:
     """Create the experiment's study, or load it for --resume."""
     if create:
-        sampler = make_sampler(seed)
+        sampler = make_sampler(seed, ladder)
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                     directions=["minimize", "minimize"])
         with warnings.catch_warnings():
@@ -61,7 +67,7 @@ def open_study(name: str, storage: str, seed: int | None, create: bool) -> optun
     # A resumed study must not replay the proposals of the first run: offset the seed by
     # the trials already there (still reproducible for the same history).
     offset = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(None if seed is None else seed + offset)
+    study.sampler = make_sampler(None if seed is None else seed + offset, ladder)
     return study
 
 
@@ -202,7 +208,8 @@ RUN_AGAIN = ("interrupted", "node_lost")  # reasons whose parameters are queued 
 def requeue(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
     """Queue a launched trial's parameters to run again (after a killed driver or a lost node)."""
     lost = int(frozen.user_attrs.get("lost_in_a_row", 0)) + (frozen.user_attrs.get("reason") == "node_lost")
-    study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, "lost_in_a_row": lost},
+    rung = {k: frozen.user_attrs[k] for k in ("fidelity", "promoted_from", "seed_point") if k in frozen.user_attrs}
+    study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, "lost_in_a_row": lost, **rung},
                         skip_if_exists=False)
 
 

@@ -1,0 +1,296 @@
+"""A fidelity ladder: configurations are trained cheaply first and the best are promoted to longer runs.
+
+A space's `FIDELITIES` lists the rungs, cheapest first, each an environment laid
+over the trial's (e.g. `{"ITERATIONS": 600}` ... `{"ITERATIONS": 4950}`); a rung may
+also set `GPUS_PER_TRIAL` (fewer GPUs on a cheap rung: our trainer and upstream's
+keep the global batch, accumulating more micro-batches per GPU). New proposals
+train at rung 0. Each time a trial slot frees up, the searcher first looks for a
+promotion, top rung first, as asynchronous successive halving does: of the
+`n` trainings finished at rung k, the best `floor(n * PROMOTE_FRACTION)` by
+Pareto rank over (val_bpb, bytes_total) among the feasible ones (bytes and time
+limits are judged at every rung; an infeasible trial is never promoted; within a
+front, crowding distance breaks ties, ends first) earn a training at rung k+1.
+A promoted run is its own Optuna trial with the same parameters, attributes
+`fidelity` (its rung) and `promoted_from` (the trial it was promoted from).
+Only top-rung trials are results: the front, the best and promote read them.
+
+What the sampler learns from (`RungSampler`): values of different rungs are
+not comparable (a 600-step val_bpb is worse than any 4,950-step one, so mixed
+together every promoted run would look "good" and every cheap one "bad"). As
+BOHB does, the model is fitted on the highest rung that holds enough finished
+trainings (`model_rung`: at least max(10, parameters + 1)), else on rung 0, which
+every proposal reaches; proposals pruned before launch (their constraint
+violation) and pending rung-0 proposals (constant liar) are always kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.front import dominates
+
+FIDELITY_ATTR = "fidelity"
+PROMOTED_FROM_ATTR = "promoted_from"
+RUNG_GPUS = "GPUS_PER_TRIAL"  # the one key of a rung that is not an environment variable
+DEFAULT_PROMOTE_FRACTION = 1 / 3
+MIN_MODEL_TRIALS = 10         # finished trainings a rung needs before the sampler learns from it
+NOT_FINAL = ("interrupted", "node_lost")  # reasons of trainings that run again (not finished at a rung)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """The rungs of a space (environment overlays, cheapest first) and the fraction promoted."""
+
+    rungs: tuple[dict[str, str], ...]
+    gpus: tuple[int | None, ...]     # per rung GPUS_PER_TRIAL, None: the space's
+    fraction: float = DEFAULT_PROMOTE_FRACTION
+
+    @property
+    def top(self) -> int:
+        return len(self.rungs) - 1
+
+    def describe(self) -> str:
+        steps = [r.get("ITERATIONS") for r in self.rungs]
+        shown = " -> ".join(s if s else f"rung {i}" for i, s in enumerate(steps))
+        return f"{len(self.rungs)} rungs ({shown}{' steps' if all(steps) else ''}), best {self.fraction:.0%} promoted"
+
+
+def _line(path: Path, problem: str, fix: str) -> str:
+    return f"error: {path}: {problem} ({fix})"
+
+
+def load_ladder(path: Path, module: ModuleType, smoke: bool) -> Ladder | None:
+    """FIDELITIES (SMOKE_FIDELITIES under --smoke) and PROMOTE_FRACTION; None without a ladder.
+
+    A smoke run never uses FIDELITIES itself: its full-scale rungs would override the smoke
+    environment's tiny step counts."""
+    from search.space import SpaceError, _stringify
+
+    name = "SMOKE_FIDELITIES" if smoke else "FIDELITIES"
+    value = getattr(module, name, None)
+    fraction = getattr(module, "PROMOTE_FRACTION", DEFAULT_PROMOTE_FRACTION)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise SpaceError(_line(path, f"PROMOTE_FRACTION={fraction!r} is not a fraction between 0 and 1",
+                               "e.g. PROMOTE_FRACTION = 1/3: the best third of each rung moves up"))
+    if value is None:
+        return None
+    example = '[{"ITERATIONS": 600}, {"ITERATIONS": 4950}]'
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or len(value) < 2 \
+            or not all(isinstance(r, Mapping) for r in value):
+        raise SpaceError(_line(path, f"{name} must be a list of at least two environments, cheapest first",
+                               f"e.g. {name} = {example}"))
+    rungs, gpus = [], []
+    for i, rung in enumerate(value):
+        rung = dict(rung)
+        n = rung.pop(RUNG_GPUS, None)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise SpaceError(_line(path, f"{name}[{i}]['{RUNG_GPUS}']={n!r} is not a GPU count", "give e.g. 2"))
+        rungs.append(_stringify(rung, path))
+        gpus.append(n)
+    if any(rungs[i] == rungs[i + 1] and gpus[i] == gpus[i + 1] for i in range(len(rungs) - 1)):
+        raise SpaceError(_line(path, f"{name} has two equal rungs in a row", "make each rung longer than the last"))
+    return Ladder(rungs=tuple(rungs), gpus=tuple(gpus), fraction=float(fraction))
+
+
+# ----------------------------------------------------------------------------- a trial's rung
+
+def fidelity_of(trial: FrozenTrial | optuna.Trial) -> int | None:
+    """The rung a trial ran at (None: a search without a ladder)."""
+    value = trial.user_attrs.get(FIDELITY_ATTR)
+    return None if value is None else int(value)
+
+
+def is_result(trial: FrozenTrial, top: int | None) -> bool:
+    """Whether a trial counts as a result of its experiment: every trial without a ladder, the top
+    rung's with one."""
+    rung = fidelity_of(trial)
+    return top is None or rung is None or rung == top
+
+
+def _param_key(params: Mapping[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _feasible(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.COMPLETE and bool(trial.values) and \
+        all(v <= 0 for v in (trial.constraints or {}).values())
+
+
+# ----------------------------------------------------------------------------- promotion
+
+def crowding(points: Sequence[tuple[float, float]]) -> list[float]:
+    """NSGA-II crowding distance of points on one front (ends infinite)."""
+    n = len(points)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for axis in range(2):
+        order = sorted(range(n), key=lambda i: points[i][axis])
+        lo, hi = points[order[0]][axis], points[order[-1]][axis]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if hi == lo:
+            continue
+        for j in range(1, n - 1):
+            distance[order[j]] += (points[order[j + 1]][axis] - points[order[j - 1]][axis]) / (hi - lo)
+    return distance
+
+
+def pareto_order(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of `points` best first: by non-domination rank, then larger crowding distance, then index."""
+    left = list(range(len(points)))
+    ordered: list[int] = []
+    while left:
+        front = [i for i in left if not any(dominates(points[j], points[i]) for j in left if j != i)]
+        spread = crowding([points[i] for i in front])
+        ordered += [front[k] for k in sorted(range(len(front)), key=lambda k: (-spread[k], front[k]))]
+        left = [i for i in left if i not in front]
+    return ordered
+
+
+def finished_at(trials: Iterable[FrozenTrial], rung: int) -> list[FrozenTrial]:
+    """Trainings finished at a rung (COMPLETE or FAIL; not those interrupted, which run again)."""
+    return [t for t in trials if fidelity_of(t) == rung and t.user_attrs.get("launched")
+            and t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("reason") not in NOT_FINAL]
+
+
+def next_promotion(trials: Sequence[FrozenTrial], ladder: Ladder) -> tuple[FrozenTrial, int] | None:
+    """The trial to train next at a higher rung, and that rung; None when no trial has earned it.
+
+    Top rung first; at rung k, a feasible trial among the best floor(n_k x fraction) finished there
+    whose parameters were not promoted from rung k already (or are waiting to run at k+1)."""
+    promoted: set[tuple[int, tuple]] = set()
+    for t in trials:
+        rung = fidelity_of(t)
+        if rung and t.user_attrs.get(PROMOTED_FROM_ATTR) is not None:
+            promoted.add((rung, _param_key(t.params)))
+    for rung in range(ladder.top - 1, -1, -1):
+        done = finished_at(trials, rung)
+        allowed = math.floor(len(done) * ladder.fraction + 1e-9)
+        if allowed < 1:
+            continue
+        eligible = [t for t in done if _feasible(t)]
+        order = pareto_order([(t.values[0], t.values[1]) for t in eligible])
+        for i in order[:allowed]:
+            if (rung + 1, _param_key(eligible[i].params)) not in promoted:
+                return eligible[i], rung + 1
+    return None
+
+
+# ----------------------------------------------------------------------------- the sampler
+
+def model_rung(trials: Sequence[FrozenTrial], ladder: Ladder, n_params: int) -> int:
+    """The highest rung with at least max(MIN_MODEL_TRIALS, parameters + 1) finished trainings (BOHB's
+    rule), else 0."""
+    need = max(MIN_MODEL_TRIALS, n_params + 1)
+    for rung in range(ladder.top, 0, -1):
+        if sum(1 for t in trials if fidelity_of(t) == rung and t.state == TrialState.COMPLETE) >= need:
+            return rung
+    return 0
+
+
+class _StudyView:
+    """A study whose trial lists hold only what `keep` accepts; everything else is the study's."""
+
+    def __init__(self, study: optuna.Study, keep: Callable[[FrozenTrial], bool]):
+        self._study = study
+        self._keep = keep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list[FrozenTrial]:
+        return [t for t in self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+                if self._keep(t)]
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if self._keep(t)]
+
+
+class RungSampler(optuna.samplers.BaseSampler):
+    """A sampler that learns from one rung at a time (see the module docstring); proposals are
+    asked of `base` (the search's TPE) through a view of the study holding that rung's trials."""
+
+    def __init__(self, base: optuna.samplers.BaseSampler, ladder: Ladder):
+        self.base = base
+        self.ladder = ladder
+
+    def _view(self, study: optuna.Study) -> _StudyView:
+        trials = study._get_trials(deepcopy=False, use_cache=True)
+        rung = model_rung(trials, self.ladder, len({k for t in trials for k in t.params}))
+
+        def keep(t: FrozenTrial) -> bool:
+            at = fidelity_of(t) or 0
+            if t.state == TrialState.PRUNED:  # pruned before launch: its violation teaches the constraint
+                return True
+            if t.state == TrialState.RUNNING:  # pending proposals (constant liar), never promotions
+                return at == 0
+            return at == rung
+        return _StudyView(study, keep)
+
+    def infer_relative_search_space(self, study, trial):
+        return self.base.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.base.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.base.sample_independent(self._view(study), trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self.base.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+
+
+# ----------------------------------------------------------------------------- rank agreement
+
+@dataclass(frozen=True)
+class Agreement:
+    """Spearman's rho of val_bpb between two rungs over the configurations measured at both."""
+
+    low: int
+    high: int
+    n: int
+    rho: float | None   # None: fewer than 3 configurations, or no spread
+
+    def line(self) -> str:
+        if self.rho is None:
+            return f"rung {self.low} vs rung {self.high}: {self.n} configuration(s) at both, too few to rank"
+        trust = ("the cheap rung ranks these configurations much as the expensive one does" if self.rho >= 0.8
+                 else "the cheap rung's order is a rough guide only" if self.rho >= 0.5
+                 else "the cheap rung's order is not to be trusted for this space")
+        return f"rung {self.low} vs rung {self.high}: Spearman {self.rho:+.2f} over {self.n} configurations ({trust})"
+
+
+def rank_agreement(measured: Iterable[tuple[int, tuple, float]], top: int) -> list[Agreement]:
+    """Agreement of every rung with the next one and with the top: `measured` holds
+    (rung, configuration key, val_bpb) of complete trainings (a repeated one: its mean)."""
+    from scipy.stats import spearmanr
+
+    by_rung: dict[int, dict[tuple, list[float]]] = {}
+    for rung, key, value in measured:
+        if math.isfinite(value):
+            by_rung.setdefault(rung, {}).setdefault(key, []).append(value)
+    pairs = sorted({(k, k + 1) for k in range(top)} | {(k, top) for k in range(top)})
+    out = []
+    for low, high in pairs:
+        a, b = by_rung.get(low, {}), by_rung.get(high, {})
+        both = sorted(set(a) & set(b))
+        xs = [sum(a[k]) / len(a[k]) for k in both]
+        ys = [sum(b[k]) / len(b[k]) for k in both]
+        rho = None
+        if len(both) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
+            rho = float(spearmanr(xs, ys).statistic)
+        out.append(Agreement(low, high, len(both), rho))
+    return out
