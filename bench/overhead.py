@@ -84,7 +84,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     from ray import tune
 
     from search.replay import make_replay_trainable
-    from search.run import LEARNER_FILE, make_predictor
+    from search.predictors import LEARNER_FILE, make_predictor
     from search.runner import start_ray, trial_resources
     from search.searcher import BudgetedOptunaSearcher, TrialLaunch
     from search.study import enqueue_seed_points, open_study

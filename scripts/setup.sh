@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q "$TORCH_SPEC"
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q --no-warn-conflicts "$TORCH_SPEC"
+.venv/bin/python -m pip install -q --no-warn-conflicts -e '.[dev]'
+# The peers of bench/search_efficiency.py (the `bench` extra: Ax and Syne Tune), which its tests run.
+# Syne Tune is installed without its xgboost requirement, whose Linux wheel pulls a CUDA library
+# (nvidia-nccl-cu12, ~200 MB); xgboost-cpu provides the same module, and its other requirements come
+# by name. On a GPU pod `pip install -e '.[bench]'` is the plain way.
+.venv/bin/python -m pip install -q --no-warn-conflicts 'ax-platform>=1.2' xgboost-cpu dill sortedcontainers statsmodels \
+    scikit-learn tqdm psutil
+.venv/bin/python -m pip install -q --no-warn-conflicts --no-deps 'syne-tune>=0.16'
 echo "set-up done: .venv is ready"

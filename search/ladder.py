@@ -51,6 +51,12 @@ class Ladder:
     rungs: tuple[dict[str, str], ...]
     gpus: tuple[int | None, ...]     # per rung GPUS_PER_TRIAL, None: the space's
     fraction: float = DEFAULT_PROMOTE_FRACTION
+    direct: float = 0.0              # TOP_RUNG_FRACTION: share of new proposals trained at the top rung at once
+
+    def starts_at_top(self, proposals_before: int) -> bool:
+        """Whether the next new proposal skips the cheap rungs: every 1/direct-th one, deterministically
+        (Hyperband's bracket that starts at full budget, for configurations the cheap rungs misrank)."""
+        return math.floor((proposals_before + 1) * self.direct + 1e-9) > math.floor(proposals_before * self.direct + 1e-9)
 
     @property
     def top(self) -> int:
@@ -79,6 +85,10 @@ def load_ladder(path: Path, module: ModuleType, smoke: bool) -> Ladder | None:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise SpaceError(_line(path, f"PROMOTE_FRACTION={fraction!r} is not a fraction between 0 and 1",
                                "e.g. PROMOTE_FRACTION = 1/3: the best third of each rung moves up"))
+    direct = getattr(module, "TOP_RUNG_FRACTION", 0.0)
+    if isinstance(direct, bool) or not isinstance(direct, (int, float)) or not 0 <= direct < 1:
+        raise SpaceError(_line(path, f"TOP_RUNG_FRACTION={direct!r} is not a fraction in [0, 1)",
+                               "e.g. TOP_RUNG_FRACTION = 0.25: every fourth new proposal trains at the top rung"))
     if value is None:
         return None
     example = '[{"ITERATIONS": 600}, {"ITERATIONS": 4950}]'
@@ -96,7 +106,7 @@ def load_ladder(path: Path, module: ModuleType, smoke: bool) -> Ladder | None:
         gpus.append(n)
     if any(rungs[i] == rungs[i + 1] and gpus[i] == gpus[i + 1] for i in range(len(rungs) - 1)):
         raise SpaceError(_line(path, f"{name} has two equal rungs in a row", "make each rung longer than the last"))
-    return Ladder(rungs=tuple(rungs), gpus=tuple(gpus), fraction=float(fraction))
+    return Ladder(rungs=tuple(rungs), gpus=tuple(gpus), fraction=float(fraction), direct=float(direct))
 
 
 # ----------------------------------------------------------------------------- a trial's rung

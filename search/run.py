@@ -23,6 +23,7 @@ from typing import Sequence
 
 from search.cost import Cost, Device, trials_cost
 from search.experiment import Experiment, ExperimentError, disk_full_line, is_disk_full
+from search.predictors import LearnerError, make_predictors, margin_line
 from search.runner import PREP_LOG
 from search.space import SpaceError, SpaceSpec, check_points, load_space
 
@@ -135,7 +136,6 @@ def default_name(spec: SpaceSpec) -> str:
     return spec.path.stem + ("-smoke" if spec.smoke else "")
 
 
-LEARNER_FILE = "size_learner.json"
 PACKED_SCRIPT = "train_gpt.py"  # PACK_SCRIPT: the packed copy, in the experiment folder
 
 
@@ -153,39 +153,6 @@ def check_address(address: str | None) -> None:
 def check_name(name: str) -> None:
     if not name or "/" in name or name.startswith(".") or name != name.strip():
         raise RunError(f"error: --name {name!r} is not a plain folder name (use letters, digits, - and _)", code=2)
-
-
-def learner_file(rung: int | None = None) -> str:
-    """`size_learner.json` (one fidelity, or a ladder's rung 0), `size_learner.rung<k>.json` above it."""
-    return LEARNER_FILE if not rung else LEARNER_FILE.replace(".json", f".rung{rung}.json")
-
-
-def make_predictors(spec: SpaceSpec, folder: Path, resume: bool) -> tuple[list, list[Path]]:
-    """One byte predictor per rung of the space's ladder (one without a ladder) and their files."""
-    rungs = range(len(spec.ladder.rungs)) if spec.ladder is not None else [None]
-    return ([make_predictor(spec, folder, resume, rung) for rung in rungs],
-            [folder / learner_file(rung) for rung in rungs])
-
-
-def make_predictor(spec: SpaceSpec, folder: Path, resume: bool, rung: int | None = None):
-    """The search's byte predictor: the space's PREDICT_BYTES as is, else a `pgolf.size.SizeLearner`
-    (calibrated for our trainer, or a bytes-per-parameter fit over the space's PARAM_COUNT), reloaded
-    from `size_learner.json` (a ladder's rung k: `size_learner.rung<k>.json`) on --resume so that what
-    it learned is kept."""
-    if spec.predict_bytes is not None:
-        return spec.predict_bytes
-    from pgolf.size import SizeLearner
-
-    path = folder / learner_file(rung)
-    if resume and path.is_file():
-        try:
-            learner = SizeLearner.load(path, spec.param_count)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"error: {path} cannot be loaded: {exc} (delete it: the search relearns from new trials)",
-                           code=2)
-        learner.script = str(spec.script)
-        return learner
-    return SizeLearner(script=spec.script, param_count=spec.param_count)
 
 
 def _start_ray(opts: RunOptions) -> bool:
@@ -311,7 +278,10 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     exp.write_csv()
 
     remaining = max(0, settings.num_samples - count_trainings(study))
-    predictors, learner_paths = make_predictors(spec, exp.folder, opts.resume)
+    try:
+        predictors, learner_paths = make_predictors(spec, exp.folder, opts.resume)
+    except LearnerError as exc:
+        raise RunError(str(exc), code=2) from None
     folder = exp.folder
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
@@ -379,7 +349,7 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
         trainable = make_replay_trainable(opts.replay)  # same contract, no training
     print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
           f"{spec.budget_bytes} bytes, results in {searcher.launch.folder}", file=out, flush=True)
-    print(_margin_line(searcher.predictor), file=out, flush=True)
+    print(margin_line(searcher.predictor), file=out, flush=True)
     if spec.ladder is not None:
         print(f"fidelity ladder: {spec.ladder.describe()}; only rung {spec.ladder.top}'s trainings are results",
               file=out, flush=True)
@@ -428,16 +398,6 @@ def _resources(spec: SpaceSpec):
         return trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)
     gpus, cpus = spec.gpus_per_trial, spec.cpus_per_trial
     return lambda config: trial_resources(int(config.get("gpus", gpus)), cpus)
-
-
-def _margin_line(predictor) -> str:
-    """How the search prunes: the predictor and its current safety margin."""
-    if not hasattr(predictor, "observations"):
-        return "size margin: 0.0% (the space's PREDICT_BYTES, used as is)"
-    how = ("bytes-per-parameter fit over PARAM_COUNT, no pruning before it has trials"
-           if predictor.param_count is not None else "pgolf.size calibrated predictor")
-    return (f"size margin: {predictor.margin_fraction:.1%} ({how}; learned from "
-            f"{len(predictor.observations)} completed trial(s)): pruned when predicted + margin > budget")
 
 
 def print_summary(summary: RunSummary, out=sys.stdout) -> None:

@@ -199,9 +199,12 @@ class BudgetedOptunaSearcher(Searcher):
                                                                     PROMOTED_FROM_ATTR: source.number})
         trial = self.study.ask()
         rung = fidelity_of(trial)
-        if rung is None:
-            rung = 0
-            trial.set_user_attr(FIDELITY_ATTR, 0)
+        if rung is None:  # a new proposal (or a seed point): the cheapest rung, or the top one (TOP_RUNG_FRACTION)
+            proposals = sum(1 for t in self.study.get_trials(deepcopy=False)
+                            if t.user_attrs.get("launched") and t.user_attrs.get(PROMOTED_FROM_ATTR) is None
+                            and t.user_attrs.get("requeued_from") is None)
+            rung = self.ladder.top if self.ladder.starts_at_top(proposals) else 0
+            trial.set_user_attr(FIDELITY_ATTR, rung)
         elif trial.user_attrs.get(PROMOTED_FROM_ATTR) is not None and not trial.user_attrs.get("requeued_from"):
             self.promoted += 1
         return trial, rung

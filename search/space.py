@@ -81,7 +81,7 @@ KNOWN_SETTINGS = {
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
     "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT", "DOCS", "DOCS_VAL_DOCS",
-    "FIDELITIES", "SMOKE_FIDELITIES", "PROMOTE_FRACTION",
+    "FIDELITIES", "SMOKE_FIDELITIES", "PROMOTE_FRACTION", "TOP_RUNG_FRACTION",
 }
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
@@ -243,7 +243,7 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
         if name.isupper() and name.startswith(("SMOKE", "BUDGET", "GPUS", "CPUS", "POINTS", "FIXED",
                                                "SCRIPT", "EARLY", "PREDICT", "PARAM", "TRIAL", "LIMIT",
                                                "SCORE", "MAX_", "EXTRA", "PACK", "DOCS", "FIDEL",
-                                               "PROMOTE")) and name not in KNOWN_SETTINGS:
+                                               "PROMOTE", "TOP_RUNG")) and name not in KNOWN_SETTINGS:
             close = difflib.get_close_matches(name, sorted(KNOWN_SETTINGS), n=1)
             fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(sorted(KNOWN_SETTINGS))}"
             raise SpaceError(_line(path, f"unknown setting {name}", fix))

@@ -61,3 +61,35 @@ def test_grid_without_grid_dict_is_a_one_line_error(tmp_path: Path) -> None:
                      "def space(trial):\n    return {'NUM_LAYERS': trial.suggest_categorical('NUM_LAYERS', [1])}\n")
     with pytest.raises(SystemExit, match="no GRID dict"):
         bench_grid.load_grid(space)
+
+
+LONG_TABLE = ROOT / "bench" / "grid_table_long.csv"
+
+
+def test_second_fidelity_table_is_the_same_grid_trained_longer(tmp_path: Path) -> None:
+    """bench/grid_table_long.csv: the same 216 configurations at 100 steps; `--set` reproduces a row's bytes
+    exactly, `--shard` splits the grid between processes."""
+    meta = json.loads(bench_grid.meta_path(LONG_TABLE).read_text())
+    assert meta["fixed_env"]["ITERATIONS"] == "100" and meta["fixed_env"]["WARMDOWN_ITERS"] == "30"
+    short = {bench_grid.param_key(row_params(r)) for r in read_table(TABLE)}
+    long_rows = read_table(LONG_TABLE)
+    assert {bench_grid.param_key(row_params(r)) for r in long_rows} == short and len(long_rows) == len(short)
+    assert all(int(r["steps"]) == 100 for r in long_rows)
+
+    base = bench_grid.load_grid(ROOT / "spaces" / "bench_grid.py")
+    first = next(base.configurations())
+    space = tmp_path / "one.py"
+    source = (ROOT / "spaces" / "bench_grid.py").read_text()
+    space.write_text(source.replace('SCRIPT = "pgolf/train_gpt.py"', f"SCRIPT = {str(ROOT / 'pgolf/train_gpt.py')!r}")
+                     + f"\nGRID = {({k: [v] for k, v in first.items()})!r}\n")
+    table = tmp_path / "long.csv"
+    argv = ["--space", str(space), "--table", str(table), "--work-dir", str(tmp_path / "work"),
+            "--set", "ITERATIONS=100", "--set", "WARMDOWN_ITERS=30"]
+    assert bench_grid.main(argv + ["--shard", "1/2"]) == 0 and not table.exists()  # configuration 0 is shard 0's
+    assert bench_grid.main(argv) == 0
+    (row,) = read_table(table)
+    committed = {bench_grid.param_key(row_params(r)): r for r in long_rows}[bench_grid.param_key(row_params(row))]
+    assert int(row["steps"]) == 100 and int(row["bytes_total"]) == int(committed["bytes_total"])
+    assert float(row["val_bpb"]) == pytest.approx(float(committed["val_bpb"]), abs=0.01)
+    with pytest.raises(SystemExit):
+        bench_grid.main(argv + ["--shard", "2/2"])

@@ -76,6 +76,12 @@ def test_promotion_takes_the_best_feasible_third_top_rung_first() -> None:
     assert next_promotion(interrupted, LADDER) is None
 
 
+def test_top_rung_fraction_sends_every_kth_new_proposal_to_the_top() -> None:
+    quarter = Ladder(rungs=LADDER.rungs, gpus=LADDER.gpus, direct=0.25)
+    assert [i for i in range(12) if quarter.starts_at_top(i)] == [3, 7, 11]
+    assert not any(LADDER.starts_at_top(i) for i in range(100))  # the default: every proposal starts cheap
+
+
 def test_sampler_learns_from_the_highest_rung_with_enough_trainings() -> None:
     trials = [_trial(i, i, 0, 3.0 + i / 100, 100) for i in range(30)]
     assert model_rung(trials, LADDER, n_params=1) == 0
@@ -123,6 +129,7 @@ def test_rank_agreement_is_spearman_over_the_configurations_at_both_rungs() -> N
     ("FIDELITIES = [{'ITERATIONS': 6}, {'ITERATIONS': 60}]\nEARLY_STOPPING = {'grace_period': 2}",
      "sets both FIDELITIES and EARLY_STOPPING"),
     ("FIDELITY = [{'ITERATIONS': 6}, {'ITERATIONS': 60}]", "did you mean FIDELITIES?"),
+    ("FIDELITIES = [{'ITERATIONS': 6}, {'ITERATIONS': 60}]\nTOP_RUNG_FRACTION = 1", "TOP_RUNG_FRACTION=1 is not"),
 ])
 def test_bad_ladders_are_one_line(tmp_path: Path, setting: str, message: str) -> None:
     space = tmp_path / "space.py"

@@ -38,9 +38,13 @@ def small_grid() -> dict[str, list]:
     return {k: (v[:1] if k in ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM") else v) for k, v in grid.items()}
 
 
-def write_subtable(path: Path, grid: dict[str, list]) -> list[dict[str, str]]:
-    """The rows of the committed grid table that lie in `grid`, as a CSV at `path`."""
-    with GRID_TABLE.open(newline="") as fh:
+def write_subtable(path: Path, grid: dict[str, list], source: Path = GRID_TABLE) -> list[dict[str, str]]:
+    """The rows of a committed grid table (default bench/grid_table.csv) that lie in `grid`, as a CSV
+    at `path`, with the source's metadata beside it."""
+    meta = source.with_name(source.name.removesuffix(".csv") + ".meta.json")
+    if meta.is_file():
+        path.with_name(path.name.removesuffix(".csv") + ".meta.json").write_text(meta.read_text())
+    with source.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     wanted = {k: {float(v) for v in values} for k, values in grid.items()}
     keep = [r for r in rows if all(float(r[PARAM_PREFIX + k]) in wanted[k] for k in grid)]

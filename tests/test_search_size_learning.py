@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from pgolf.size import PRIOR_MARGIN_FRACTION, SizeLearner
 from search.results import BUDGET_CONSTRAINT, read_trials_csv, storage_url
-from search.run import LEARNER_FILE, RunOptions, run_search
+from search.predictors import LEARNER_FILE
+from search.run import RunOptions, run_search
 from search.searcher import BudgetedOptunaSearcher, TrialLaunch
 from search.study import open_study
 from search.space import SpaceError, load_space
