@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.front import dominates
+from search.front import non_dominated
 
 FIDELITY_ATTR = "fidelity"
 PROMOTED_FROM_ATTR = "promoted_from"
@@ -157,10 +157,13 @@ def pareto_order(points: Sequence[tuple[float, float]]) -> list[int]:
     left = list(range(len(points)))
     ordered: list[int] = []
     while left:
-        front = [i for i in left if not any(dominates(points[j], points[i]) for j in left if j != i)]
+        front = [left[k] for k in non_dominated([points[i] for i in left])]
+        if not front:  # only points with a NaN coordinate are left: last, in input order
+            return ordered + left
         spread = crowding([points[i] for i in front])
         ordered += [front[k] for k in sorted(range(len(front)), key=lambda k: (-spread[k], front[k]))]
-        left = [i for i in left if i not in front]
+        taken = set(front)
+        left = [i for i in left if i not in taken]
     return ordered
 
 

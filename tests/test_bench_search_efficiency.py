@@ -77,13 +77,13 @@ def test_each_method_runs_and_is_reproducible(problem, method) -> None:
     assert n <= a.spent() < n + 3 or len(a.log) < n  # each run stops once it has spent its budget
     assert all(0.0 <= r <= 1.0 + 1e-9 for r in a.cost_curve(problem)[1])
     baseline = problem.measure(eff._env_of(problem.spec, problem.spec.points_to_evaluate[0]))
-    if method not in ("syne-moasha", "ours-ladder") and (problem.feasible(baseline[1]) or method != "ours"):
-        assert a.trainings[0] == baseline  # everyone starts from the baseline (MOASHA samples at random)
+    if method not in eff.MULTI_FIDELITY and (problem.feasible(baseline[1]) or method != "ours"):
+        assert a.trainings[0] == baseline  # everyone starts from the baseline (a ladder trains it at rung 0 first)
     if method.startswith("ours"):  # exact predictor here: pre-launch pruning leaves no infeasible training
-        # (ours-ladder's predictor is the full table's: bytes drift with training length, so a rung-0 training
+        # (a ladder's predictor is the full table's: bytes drift with training length, so a rung-0 training
         # may measure over the budget; it is then never promoted)
         assert sum(1 for _, result, bad in a.log if bad and result is not None) == 0
-        if method != "ours-ladder":
+        if method not in eff.MULTI_FIDELITY:
             assert a.infeasible(len(a.log), problem) == 0
     if method in eff.MULTI_FIDELITY:  # some trainings at the cheap rung, which are not results
         assert len(a.trainings) < len(a.log)

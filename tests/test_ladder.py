@@ -204,3 +204,12 @@ def test_smoke_ladder_promotes_survives_sigkill_and_fronts_only_the_top_rung(tmp
     text = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120).stdout
     assert "rank agreement: rung 0 vs rung 1" in text and "on lower rungs" in text
+
+
+def test_a_ladder_refuses_warm_start_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "search.run", "spaces/fidelity_ladder.py", "--smoke",
+                           "--results-dir", str(tmp_path), "--warm-start", str(tmp_path / "old")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "fidelity ladder (SMOKE_FIDELITIES)" in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
