@@ -133,6 +133,24 @@ def _feasible(trial: FrozenTrial) -> bool:
         all(v <= 0 for v in (trial.constraints or {}).values())
 
 
+def lower_rung(folder: Path, number: int, top: int | None) -> str | None:
+    """Why trial `number` of an experiment is no result (it trained at a lower rung, with that rung's
+    cheaper environment), naming its top-rung training when there is one; None when it is a result."""
+    from search.results import read_trials_csv, row_params
+
+    if top is None or not (folder / "trials.csv").is_file():
+        return None
+    rows = {r["number"]: r for r in read_trials_csv(folder)}
+    row = rows.get(str(number)) or {}
+    rung = str(row.get("fidelity") or "")
+    if not rung or int(rung) == top:
+        return None
+    same = [n for n, r in rows.items() if r.get("fidelity") == str(top) and r.get("state") == "COMPLETE"
+            and row_params(r) == row_params(row)]
+    hint = f"trial {same[0]} is its top-rung training" if same else "it was not promoted to the top rung"
+    return f"trial {number} of {folder} trained at rung {rung} of the fidelity ladder, not the top rung {top} ({hint})"
+
+
 # ----------------------------------------------------------------------------- promotion
 
 def crowding(points: Sequence[tuple[float, float]]) -> list[float]:

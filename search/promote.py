@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 from search.cost import Device, hours_text
 from search.record import LEADERBOARD_ALPHA, RULES, PromoteError, SeedResult, judge, write_record
-from search.results import read_experiment, time_limits
+from search.ladder import lower_rung
+from search.results import read_experiment, time_limits, top_rung
 from search.space import DEFAULT_BUDGET_BYTES, resolve_paths
 
 DEFAULT_OUT = Path("records/track_10min_16mb")
@@ -107,6 +108,9 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
     if not env_path.is_file():
         raise PromoteError(f"trial {args.trial} of {exp_dir} has no {env_path.relative_to(exp_dir)}; "
                            f"pick a launched trial (see python -m search.pareto {exp_dir})")
+    problem = lower_rung(exp_dir, args.trial, top_rung(meta))  # a ladder's cheap rungs make no record
+    if problem:
+        raise PromoteError(f"{problem}; promote a top-rung trial (see python -m search.pareto {exp_dir})")
     if args.seeds < 1:
         raise PromoteError(f"--seeds must be at least 1, got {args.seeds}")
     if args.cpus_per_trial < 1:

@@ -213,3 +213,23 @@ def test_a_ladder_refuses_warm_start_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "fidelity ladder (SMOKE_FIDELITIES)" in proc.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_promote_refuses_a_lower_rung_trial(tmp_path: Path) -> None:
+    """A rung-0 training ran with the cheap environment: promoting it would rerun that, not the full one."""
+    from search.results import ExperimentSettings, write_experiment
+
+    folder = tmp_path / "lad"
+    write_experiment(folder, ExperimentSettings(
+        name="lad", space="spaces/fidelity_ladder.py", script="pgolf/train_gpt.py", budget_bytes=200_000,
+        gpus_per_trial=0, smoke=True, fixed_env={}, defaults={},
+        fidelities=[{"ITERATIONS": "10"}, {"ITERATIONS": "30"}]))
+    (folder / "trials.csv").write_text("number,state,fidelity,promoted_from,param_X\n0,COMPLETE,0,,1\n"
+                                       "1,COMPLETE,1,0,1\n")
+    for n in (0, 1):
+        (folder / "trials" / str(n)).mkdir(parents=True)
+        (folder / "trials" / str(n) / "env.json").write_text("{}")
+    proc = subprocess.run([sys.executable, "-m", "search.promote", str(folder), "--trial", "0", "--smoke"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "trained at rung 0 of the fidelity ladder" in proc.stderr and "trial 1 is its top-rung training" in proc.stderr
