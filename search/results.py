@@ -78,12 +78,6 @@ def top_rung(meta: ExperimentSettings | dict[str, Any]) -> int | None:
     return len(rungs) - 1 if rungs else None
 
 
-def is_result_row(row: dict[str, Any], top: int | None) -> bool:
-    """Whether a trials.csv row counts as a result: any row without a ladder, a top-rung row with one."""
-    rung = str(row.get("fidelity") or "")
-    return top is None or rung == "" or int(float(rung)) == top
-
-
 def storage_url(folder: str | Path) -> str:
     """The Optuna RDB storage URL of an experiment folder (`study.db`)."""
     return f"sqlite:///{Path(folder).resolve() / 'study.db'}"

@@ -298,7 +298,8 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
         for number in recovered:
             frozen = trials[number]
             if frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values:
-                searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1], frozen.user_attrs.get("fidelity"))
+                searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1],
+                                 frozen.user_attrs.get("fidelity"))
     # Tune's own files are not results (the study is): kept off the results disk, gone at the end
     tune_dir = tempfile.mkdtemp(prefix="pgolf-tune-")
     try:
@@ -319,14 +320,15 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     if searcher.aborted:
         raise RunError(searcher.aborted)
     snap = snapshot(study, top=exp.top_rung)
-    return RunSummary(ladder=spec.ladder, rung_trainings=snap.rungs,folder=folder, counts={"complete": snap.complete, "pruned": snap.pruned,
+    return RunSummary(folder=folder, counts={"complete": snap.complete, "pruned": snap.pruned,
                                              "failed": snap.failed, "running": snap.running},
                       best_bpb=snap.best_bpb, best_number=snap.best_number, front_size=snap.front_size,
                       pruned_before_launch=searcher.pruned_before_launch,
                       launched=count_trainings(study), num_samples=settings.num_samples,
                       margin_fraction=searcher.predictor.margin_fraction,
                       cost=trials_cost(study.get_trials(deepcopy=False), _device(spec), opts.gpu_hour_price,
-                                       by_rung=spec.ladder is not None))
+                                       by_rung=spec.ladder is not None),
+                      ladder=spec.ladder, rung_trainings=snap.rungs)
 
 
 def _device(spec: SpaceSpec) -> Device:

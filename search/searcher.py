@@ -41,8 +41,8 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from search.experiment import disk_full_line, is_disk_full
-from search.ladder import FIDELITY_ATTR, PROMOTED_FROM_ATTR, Ladder, fidelity_of, next_promotion
 from search.failures import MAX_LOST, Failure, classify, tune_trial_error
+from search.ladder import FIDELITY_ATTR, PROMOTED_FROM_ATTR, Ladder, fidelity_of, next_promotion
 from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
@@ -143,7 +143,6 @@ class BudgetedOptunaSearcher(Searcher):
         self.predictors = [as_predictor(p) for p in predictors]
         paths = list(learner_path) if isinstance(learner_path, (list, tuple)) else [learner_path]
         self.learner_paths: list[Path | None] = paths + [None] * (len(self.predictors) - len(paths))
-        self.promoted = 0        # trainings this run that were promotions to a higher rung
         self.max_over_budget_in_a_row = max_over_budget_in_a_row
         self.live: dict[str, optuna.Trial] = {}
         self.aborted: str | None = None
@@ -205,8 +204,6 @@ class BudgetedOptunaSearcher(Searcher):
                             and t.user_attrs.get("requeued_from") is None)
             rung = self.ladder.top if self.ladder.starts_at_top(proposals) else 0
             trial.set_user_attr(FIDELITY_ATTR, rung)
-        elif trial.user_attrs.get(PROMOTED_FROM_ATTR) is not None and not trial.user_attrs.get("requeued_from"):
-            self.promoted += 1
         return trial, rung
 
     def _propose(self, trial: optuna.Trial, rung: int | None = None) -> dict[str, str]:

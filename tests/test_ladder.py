@@ -233,3 +233,25 @@ def test_promote_refuses_a_lower_rung_trial(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "trained at rung 0 of the fidelity ladder" in proc.stderr and "trial 1 is its top-rung training" in proc.stderr
+
+
+def test_a_cheap_rung_on_fewer_gpus_asks_ray_for_them(tmp_path: Path) -> None:
+    """A rung's GPUS_PER_TRIAL: the trial's config carries its process count, and Ray is asked for that many."""
+    from search.run import _resources
+    from search.searcher import BudgetedOptunaSearcher, TrialLaunch
+    from search.study import open_study
+
+    space = tmp_path / "gpus.py"
+    space.write_text("GPUS_PER_TRIAL = 8\nFIDELITIES = [{'ITERATIONS': 600, 'GPUS_PER_TRIAL': 2}, "
+                     "{'ITERATIONS': 4950}]\nPREDICT_BYTES = lambda env: 1000\n"
+                     "def space(trial):\n    return {'X': trial.suggest_int('X', 1, 3)}\n")
+    spec = load_space(space)
+    assert spec.ladder.gpus == (2, None)
+    study = open_study("g", None, 0, create=True, ladder=spec.ladder)  # type: ignore[arg-type]
+    searcher = BudgetedOptunaSearcher(spec, study, TrialLaunch(folder=tmp_path, script=spec.script, nproc=8,
+                                                               prepare_data=False), spec.predict_bytes)
+    config = searcher.suggest("t0")
+    assert config["env"]["ITERATIONS"] == "600" and config["nproc"] == 2
+    resources = _resources(spec)
+    assert resources(config).bundles == [{"CPU": 1, "GPU": 2}]
+    assert resources({**config, "gpus": 8}).bundles == [{"CPU": 1, "GPU": 8}]
