@@ -6,7 +6,8 @@ best 10 % of complete trials (lowest `val_bpb`, or fewest bytes) departs from
 its distribution among all of them, normalised to sum to 1. Optuna's default,
 fANOVA, needs scikit-learn, which this project does not install; PED-ANOVA
 also reads few trials well. A parameter that never varied is left out. Below
-`MIN_TRIALS` complete trials nothing is computed and the reason says so.
+`MIN_TRIALS` complete trials nothing is computed and the reason says so. With a
+fidelity ladder only the rung with most trainings is read (rung values differ in scale).
 """
 
 from __future__ import annotations
@@ -51,10 +52,18 @@ def experiment_importance(folder: Path, study_name: str) -> Importance:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage_url(folder))
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    rungs = [t.user_attrs["fidelity"] for t in complete if t.user_attrs.get("fidelity") is not None]
+    evaluator = EVALUATOR
+    if rungs:  # a fidelity ladder: values of different rungs are not comparable; the rung with most trainings
+        rung = max(sorted(set(rungs)), key=rungs.count)
+        complete = [t for t in complete if t.user_attrs.get("fidelity") == rung]
+        study = optuna.create_study(directions=study.directions)
+        study.add_trials(complete)
+        evaluator = f"{EVALUATOR}; rung {rung} of the fidelity ladder, the one with most trainings"
     if len(complete) < MIN_TRIALS:
         return Importance(trials=len(complete),
                           reason=f"needs at least {MIN_TRIALS} complete trials, has {len(complete)}")
-    result = Importance(trials=len(complete))
+    result = Importance(trials=len(complete), evaluator=evaluator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PED-ANOVA is marked experimental
         for i, objective in enumerate(OBJECTIVES):

@@ -164,7 +164,10 @@ def replay_trial(config: dict[str, Any]) -> None:
 
     started = time.time()
     env = {str(k): str(v) for k, v in config["env"].items()}
-    table = load_table(config["replay_table"])
+    tables = config["replay_table"]
+    if isinstance(tables, (list, tuple)):  # a fidelity ladder: the table of the trial's rung
+        tables = tables[min(int(config.get("fidelity") or 0), len(tables) - 1)]
+    table = load_table(tables)
     intermediate, final = replay_metrics(table, env)
     trial_dir = Path(config["trial_dir"])
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -179,10 +182,13 @@ def replay_trial(config: dict[str, Any]) -> None:
     tune.report(final)
 
 
-def make_replay_trainable(table_path: str | Path, seconds: float = 0.0):
-    """A function trainable replaying `table_path` (what `search.run --replay` hands to Tune)."""
-    table_path = str(Path(table_path).resolve())
-    load_table(table_path)  # fail before Ray starts, with one line
+def make_replay_trainable(table_path: str | Path | list, seconds: float = 0.0):
+    """A function trainable replaying `table_path` (what `search.run --replay` hands to Tune); a list
+    of tables replays a fidelity ladder, one table per rung (the config's `fidelity`)."""
+    paths = [str(Path(p).resolve()) for p in (table_path if isinstance(table_path, (list, tuple)) else [table_path])]
+    for path in paths:
+        load_table(path)  # fail before Ray starts, with one line
+    table_path = paths if len(paths) > 1 else paths[0]
 
     def replay(config: dict[str, Any]) -> None:
         replay_trial({**config, "replay_table": table_path, "replay_seconds": seconds})

@@ -63,7 +63,7 @@ class RunOptions:
     num_gpus: int | None = None       # embedded cluster only (logical GPUs are fine)
     object_store_memory: int | None = None
     max_over_budget_in_a_row: int = 200  # stop when the space is almost entirely over budget
-    replay: Path | None = None        # look results up in this table instead of training (search.replay)
+    replay: Path | list[Path] | None = None  # look results up in this table (one per rung) instead of training
     gpu_hour_price: float | None = None  # dollars per GPU-hour (per CPU-hour with no GPUs), to show money
     warm_start: list[Path] = dataclasses.field(default_factory=list)  # earlier experiments to import trials from
 
@@ -112,8 +112,9 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     p.add_argument("--warm-start", type=Path, nargs="+", default=[], metavar="EXPERIMENT",
                    help="import the finished trials of earlier experiments (results/<old> …) that fit the space "
                         "before sampling; they are not counted as this experiment's trainings")
-    p.add_argument("--replay", type=Path, metavar="TABLE.csv", help="replay a results table instead of training "
-                   "(bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay)")
+    p.add_argument("--replay", type=Path, nargs="+", metavar="TABLE.csv", help="replay a results table instead of "
+                   "training (bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay); with a "
+                   "fidelity ladder one table per rung, cheapest first")
     a = p.parse_args(argv)
     for flag in ("num_samples", "max_concurrent", "num_cpus"):
         value = getattr(a, flag)
@@ -130,6 +131,11 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
                       force_space=a.force_space, seed=a.seed,
                       results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay,
                       gpu_hour_price=a.gpu_hour_price, warm_start=list(a.warm_start))
+
+
+def replay_tables(opts: RunOptions) -> list[Path]:
+    """--replay's tables: one, or one per rung of a fidelity ladder."""
+    return [opts.replay] if isinstance(opts.replay, Path) else list(opts.replay or [])
 
 
 def default_name(spec: SpaceSpec) -> str:
@@ -208,8 +214,17 @@ def run_search(opts: RunOptions, out=sys.stdout) -> RunSummary:
     if opts.replay is not None:
         from search.replay import ReplayError, load_table
 
+        tables = replay_tables(opts)
+        rungs = len(spec.ladder.rungs) if spec.ladder is not None else 1
+        if len(tables) != rungs:
+            raise RunError(f"error: --replay takes one table per rung of {spec.path}'s fidelity ladder, cheapest first "
+                           f"({rungs}), got {len(tables)} (pass e.g. bench/grid_table.csv bench/grid_table_long.csv)"
+                           if spec.ladder is not None else
+                           f"error: --replay got {len(tables)} tables and {spec.path} has no fidelity ladder "
+                           "(pass one table, or a space with FIDELITIES)", code=2)
         try:
-            load_table(opts.replay)
+            for table in tables:
+                load_table(table)
         except ReplayError as exc:
             raise RunError(str(exc), code=2) from None
     name = opts.name if opts.name is not None else default_name(spec)
@@ -348,7 +363,7 @@ def _tune(opts: RunOptions, spec: SpaceSpec, searcher, study, name: str, remaini
     if opts.replay is not None:
         from search.replay import make_replay_trainable
 
-        trainable = make_replay_trainable(opts.replay)  # same contract, no training
+        trainable = make_replay_trainable(replay_tables(opts))  # same contract, no training (a table per rung)
     print(f"search {name}: {remaining} training(s) to launch, {concurrent} at once, budget "
           f"{spec.budget_bytes} bytes, results in {searcher.launch.folder}", file=out, flush=True)
     print(margin_line(searcher.predictor), file=out, flush=True)

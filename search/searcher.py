@@ -280,7 +280,7 @@ class BudgetedOptunaSearcher(Searcher):
             if self.ladder is not None and nproc > 0 and self.ladder.gpus[rung or 0] is not None:
                 nproc = int(self.ladder.gpus[rung or 0])  # a cheap rung on fewer GPUs
             config = {"env": env, "script": str(launch.script.resolve()), "trial_dir": str(trial_dir),
-                      "nproc": nproc, "gpus": nproc, "prepare_data": launch.prepare_data,
+                      "nproc": nproc, "gpus": nproc, "fidelity": rung, "prepare_data": launch.prepare_data,
                       "timeout_s": launch.timeout_s, "score_line": launch.score_line}
             if launch.docs is not None:
                 config |= {"docs": str(launch.docs), "docs_val_docs": launch.docs_val_docs,
