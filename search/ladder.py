@@ -13,6 +13,9 @@ front, crowding distance breaks ties, ends first) earn a training at rung k+1.
 A promoted run is its own Optuna trial with the same parameters, attributes
 `fidelity` (its rung) and `promoted_from` (the trial it was promoted from).
 Only top-rung trials are results: the front, the best and promote read them.
+`TOP_RUNG_FRACTION` sends that share of new proposals to the top rung at once
+(Hyperband's bracket without early stopping), for the configurations a cheap
+rung misranks, e.g. wide models that need the longer run.
 
 What the sampler learns from (`RungSampler`): values of different rungs are
 not comparable (a 600-step val_bpb is worse than any 4,950-step one, so mixed
@@ -65,7 +68,9 @@ class Ladder:
     def describe(self) -> str:
         steps = [r.get("ITERATIONS") for r in self.rungs]
         shown = " -> ".join(s if s else f"rung {i}" for i, s in enumerate(steps))
-        return f"{len(self.rungs)} rungs ({shown}{' steps' if all(steps) else ''}), best {self.fraction:.0%} promoted"
+        direct = f", {self.direct:.0%} of new proposals straight to the top" if self.direct else ""
+        return (f"{len(self.rungs)} rungs ({shown}{' steps' if all(steps) else ''}), best {self.fraction:.0%} "
+                f"promoted{direct}")
 
 
 def _line(path: Path, problem: str, fix: str) -> str:
@@ -195,12 +200,8 @@ def next_promotion(trials: Sequence[FrozenTrial], ladder: Ladder) -> tuple[Froze
     """The trial to train next at a higher rung, and that rung; None when no trial has earned it.
 
     Top rung first; at rung k, a feasible trial among the best floor(n_k x fraction) finished there
-    whose parameters were not promoted from rung k already (or are waiting to run at k+1)."""
-    promoted: set[tuple[int, tuple]] = set()
-    for t in trials:
-        rung = fidelity_of(t)
-        if rung and t.user_attrs.get(PROMOTED_FROM_ATTR) is not None:
-            promoted.add((rung, _param_key(t.params)))
+    whose parameters have no trial at rung k+1 yet (promoted, waiting, or sent there directly)."""
+    promoted = {(rung, _param_key(t.params)) for t in trials if (rung := fidelity_of(t))}
     for rung in range(ladder.top - 1, -1, -1):
         done = finished_at(trials, rung)
         allowed = math.floor(len(done) * ladder.fraction + 1e-9)
