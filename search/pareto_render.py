@@ -79,10 +79,19 @@ def _summary_lines(report: ParetoReport) -> list[str]:
         + ("none: no feasible trial" if math.isnan(ref_bpb) else f"{ref_bpb:.4f}") + f", bytes {ref_bytes:,.0f})",
         f"hypervolume growth: {growth}",
         f"cost: {hours_text(report.hours)} {report.cost_unit} over {sum(t.hours is not None for t in report.trials)} "
-        "training(s); 90 % of the final hypervolume after "
+        f"training(s){_rung_hours(report)}; 90 % of the final hypervolume after "
         + (f"{hours_text(h)} {report.cost_unit}" if (h := _cost_to_reach(report, 0.9)) is not None else "n/a"),
     ] + _agreement_lines(report) + [line if len(report.importance) == 1 else f"{name}: {line}"
          for name, imp in report.importance.items() for line in imp.lines()] + [f"note: {n}" for n in report.notes]
+
+
+def _rung_hours(report: ParetoReport) -> str:
+    """A fidelity ladder's hours per rung, e.g. ' (per rung: 0: 1.20, 1: 2.40)'; '' without one."""
+    rungs: dict[int, float] = {}
+    for t in report.trials:
+        if t.fidelity is not None and t.hours is not None:
+            rungs[t.fidelity] = rungs.get(t.fidelity, 0.0) + t.hours
+    return " (per rung: " + ", ".join(f"{k}: {hours_text(h)}" for k, h in sorted(rungs.items())) + ")" if rungs else ""
 
 
 def _agreement_lines(report: ParetoReport) -> list[str]:

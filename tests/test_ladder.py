@@ -203,7 +203,7 @@ def test_smoke_ladder_promotes_survives_sigkill_and_fronts_only_the_top_rung(tmp
     assert agreement["low"] == 0 and agreement["high"] == 1 and agreement["configurations"] >= 2
     text = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120).stdout
-    assert "rank agreement: rung 0 vs rung 1" in text and "on lower rungs" in text
+    assert "rank agreement: rung 0 vs rung 1" in text and "on lower rungs" in text and "(per rung: 0: " in text
 
 
 def test_a_ladder_refuses_warm_start_in_one_line(tmp_path: Path) -> None:
