@@ -38,13 +38,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.front import non_dominated
+from search.study import RUN_AGAIN
+from search.warm_start import param_key
 
 FIDELITY_ATTR = "fidelity"
 PROMOTED_FROM_ATTR = "promoted_from"
 RUNG_GPUS = "GPUS_PER_TRIAL"  # the one key of a rung that is not an environment variable
 DEFAULT_PROMOTE_FRACTION = 1 / 3
 MIN_MODEL_TRIALS = 10         # finished trainings a rung needs before the sampler learns from it
-NOT_FINAL = ("interrupted", "node_lost")  # reasons of trainings that run again (not finished at a rung)
 
 
 @dataclass(frozen=True)
@@ -129,11 +130,8 @@ def is_result(trial: FrozenTrial, top: int | None) -> bool:
     return top is None or rung is None or rung == top
 
 
-def _param_key(params: Mapping[str, Any]) -> tuple:
-    return tuple(sorted(params.items()))
-
-
-def _feasible(trial: FrozenTrial) -> bool:
+def feasible(trial: FrozenTrial) -> bool:
+    """A complete trial within every limit (each constraint <= 0)."""
     return trial.state == TrialState.COMPLETE and bool(trial.values) and \
         all(v <= 0 for v in (trial.constraints or {}).values())
 
@@ -193,7 +191,7 @@ def pareto_order(points: Sequence[tuple[float, float]]) -> list[int]:
 def finished_at(trials: Iterable[FrozenTrial], rung: int) -> list[FrozenTrial]:
     """Trainings finished at a rung (COMPLETE or FAIL; not those interrupted, which run again)."""
     return [t for t in trials if fidelity_of(t) == rung and t.user_attrs.get("launched")
-            and t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("reason") not in NOT_FINAL]
+            and t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("reason") not in RUN_AGAIN]
 
 
 def next_promotion(trials: Sequence[FrozenTrial], ladder: Ladder) -> tuple[FrozenTrial, int] | None:
@@ -201,16 +199,16 @@ def next_promotion(trials: Sequence[FrozenTrial], ladder: Ladder) -> tuple[Froze
 
     Top rung first; at rung k, a feasible trial among the best floor(n_k x fraction) finished there
     whose parameters have no trial at rung k+1 yet (promoted, waiting, or sent there directly)."""
-    promoted = {(rung, _param_key(t.params)) for t in trials if (rung := fidelity_of(t))}
+    promoted = {(rung, param_key(t.params)) for t in trials if (rung := fidelity_of(t))}
     for rung in range(ladder.top - 1, -1, -1):
         done = finished_at(trials, rung)
         allowed = math.floor(len(done) * ladder.fraction + 1e-9)
         if allowed < 1:
             continue
-        eligible = [t for t in done if _feasible(t)]
+        eligible = [t for t in done if feasible(t)]
         order = pareto_order([(t.values[0], t.values[1]) for t in eligible])
         for i in order[:allowed]:
-            if (rung + 1, _param_key(eligible[i].params)) not in promoted:
+            if (rung + 1, param_key(eligible[i].params)) not in promoted:
                 return eligible[i], rung + 1
     return None
 

@@ -20,7 +20,7 @@ from ray.tune import Callback
 
 from search.cost import Device, trials_cost
 from search.front import non_dominated
-from search.ladder import finished_at, is_result
+from search.ladder import feasible as is_feasible, finished_at, is_result
 from search.warm_start import own
 
 
@@ -57,8 +57,7 @@ def snapshot(study: optuna.Study, device: Device | None = None, price: float | N
     count = {s: 0 for s in TrialState}
     for t in trials:
         count[t.state] += 1
-    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values and is_result(t, top)
-                and all(v <= 0 for v in t.constraints.values())]
+    feasible = [t for t in trials if is_feasible(t) and is_result(t, top)]
     rungs = ""
     if top is not None:
         rungs = "+".join(str(len(finished_at(trials, rung))) for rung in range(top + 1))

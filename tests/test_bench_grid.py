@@ -33,14 +33,19 @@ def test_committed_table_covers_the_grid_with_a_third_to_a_half_infeasible() -> 
     assert len(rows) / 3 <= infeasible <= len(rows) / 2
 
 
-def test_regenerating_a_row_reproduces_its_bytes_exactly(tmp_path: Path) -> None:
-    """Train one configuration of a one-row sub-grid twice with the real trainer: resumable, exact bytes."""
-    base = bench_grid.load_grid(ROOT / "spaces" / "bench_grid.py")
-    first = next(base.configurations())
+def _one_row_space(tmp_path: Path) -> Path:
+    """spaces/bench_grid.py reduced to its first configuration (a one-row grid), as tmp_path/one.py."""
+    first = next(bench_grid.load_grid(ROOT / "spaces" / "bench_grid.py").configurations())
     space = tmp_path / "one.py"
     source = (ROOT / "spaces" / "bench_grid.py").read_text()
     space.write_text(source.replace('SCRIPT = "pgolf/train_gpt.py"', f"SCRIPT = {str(ROOT / 'pgolf/train_gpt.py')!r}")
                      + f"\nGRID = {({k: [v] for k, v in first.items()})!r}\n")
+    return space
+
+
+def test_regenerating_a_row_reproduces_its_bytes_exactly(tmp_path: Path) -> None:
+    """Train one configuration of a one-row sub-grid twice with the real trainer: resumable, exact bytes."""
+    space = _one_row_space(tmp_path)
     table = tmp_path / "t.csv"
     argv = ["--space", str(space), "--table", str(table), "--work-dir", str(tmp_path / "work")]
     assert bench_grid.main(argv) == 0
@@ -76,12 +81,7 @@ def test_second_fidelity_table_is_the_same_grid_trained_longer(tmp_path: Path) -
     assert {bench_grid.param_key(row_params(r)) for r in long_rows} == short and len(long_rows) == len(short)
     assert all(int(r["steps"]) == 100 for r in long_rows)
 
-    base = bench_grid.load_grid(ROOT / "spaces" / "bench_grid.py")
-    first = next(base.configurations())
-    space = tmp_path / "one.py"
-    source = (ROOT / "spaces" / "bench_grid.py").read_text()
-    space.write_text(source.replace('SCRIPT = "pgolf/train_gpt.py"', f"SCRIPT = {str(ROOT / 'pgolf/train_gpt.py')!r}")
-                     + f"\nGRID = {({k: [v] for k, v in first.items()})!r}\n")
+    space = _one_row_space(tmp_path)
     table = tmp_path / "long.csv"
     argv = ["--space", str(space), "--table", str(table), "--work-dir", str(tmp_path / "work"),
             "--set", "ITERATIONS=100", "--set", "WARMDOWN_ITERS=30"]
