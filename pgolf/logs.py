@@ -12,7 +12,10 @@ Shapes read (all seen in the competition's records):
   `quantized_ttt_phased`, `diagnostic quantized`, ...); a script's source code echoed into its
   log never matches (its values are `{expressions}`, not numbers);
 - `Total submission size <scheme>: B bytes`, `stopping_early: ... train_time:Tms step:N/T`,
-  `total_eval_time:Ns`.
+  `total_eval_time:Ns`;
+- the artifact: `model_params:N` and `Serialized model <format>: B bytes` (the compressed model
+  a script wrote, e.g. `int8+zlib`; the unquantized `Serialized model: B bytes` has no format). A
+  log may hold several runs: each such line is kept, in order.
 
 **The score rule.** When a log prints several evaluation lines, the score is the *last* one that
 is not a diagnostic. A diagnostic is a line whose label says `diagnostic`, or is a
@@ -48,6 +51,8 @@ _EVAL_RE = re.compile(r"^([A-Za-z][\w+\-.]*)((?:\s+[^\s]+?)*?)\s+val_loss:\s?(" 
 _SIZE_RE = re.compile(r"Total submission size\s*([^:]*):\s*(\d+)\s*bytes")
 _STOP_RE = re.compile(r"^stopping_early\b")
 _TOTAL_EVAL_RE = re.compile(r"^total_eval_time:\s?(" + _NUMBER + r")(ms|s)?\b")
+_MODEL_PARAMS_RE = re.compile(r"^model_params:(\d+)\b")
+_SERIALIZED_RE = re.compile(r"^Serialized model(?: ([^:\s]+))?: (\d+) bytes\b")
 _DIAGNOSTIC_RE = re.compile(r"diagnostic|pre-?quant|pre_quant|post[_-]ema", re.IGNORECASE)
 _TIME_UNITS_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1.0}
 
@@ -107,7 +112,23 @@ class TotalEvalTime:
     seconds: float
 
 
-LogEvent = Union[TrainStep, ValStep, FinalScore, SubmissionSize, TrainStop, TotalEvalTime]
+@dataclass(frozen=True)
+class ModelParams:
+    """`model_params:N`: the parameter count a script printed."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class SerializedModel:
+    """`Serialized model <format>: B bytes`; `format` is '' for the unquantized checkpoint."""
+
+    format: str
+    bytes: int
+
+
+LogEvent = Union[TrainStep, ValStep, FinalScore, SubmissionSize, TrainStop, TotalEvalTime, ModelParams,
+                 SerializedModel]
 
 
 def _fields(line: str) -> dict[str, float]:
@@ -127,6 +148,12 @@ def _time(values: dict[str, float], *keys: str) -> float | None:
 
 def parse_line(line: str) -> LogEvent | None:
     """Return the event one log line describes, or None for any other line."""
+    params = _MODEL_PARAMS_RE.match(line)
+    if params:
+        return ModelParams(int(params.group(1)))
+    serialized = _SERIALIZED_RE.match(line)
+    if serialized:
+        return SerializedModel(serialized.group(1) or "", int(serialized.group(2)))
     size = _SIZE_RE.search(line)
     if size:
         return SubmissionSize(label=size.group(1).strip(), bytes_total=int(size.group(2)))
@@ -172,6 +199,8 @@ class LogSummary:
     stops: list[TrainStop] = field(default_factory=list)
     total_eval_seconds: float | None = None
     score_line: str | None = None
+    model_params: list[int] = field(default_factory=list)
+    serialized: list[SerializedModel] = field(default_factory=list)
 
     def add(self, event: LogEvent | None) -> None:
         if isinstance(event, TrainStep):
@@ -186,6 +215,15 @@ class LogSummary:
             self.stops.append(event)
         elif isinstance(event, TotalEvalTime):
             self.total_eval_seconds = event.seconds
+        elif isinstance(event, ModelParams):
+            self.model_params.append(event.count)
+        elif isinstance(event, SerializedModel):
+            self.serialized.append(event)
+
+    @property
+    def artifacts(self) -> list[SerializedModel]:
+        """The compressed models the log's runs wrote (lines with a format), in order."""
+        return [s for s in self.serialized if s.format]
 
     @property
     def final(self) -> FinalScore | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pgolf.logs import FinalScore, SubmissionSize, TrainStep, ValStep, parse_line, parse_log
+from pgolf.logs import FinalScore, ModelParams, SerializedModel, SubmissionSize, TrainStep, ValStep, parse_line, parse_log
 
 
 def test_parses_upstream_lines() -> None:
@@ -15,7 +15,11 @@ def test_parses_upstream_lines() -> None:
     assert isinstance(val, ValStep) and (val.step, val.val_loss, val.val_bpb) == (200, 2.05, 1.2172)
     size = parse_line("Total submission size int8+zlib: 15863489 bytes")
     assert size == SubmissionSize(label="int8+zlib", bytes_total=15863489)
-    assert parse_line("Serialized model int8+zlib: 123 bytes") is None
+    assert parse_line("Serialized model int8+zlib: 123 bytes (payload:17178912)") == SerializedModel("int8+zlib", 123)
+    assert parse_line("Serialized model: 67224983 bytes") == SerializedModel("", 67224983)
+    assert parse_line("model_params:17059912 (unique_layers:9 loops:1)") == ModelParams(17059912)
+    # the script's own source echoed into its log is not a measurement
+    assert parse_line('        log0(f"Serialized model int8+zlib: {quant_file_bytes} bytes "') is None
     assert parse_line("warmup_step:3/20") is None
 
 

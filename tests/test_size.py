@@ -167,12 +167,21 @@ def test_external_script_fit_from_trials():
 
 
 def test_cli_prints_breakdown(capsys):
-    assert size.main(["NUM_LAYERS=3", "MODEL_DIM=128", "COMPRESSOR=lzma"]) == 0
+    """The command predicts trained weights (the records' regime); --smoke the CPU calibration's."""
+    from pgolf.size.trained import load_trained
+
+    env = {"NUM_LAYERS": "3", "MODEL_DIM": "128", "COMPRESSOR": "lzma"}
+    assert size.main([f"{k}={v}" for k, v in env.items()]) == 0
     out = capsys.readouterr().out
-    p = size.predict({"NUM_LAYERS": "3", "MODEL_DIM": "128", "COMPRESSOR": "lzma"})
-    assert f"predicted total {p.total_bytes} bytes" in out
+    trained = size.predict(env, regime=load_trained())
+    assert f"predicted total {trained.total_bytes} bytes" in out and "trained weights" in out
     for label in ("embeddings", "attention", "MLP", "other", "container", "code"):
         assert re.search(rf"^\s+{label}\s+\d+ bytes", out, re.M), label
+    assert size.main(["--smoke", *[f"{k}={v}" for k, v in env.items()]]) == 0
+    out = capsys.readouterr().out
+    cpu = size.predict(env)
+    assert f"predicted total {cpu.total_bytes} bytes" in out and "--smoke" in out
+    assert cpu.total_bytes != trained.total_bytes
 
 
 @pytest.mark.parametrize("args,named", [(["NUM_LAYERS"], "KEY=VALUE"), (["num_layers=3"], "KEY=VALUE"),

@@ -1,6 +1,14 @@
-"""The command line: `python -m pgolf.size KEY=VALUE ...` (a prediction), `python -m pgolf.size calibrate`
-(rebuild the whole calibration table) and `python -m pgolf.size calibrate-forms` (re-measure only the
-GPTQ / clip-search / pruning / brotli ratios, a few minutes)."""
+"""The command line:
+
+    python -m pgolf.size [--smoke] KEY=VALUE ...     a prediction: weights trained at full scale (the
+                                                     records' regime), or with --smoke as a short CPU
+                                                     training leaves them (the CPU calibration)
+    python -m pgolf.size calibrate                   rebuild the CPU calibration table (about 25 min)
+    python -m pgolf.size calibrate-forms             re-measure the GPTQ / clip / pruning / brotli ratios
+    python -m pgolf.size calibrate-records DIR ...   refit the trained regime on record folders (about
+                                                     a minute) and print each record's predicted bytes
+    python -m pgolf.size records DIR ...             that table with the committed fit (nothing written)
+"""
 
 from __future__ import annotations
 
@@ -34,9 +42,10 @@ def parse_settings(args: list[str]) -> dict[str, str]:
     return env
 
 
-def format_prediction(p: Prediction) -> str:
+def format_prediction(p: Prediction, regime: str = "") -> str:
     names = {"embed": "embeddings", "attn": "attention", "mlp": "MLP", "other": "other"}
-    lines = [f"predicted total {p.total_bytes} bytes = code {p.code_bytes} + model {p.model_bytes} ({p.compressor})"]
+    lines = [f"predicted total {p.total_bytes} bytes = code {p.code_bytes} + model {p.model_bytes} ({p.compressor}"
+             + (f", {regime})" if regime else ")")]
     for g in GROUPS:
         lines.append(f"  {names[g]:<11s} {p.groups.get(g, 0):>12d} bytes  {p.params.get(g, 0):>12d} params")
     lines.append(f"  {'container':<11s} {p.container_bytes:>12d} bytes  (header and frame overheads)")
@@ -60,13 +69,30 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         calibrate_forms()
         return 0
+    if args and args[0] in ("calibrate-records", "records"):
+        from pgolf.size.calibrate_records import calibrate_records, report_records
+
+        if len(args) < 2 or any(a.startswith("-") for a in args[1:]):
+            print(f"error: `{args[0]}` takes record folders (e.g. ../shared/conformance/records)", file=sys.stderr)
+            return 2
+        try:
+            (calibrate_records if args[0] == "calibrate-records" else report_records)(args[1:])
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    smoke = "--smoke" in args
+    args = [a for a in args if a != "--smoke"]
     try:
-        p = predict(parse_settings(args))
+        from pgolf.size.trained import load_trained
+
+        regime = None if smoke else load_trained()
+        p = predict(parse_settings(args), regime=regime)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_prediction(p))
+    print(format_prediction(p, "short CPU training (--smoke)" if smoke else f"trained weights, nu {regime.nu:.1f}"))
     return 0

@@ -125,13 +125,21 @@ def _layout_model(entries: list[Entry]) -> dict:
 
 
 @lru_cache(maxsize=512)
-def container_layout(key: tuple) -> tuple[dict[str, Entry], dict, list[list], list[int]]:
+def container_layout(key: tuple, stored: tuple[tuple[str, str], ...] = ()) -> tuple[dict[str, Entry], dict, list[list],
+                                                                                   list[int]]:
     """(entries, data-free model, container records, values per frame) of an architecture at its
-    widths (cached: building the layout is most of a prediction's cost)."""
+    widths (cached: building the layout is most of a prediction's cost). `stored`: (tensor name,
+    storage) pairs that replace the trainer's own choice (a record's export, `pgolf.size.records`)."""
+    from dataclasses import replace
+
     import pgolf.train_gpt as tg
 
     hp = tg.Hyperparameters(**dict(key))
-    entries = {e.name: e for e in stored_entries(hp)}
+    forms = dict(stored)
+    entries = {e.name: (replace(e, storage=forms[e.name]) if e.name in forms else e) for e in stored_entries(hp)}
+    unknown = sorted(set(forms) - set(entries))
+    if unknown:
+        raise ValueError(f"no tensor {unknown[0]} in this model (stored forms name state-dict entries)")
     model_obj = _layout_model(list(entries.values()))
     records, frames = tg.frame_layout(model_obj)
     return entries, model_obj, records, [sum(t.numel() for t in ts) for ts in frames]

@@ -39,10 +39,12 @@ def code_bytes(script: str | Path | None = None) -> int:
 
 
 def frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values: list[int], cal: Calibration,
-                 ckey: str, hp=None) -> list[tuple[str, int, list[tuple[Entry, float]]]]:
+                 ckey: str, hp=None, regime=None) -> list[tuple[str, int, list[tuple[Entry, float]]]]:
     """Per frame of the layout: (kind, values, [(entry, bytes by the rates)]), before the frame
     factor and without the frame overhead. With the settings `hp`: Muon-trained values scaled by the
-    factor of its MATRIX_LR, int values by their stored form's ratio (QUANTIZER, CLIP_SEARCH, PRUNE_FRAC)."""
+    factor of its MATRIX_LR, int values by their stored form's ratio (QUANTIZER, CLIP_SEARCH, PRUNE_FRAC).
+    With a `TrainedRegime`, int and fp16 values cost its rates (no MATRIX_LR factor: the records were
+    trained at their own rates; scales and fp32 tensors keep the CPU calibration's)."""
     from pgolf.size.forms import form_factor, is_linear
 
     shares: list[list[tuple[Entry, float]]] = [[] for _ in frame_values]
@@ -54,6 +56,10 @@ def frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values:
             b = float(n * e.itemsize)
         elif part == "scale":
             b = n * cal.scale[ckey][e.storage]
+        elif regime is not None and (e.storage.startswith("int") or e.storage == "fp16"):
+            b = n * regime.value_bytes(ckey, e.storage, e.row_len)
+            if hp is not None and e.storage.startswith("int"):
+                b *= form_factor(cal, ckey, e.storage, is_linear(e.name), hp.quantizer, hp.clip_search, hp.prune_frac)
         else:
             b = n * cal.value_bytes(ckey, e.storage, e.role, e.row_len)
             if hp is not None and muon_updated(e):
@@ -66,15 +72,20 @@ def frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values:
 
 
 def predict(env: Mapping[str, str], script: str | Path | None = None,
-            calibration: Calibration | None = None) -> Prediction:
-    """Predict the artifact of the trainer run with `env` (raises ValueError on a bad setting)."""
+            calibration: Calibration | None = None, regime=None,
+            stored: Mapping[str, str] | None = None) -> Prediction:
+    """Predict the artifact of the trainer run with `env` (raises ValueError on a bad setting).
+
+    regime: None for the CPU calibration (short CPU trainings: `--smoke`), a
+    `pgolf.size.trained.TrainedRegime` for weights trained at full scale (a real search).
+    stored: tensor name -> storage where an export differs from the trainer's (records only)."""
     import pgolf.train_gpt as tg
 
     hp = tg.Hyperparameters.from_env({k: str(v) for k, v in env.items()})
     hp.validate()
     cal = calibration or load_calibration()
     ckey = cal.compressor_key(hp.compressor, hp.compressor_level)
-    entries, model_obj, records, frame_values = container_layout(layout_key(hp))
+    entries, model_obj, records, frame_values = container_layout(layout_key(hp), tuple(sorted((stored or {}).items())))
     groups = dict.fromkeys(GROUPS, 0.0)
     parts: dict[str, float] = {}
     params = dict.fromkeys(GROUPS, 0)
@@ -82,8 +93,9 @@ def predict(env: Mapping[str, str], script: str | Path | None = None,
         if e.storage != "raw":
             params[e.group] += e.numel
     frame_bytes = []
-    for kind, n_values, shares in frame_rates(entries, records, frame_values, cal, ckey, hp):
-        f = 1.0 if kind == "raw" else cal.frame_factor(ckey, kind, math.log2(max(n_values, 1)))
+    for kind, n_values, shares in frame_rates(entries, records, frame_values, cal, ckey, hp, regime):
+        by_regime = regime is not None and (kind.startswith("int") or kind == "fp16")
+        f = 1.0 if kind == "raw" or by_regime else cal.frame_factor(ckey, kind, math.log2(max(n_values, 1)))
         for e, b in shares:
             groups[e.group] += b * f
             parts[e.storage] = parts.get(e.storage, 0.0) + b * f
