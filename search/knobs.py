@@ -20,6 +20,7 @@ import base64
 import bz2
 import gzip
 import lzma
+import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -69,10 +70,19 @@ def _unpack(node: ast.AST, aliases: dict[str, str]) -> bytes | None:
         inner = _unpack(node.args[0], aliases)
         if decoder is not None and inner is not None:
             try:
+                if decoder is lzma.decompress and _raw_lzma2(node.keywords):
+                    # `format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}]`, as the later records pack
+                    return lzma.decompress(inner, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
                 return decoder(inner)
             except Exception:  # noqa: BLE001 - not what it looked like
                 return None
     return None
+
+
+def _raw_lzma2(keywords: list[ast.keyword]) -> bool:
+    """The call's keywords ask for a raw LZMA2 stream (names only are read, nothing is evaluated)."""
+    named = {k.arg: ast.dump(k.value) for k in keywords}
+    return "FORMAT_RAW" in named.get("format", "") and "FILTER_LZMA2" in named.get("filters", "")
 
 
 def _is_environ(node: ast.AST) -> bool:
@@ -154,6 +164,67 @@ def scan_source(source: str, depth: int = 0) -> list[Knob]:
 
     visit(tree, [])
     return list(found.values())
+
+
+_COMPRESSOR_NAMES = ("zlib", "zstd", "lzma", "brotli")
+
+
+def _sources(source: str, depth: int = 0) -> list[str]:
+    """The source and every packed source inside it (known decoders only, nothing executed)."""
+    out = [source]
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return out
+    aliases = _module_aliases(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval") \
+                and node.args and depth < 3:
+            packed = _unpack(node.args[0], aliases)
+            if packed is not None:
+                out += _sources(packed.decode("utf-8", errors="replace"), depth + 1)
+    return out
+
+
+def export_format(script: str | Path, env: dict[str, str] | None = None) -> str | None:
+    """`int<bits>+<compressor>` a script exports by default, read statically, or None.
+
+    The compressor: a knob named `*COMPRESSOR` (its value in `env`, else its default), else a string
+    constant `zlib`/`zstd`/`lzma`/`brotli` assigned to a name holding `COMPRESS`. The width: the
+    largest of the knobs named `*_BITS` (the larger width is the safe side of a byte prior), else the
+    largest `int<b>+` in the script's strings (its log line, e.g. `Serialized model int6+...`).
+    """
+    try:
+        text = Path(script).read_text(encoding="utf-8", errors="replace")
+        knobs = scan_source(text)
+    except (OSError, KnobsError):
+        return None
+    env = env or {}
+    value = {k.name: env.get(k.name, k.default) for k in knobs}
+    compressor = next((v for n, v in value.items() if n.endswith("COMPRESSOR") and v in _COMPRESSOR_NAMES), None)
+    called: set[str] = set()
+    widths = [int(v) for n, v in value.items() if n.endswith("_BITS") and v and v.isdigit() and 4 <= int(v) <= 8]
+    literal_widths = []
+    for source in _sources(text):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if compressor is None and isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                    and node.value.value in _COMPRESSOR_NAMES and any(
+                        isinstance(t, ast.Name) and "COMPRESS" in t.id.upper() for t in node.targets):
+                compressor = node.value.value
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literal_widths += [int(b) for b in re.findall(r"\bint([4-8])\+", node.value)]
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):  # zlib.compress(...)
+                module = {"zstandard": "zstd", "zstd": "zstd", "zlib": "zlib", "lzma": "lzma", "brotli": "brotli"}
+                if node.attr in ("compress", "ZstdCompressor") and node.value.id in module:
+                    called.add(module[node.value.id])
+    if compressor is None and len(called) == 1:  # the one compressor the script calls
+        compressor = called.pop()
+    bits = max(widths or literal_widths or [0])
+    return f"int{bits}+{compressor}" if bits and compressor else None
 
 
 def scan(script: str | Path) -> list[Knob]:

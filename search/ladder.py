@@ -38,7 +38,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.front import non_dominated
-from search.study import RUN_AGAIN
+from search.study import RUN_AGAIN, StudyView
 from search.warm_start import param_key
 
 FIDELITY_ATTR = "fidelity"
@@ -225,24 +225,6 @@ def model_rung(trials: Sequence[FrozenTrial], ladder: Ladder, n_params: int) -> 
     return 0
 
 
-class _StudyView:
-    """A study whose trial lists hold only what `keep` accepts; everything else is the study's."""
-
-    def __init__(self, study: optuna.Study, keep: Callable[[FrozenTrial], bool]):
-        self._study = study
-        self._keep = keep
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list[FrozenTrial]:
-        return [t for t in self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-                if self._keep(t)]
-
-    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:
-        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if self._keep(t)]
-
-
 class RungSampler(optuna.samplers.BaseSampler):
     """A sampler that learns from one rung at a time (see the module docstring); proposals are
     asked of `base` (the search's TPE) through a view of the study holding that rung's trials."""
@@ -251,7 +233,7 @@ class RungSampler(optuna.samplers.BaseSampler):
         self.base = base
         self.ladder = ladder
 
-    def _view(self, study: optuna.Study) -> _StudyView:
+    def _view(self, study: optuna.Study) -> StudyView:
         trials = study._get_trials(deepcopy=False, use_cache=True)
         rung = model_rung(trials, self.ladder, len({k for t in trials for k in t.params}))
 
@@ -262,7 +244,7 @@ class RungSampler(optuna.samplers.BaseSampler):
             if t.state == TrialState.RUNNING:  # pending proposals (constant liar), never promotions
                 return at == 0
             return at == rung
-        return _StudyView(study, keep)
+        return StudyView(study, keep)
 
     def infer_relative_search_space(self, study, trial):
         return self.base.infer_relative_search_space(self._view(study), trial)

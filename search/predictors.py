@@ -29,32 +29,67 @@ def make_predictors(spec: SpaceSpec, folder: Path, resume: bool) -> tuple[list, 
             [folder / learner_file(rung) for rung in rungs])
 
 
+def regime_for(spec: SpaceSpec):
+    """The size regime a search prices with: trained weights (fitted on the competition's records) at
+    full scale, the CPU calibration with --smoke (short CPU trainings)."""
+    if spec.smoke:
+        return None
+    from pgolf.size import load_trained
+
+    try:
+        return load_trained()
+    except ValueError as exc:
+        raise LearnerError(f"error: {exc}") from None
+
+
+def export_format_for(spec: SpaceSpec) -> str | None:
+    """An external script's export (`int6+zstd`): the space's EXPORT_FORMAT, else read from the script."""
+    if spec.param_count is None:
+        return None
+    if spec.export_format is not None:
+        return spec.export_format
+    from search.knobs import export_format
+
+    return export_format(spec.script, spec.fixed_env)
+
+
 def make_predictor(spec: SpaceSpec, folder: Path, resume: bool, rung: int | None = None):
     """The search's byte predictor: the space's PREDICT_BYTES as is, else a `pgolf.size.SizeLearner`
-    (calibrated for our trainer, or a bytes-per-parameter fit over the space's PARAM_COUNT), reloaded
-    from `size_learner.json` (a ladder's rung k: `size_learner.rung<k>.json`) on --resume so that what
-    it learned is kept."""
+    (our trainer's predictor in the regime of `regime_for`, or a bytes-per-parameter fit over the
+    space's PARAM_COUNT with the records' prior for its export format), reloaded from
+    `size_learner.json` (a ladder's rung k: `size_learner.rung<k>.json`) on --resume so that what it
+    learned is kept."""
     if spec.predict_bytes is not None:
         return spec.predict_bytes
     from pgolf.size import SizeLearner
 
     path = folder / learner_file(rung)
+    regime, export = regime_for(spec), export_format_for(spec)
     if resume and path.is_file():
         try:
-            learner = SizeLearner.load(path, spec.param_count)
+            learner = SizeLearner.load(path, spec.param_count, regime=regime, export_format=export)
         except (ValueError, KeyError, TypeError) as exc:
             raise LearnerError(f"error: {path} cannot be loaded: {exc} (delete it: the search relearns from new "
                                "trials)") from None
         learner.script = str(spec.script)
         return learner
-    return SizeLearner(script=spec.script, param_count=spec.param_count)
+    return SizeLearner(script=spec.script, param_count=spec.param_count, regime=regime, export_format=export)
 
 
 def margin_line(predictor) -> str:
     """How the search prunes: the predictor and its current safety margin."""
     if not hasattr(predictor, "observations"):
         return "size margin: 0.0% (the space's PREDICT_BYTES, used as is)"
-    how = ("bytes-per-parameter fit over PARAM_COUNT, no pruning before it has trials"
-           if predictor.param_count is not None else "pgolf.size calibrated predictor")
+    regime = "CPU calibration (--smoke)" if predictor.regime is None else \
+        f"trained weights, fitted on the competition's records (nu {predictor.regime.nu:.1f})"
+    if predictor.param_count is None:
+        how = f"pgolf.size predictor, {regime}"
+    elif predictor.prior_ready:
+        how = (f"bytes-per-parameter fit over PARAM_COUNT; before 2 trials the records' prior for "
+               f"{predictor.export_format}")
+    else:
+        how = ("bytes-per-parameter fit over PARAM_COUNT, no pruning before it has trials (set EXPORT_FORMAT, "
+               "e.g. \"int6+zstd\", for the records' prior)" if predictor.regime is not None else
+               "bytes-per-parameter fit over PARAM_COUNT, no pruning before it has trials")
     return (f"size margin: {predictor.margin_fraction:.1%} ({how}; learned from "
             f"{len(predictor.observations)} completed trial(s)): pruned when predicted + margin > budget")

@@ -23,11 +23,14 @@ FIXED_COLUMNS = [
     "number", "state", "feasible", "reason", "message", "val_bpb", "val_loss", "bytes_total",
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
     "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir", "imported_from",
-    "fidelity", "promoted_from",
+    "fidelity", "promoted_from", "rejudged_bytes", "rejudged_margin_bytes", "forgiven",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
 BUDGET_CONSTRAINT = "bytes_over_budget"
+# study attribute: every proposal pruned before launch judged again by the predictor as it is now,
+# {trial number: [predicted bytes, margin bytes, violation]} (search.study.rejudge_pruned)
+REJUDGED_ATTR = "rejudged_pruned"
 
 
 @dataclass
@@ -111,8 +114,10 @@ def _number(value: Any) -> Any:
     return "" if value is None else value
 
 
-def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, Any]:
-    """One trials.csv row from one Optuna trial."""
+def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int,
+              rejudged: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """One trials.csv row from one Optuna trial (`rejudged`: the study's REJUDGED_ATTR)."""
+    judged = (rejudged or {}).get(str(trial.number))
     attrs = trial.user_attrs
     values = trial.values if trial.state == optuna.trial.TrialState.COMPLETE and trial.values else None
     val_bpb = values[0] if values else attrs.get("val_bpb")
@@ -148,6 +153,10 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
         "imported_from": attrs.get("imported_from", ""),  # --warm-start: `<experiment>#<number>` it came from
         "fidelity": attrs.get("fidelity"),                # the ladder's rung (FIDELITIES), empty without one
         "promoted_from": attrs.get("promoted_from"),      # the trial of the rung below it was promoted from
+        # pruned before launch with predicted_bytes + margin_bytes; the predictor as it is now says:
+        "rejudged_bytes": judged[0] if judged else None,
+        "rejudged_margin_bytes": judged[1] if judged else None,
+        "forgiven": "" if not judged else str(judged[2] <= 0).lower(),  # now within budget: open to the sampler
     }
     row = {k: _number(v) for k, v in row.items()}
     for name, value in trial.params.items():
@@ -158,7 +167,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int) -> dict[str, A
 def write_trials_csv(study: optuna.Study, folder: str | Path, budget_bytes: int) -> Path:
     """Rewrite `trials.csv` from the study (atomically: readers never see half a file)."""
     # WAITING trials (enqueued, not asked yet) are not trials of the search yet.
-    rows = [trial_row(t, budget_bytes) for t in study.get_trials(deepcopy=False)
+    rejudged = dict(study.user_attrs.get(REJUDGED_ATTR) or {})
+    rows = [trial_row(t, budget_bytes, rejudged) for t in study.get_trials(deepcopy=False)
             if t.state != optuna.trial.TrialState.WAITING]
     params = sorted({k for row in rows for k in row if k.startswith(PARAM_PREFIX)})
     text = io.StringIO(newline="")

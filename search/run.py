@@ -307,14 +307,16 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
         predictors, max_over_budget_in_a_row=opts.max_over_budget_in_a_row, learner_path=learner_paths,
         target=remaining)
     for frozen in warm:  # the imported trials' measured bytes teach the size learner too
-        searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1])
+        searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1], rejudge=False)
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
         trials = study.get_trials(deepcopy=False)
         for number in recovered:
             frozen = trials[number]
             if frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values:
                 searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1],
-                                 frozen.user_attrs.get("fidelity"))
+                                 frozen.user_attrs.get("fidelity"), rejudge=False)
+    if warm or (opts.resume and recovered):
+        searcher.rejudge()
     # Tune's own files are not results (the study is): kept off the results disk, gone at the end
     tune_dir = tempfile.mkdtemp(prefix="pgolf-tune-")
     try:

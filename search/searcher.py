@@ -40,6 +40,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from search.cost import PRUNED_BEFORE_LAUNCH
 from search.experiment import disk_full_line, is_disk_full
 from search.failures import MAX_LOST, Failure, classify, tune_trial_error
 from search.ladder import FIDELITY_ATTR, PROMOTED_FROM_ATTR, Ladder, fidelity_of, next_promotion
@@ -47,7 +48,7 @@ from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
 from search.warm_start import DUPLICATE, imported, param_key
-from search.study import STOPPED_SEARCH_ATTR, set_attrs, set_violation, record_result, requeue
+from search.study import STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs, set_violation
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
 
@@ -259,7 +260,7 @@ class BudgetedOptunaSearcher(Searcher):
                       file=sys.stderr, flush=True)
                 set_attrs(trial, {"warning": "seed point predicted over budget"})
             elif prune and predicted is not None:
-                set_attrs(trial, {"reason": "over_budget_predicted"})
+                set_attrs(trial, {"reason": PRUNED_BEFORE_LAUNCH})
                 # the violation Optuna learns from includes the margin, so it is > 0 for every pruned trial
                 set_violation(trial, predicted + margin - self.spec.budget_bytes)
                 self.study.tell(trial, state=TrialState.PRUNED)
@@ -345,8 +346,10 @@ class BudgetedOptunaSearcher(Searcher):
             self._failed(trial, str(attrs.get("message") or attrs.get("reason") or "crashed"))
         write_trials_csv(self.study, self.launch.folder, self.spec.budget_bytes)
 
-    def observe(self, env: Mapping[str, str], bytes_total: Any, rung: int | None = None) -> None:
-        """Give a completed trial's measured bytes to its rung's predictor and save what it learned."""
+    def observe(self, env: Mapping[str, str], bytes_total: Any, rung: int | None = None,
+                rejudge: bool = True) -> None:
+        """Give a completed trial's measured bytes to its rung's predictor, save what it learned, and
+        judge the proposals it pruned before launch again (`rejudge=False`: the caller does, once)."""
         if not env or not isinstance(bytes_total, (int, float)):
             return
         index = min(rung or 0, len(self.predictors) - 1)
@@ -358,6 +361,22 @@ class BudgetedOptunaSearcher(Searcher):
         except Exception as exc:  # noqa: BLE001 - a learner problem must not stop the trials running
             print(f"warning: the size predictor could not learn from this trial: {type(exc).__name__}: {exc}",
                   file=sys.stderr, flush=True)
+        if rejudge:
+            self.rejudge()
+
+    def rejudge(self) -> tuple[int, int]:
+        """Every proposal pruned before launch, judged by its rung's predictor as it is now
+        (`search.study.rejudge_pruned`: the sampler forgives a wrong early verdict)."""
+        def prune_of(t):
+            return self._predictor(fidelity_of(t)).prune(t.user_attrs["env"], self.spec.budget_bytes)
+        try:
+            return rejudge_pruned(self.study, prune_of, self.spec.budget_bytes)
+        except Exception as exc:  # noqa: BLE001 - the old verdicts stand; the trials keep running
+            if is_disk_full(exc):
+                raise
+            print(f"warning: proposals pruned before launch could not be judged again: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+            return 0, 0
 
     def save(self, checkpoint_path: str) -> None:
         """Tune checkpoints searchers; ours keeps its state in the study, so save a pointer."""

@@ -38,6 +38,10 @@ module-level settings (all upper case):
 - `PREDICT_BYTES`     callable env → predicted artifact bytes, used as is
                       (no learning, no margin: for an exact or trusted
                       predictor, e.g. `search.replay.table_predictor`)
+- `EXPORT_FORMAT`     with PARAM_COUNT: the script's export as its log names it
+                      (`"int6+zstd"`); read from the script's defaults by
+                      `search.knobs.export_format` when absent. It gives the
+                      script the records' size prior from its first proposal.
 - `PARAM_COUNT`       callable env → parameter count (an int, or a dict of
                       ints summed) of a script whose model `pgolf.size`
                       cannot build: the search then fits bytes per parameter
@@ -78,7 +82,7 @@ DEFAULT_GPUS_PER_TRIAL = 8
 
 KNOWN_SETTINGS = {
     "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
-    "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "SMOKE_ENV",
+    "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "EXPORT_FORMAT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
     "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT", "DOCS", "DOCS_VAL_DOCS",
     "FIDELITIES", "SMOKE_FIDELITIES", "PROMOTE_FRACTION", "TOP_RUNG_FRACTION",
@@ -107,6 +111,7 @@ class SpaceSpec:
     early_stopping: dict[str, int] | None = None
     predict_bytes: Callable[[Mapping[str, str]], int] | None = None
     param_count: Callable[[Mapping[str, str]], Any] | None = None
+    export_format: str | None = None  # EXPORT_FORMAT (`int6+zstd`): the external script's export, for its size prior
     smoke_env: dict[str, str] = field(default_factory=dict)
     trial_timeout_seconds: float | None = None
     limits: dict[str, float] = field(default_factory=dict)  # metric -> largest feasible value
@@ -304,6 +309,18 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                                "keep PREDICT_BYTES for a predictor used as is, or PARAM_COUNT to learn "
                                "bytes per parameter from trials, not both"))
 
+    export_format = getattr(module, "EXPORT_FORMAT", None)
+    if export_format is not None:
+        from pgolf.size.learner import parse_format
+
+        if not isinstance(export_format, str) or parse_format(export_format) is None:
+            raise SpaceError(_line(path, f"EXPORT_FORMAT={export_format!r} is not int<bits>+<compressor>",
+                                   'write it as the script\'s log names its export, e.g. "int6+zstd" or "int8+zlib"'))
+        if param_count is None:
+            raise SpaceError(_line(path, "sets EXPORT_FORMAT without PARAM_COUNT",
+                                   "add PARAM_COUNT = lambda env: <parameters>: the prior is parameters x the "
+                                   "format's bytes per value"))
+
     limits = _limits_setting(path, module, budget, smoke)
     budget = int(limits["bytes_total"])
     score_line = getattr(module, "SCORE_LINE", None)
@@ -328,7 +345,7 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
     return SpaceSpec(path=path, space=space_fn, ladder=ladder, script=Path(script), fixed_env=fixed_env, pack_script=pack_script,
                      budget_bytes=budget, gpus_per_trial=gpus, cpus_per_trial=cpus,
                      points_to_evaluate=points, smoke=smoke, early_stopping=early,
-                     predict_bytes=predict, param_count=param_count, smoke_env=smoke_env if smoke else {},
+                     predict_bytes=predict, param_count=param_count, export_format=export_format, smoke_env=smoke_env if smoke else {},
                      trial_timeout_seconds=None if timeout is None else float(timeout), limits=limits,
                      score_line=score_line,
                      max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pgolf.size import records as rec
-from pgolf.size.calibrate_records import calibrate_records, prior_model_bytes, report_records
+from pgolf.size.calibrate_records import calibrate_records, report_records
 from pgolf.size.trained import load_trained
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +69,7 @@ def test_refit_reproduces_the_committed_regime(tmp_path):
     regime = calibrate_records([RECORDS], out=tmp_path / "trained.json", progress=lambda line: None)
     assert abs(regime.nu - committed.nu) / committed.nu < 0.02
     assert regime.external_margin == pytest.approx(committed.external_margin, abs=1e-3)
+    assert regime.margin == pytest.approx(committed.margin, abs=1e-3) and regime.margin < 0.05
     assert set(regime.meta["held_out"]) == set(rec.HELD_OUT)
 
 
@@ -83,5 +84,5 @@ def test_trained_weights_compress_better_than_cpu_calibration():
 
 def test_external_prior_scales_with_parameters_and_width():
     regime = load_trained()
-    six, eight = (prior_model_bytes(20_000_000, b, "zstd:22", regime) for b in (6, 8))
-    assert six < eight and prior_model_bytes(40_000_000, 6, "zstd:22", regime) == pytest.approx(2 * six, rel=1e-6)
+    six, eight = (regime.prior_model_bytes(20_000_000, b, "zstd:22") for b in (6, 8))
+    assert six < eight and regime.prior_model_bytes(40_000_000, 6, "zstd:22") == pytest.approx(2 * six, rel=1e-6)

@@ -35,9 +35,16 @@ least-squares bytes-per-parameter fit over completed trials replaces the calibra
     python -m pgolf.size NUM_LAYERS=11 MODEL_DIM=512 MLP_BITS=6
     python -m pgolf.size calibrate        # rebuild the calibration table (minutes)
 
+Two regimes: the CPU calibration above describes weights after a short CPU training (`--smoke`);
+weights trained 10 minutes on 8xH100 compress better, and `predict(env, regime=load_trained())`
+prices them with `pgolf/size_trained.json`, fitted on the competition's records
+(`python -m pgolf.size calibrate-records DIR`; `records`, `trained`, `calibrate_records`).
+
 One module per concern: `layout` (stored form of each tensor, container layout), `calibration`
 (the table), `prediction` (`predict`), `learner` (`SizeLearner`), `calibration_runs` (the
-trainings and measurements behind the table), `cli`. Everything public is re-exported here.
+trainings and measurements behind the table), `records` (record folders as measurements),
+`trained` (the trained-weights regime), `calibrate_records` (its fit), `cli`. Everything public is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ from pgolf.size.layout import (CALIBRATION_PATH, DEFAULT_SCRIPT, GROUPS, QUANT_B
                                frame_kind, layout_key, model_shapes, muon_updated, read_container_header,
                                stored_entries, tensor_role)
 from pgolf.size.learner import (ERROR_WINDOW, MARGIN_FLOOR, MARGIN_SAFETY, MIN_ERRORS, MIN_FIT_TRIALS,
-                                PRIOR_MARGIN_FRACTION, PRIOR_WEIGHT, Observation, SizeLearner)
+                                PRIOR_MARGIN_FRACTION, PRIOR_WEIGHT, Observation, SizeLearner, parse_format)
+from pgolf.size.trained import TRAINED_PATH, TrainedRegime, load_trained
 from pgolf.size.prediction import Prediction, code_bytes, frame_rates, predict, predict_bytes
 
 __all__ = [
@@ -63,6 +71,7 @@ __all__ = [
     "SizeLearner", "calibrate", "calibrate_lr", "code_bytes", "container_layout", "embedding_grid",
     "format_prediction", "frame_kind", "frame_overhead", "frame_rates", "interp", "layout_key",
     "load_calibration", "main", "merge_points", "model_shapes", "muon_updated", "parse_settings", "predict",
+    "TRAINED_PATH", "TrainedRegime", "load_trained", "parse_format",
     "predict_bytes", "read_container_header", "short_train", "stored_entries", "tensor_role",
     "train_for_calibration",
 ]

@@ -13,17 +13,15 @@ under-prediction becomes that prior's margin.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgolf.size.learner import parse_format
 from pgolf.size.records import RecordPoint, find_record_dirs, load_points, read_runs
 from pgolf.size.trained import CKEYS, NU_RANGE, STORAGES, TRAINED_PATH, TrainedRegime, load_trained
 
 WITHIN = 0.02  # the accuracy the table counts (the issue's bar: 2 %)
-_FORMAT_RE = re.compile(r"^int(\d)\+(zlib|zstd|lzma|brotli)(?:-(\d+))?$")
-_LEVELS = {"zlib": 9, "zstd": 22, "lzma": 9, "brotli": 11}
 
 
 @dataclass(frozen=True)
@@ -88,33 +86,26 @@ class PriorCheck:
         return (self.predicted - self.real) / self.real
 
 
-def format_of(label: str) -> tuple[int, str] | None:
-    """`int6+zstd` / `int6+zlib-9` -> (6, 'zstd:22'); None for a label without one width and compressor."""
-    m = _FORMAT_RE.match(label)
-    if not m:
-        return None
-    name = m.group(2)
-    return int(m.group(1)), f"{name}:{m.group(3) or _LEVELS[name]}"
-
-
-def prior_model_bytes(params: float, bits: int, ckey: str, regime: TrainedRegime, row_len: int = 512) -> int:
-    """An external script's model bytes before any trial: every parameter an int<bits> value in rows
-    of row_len with one fp16 scale per row (the shape of nearly every record's export)."""
-    per_value = regime.value_bytes(ckey, f"int{bits}", row_len) + 2.0 / row_len
-    return int(round(params * per_value))
-
-
 def prior_checks(roots: list[str | Path], regime: TrainedRegime) -> list[PriorCheck]:
     out = []
     for folder in find_record_dirs(roots):
-        runs = [r for r in read_runs(folder) if format_of(r.format)]
+        runs = [r for r in read_runs(folder) if parse_format(r.format)]
         if not runs:
             continue
-        bits, ckey = format_of(runs[0].format)
+        bits, ckey = parse_format(runs[0].format)
         real = sum(r.model_bytes for r in runs) / len(runs)
         out.append(PriorCheck(folder.name, runs[0].format, runs[0].model_params, real,
-                              prior_model_bytes(runs[0].model_params, bits, ckey, regime)))
+                              regime.prior_model_bytes(runs[0].model_params, bits, ckey)))
     return out
+
+
+def run_margin(points: list[RecordPoint], regime: TrainedRegime) -> float:
+    """Our trainer's prior margin: MARGIN_SAFETY x the largest |error| against any single run of a mapped
+    record (a seed's own spread included), at least MARGIN_FLOOR."""
+    from pgolf.size.learner import MARGIN_FLOOR, MARGIN_SAFETY
+
+    worst = max(abs(predicted_bytes(p, regime) / r.model_bytes - 1.0) for p in points for r in p.runs)
+    return max(MARGIN_FLOOR, MARGIN_SAFETY * worst)
 
 
 def external_margin(checks: list[PriorCheck]) -> float:
@@ -125,7 +116,7 @@ def external_margin(checks: list[PriorCheck]) -> float:
 
 def format_table(table: list[Row], regime: TrainedRegime, checks: list[PriorCheck] | None = None) -> str:
     lines = [f"trained-weights regime: nu {regime.nu:.2f} (Student-t tail of trained weights; "
-             f"{TRAINED_PATH.name})",
+             f"{TRAINED_PATH.name}); prior margin {regime.margin:.2%} (1.5 x the largest error on one run)",
              f"{'record':<58s} {'role':<8s} {'real model bytes':>16s} {'runs range':>23s} {'predicted':>11s} "
              f"{'error':>7s}"]
     for r in table:
@@ -168,6 +159,7 @@ def calibrate_records(roots: list[str | Path], out: str | Path = TRAINED_PATH, p
     table = rows(points, regime)
     checks = prior_checks(roots, regime)
     regime.external_margin = external_margin(checks)
+    regime.margin = run_margin(points, regime)
     regime.meta = {"made_by": "python -m pgolf.size calibrate-records", "made_at": time.strftime("%Y-%m-%d"),
                    "fitted": [r.folder for r in table if r.role == "fit"],
                    "held_out": [r.folder for r in table if r.role != "fit"],

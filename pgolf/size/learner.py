@@ -35,29 +35,56 @@ class Observation:
     params: float = 0.0                                   # external scripts: parameter count
 
 
+def parse_format(label: str) -> tuple[int, str] | None:
+    """`int6+zstd` / `int6+zlib-9` -> (6, 'zstd:22' / 'zlib:9'); None for anything else."""
+    import re
+
+    import pgolf.train_gpt as tg
+
+    m = re.fullmatch(r"int([4-8])\+(zlib|zstd|lzma|brotli)(?:-(\d+))?", label.strip())
+    if not m:
+        return None
+    name = m.group(2)
+    return int(m.group(1)), f"{name}:{m.group(3) or tg.COMPRESSORS[name][2]}"
+
+
 class SizeLearner:
     """A predictor that learns from completed trials, with a margin derived from its measured error.
 
-    - Our trainer: `predict` = calibrated `predict()` x one correction per (storage, compressor:level)
-      (e.g. `int6|zstd:22`), refitted by ridge least squares on relative errors at every `observe`.
+    - Our trainer: `predict` = `predict()` x one correction per (storage, compressor:level) (e.g.
+      `int6|zstd:22`), refitted by ridge least squares on relative errors at every `observe`. With a
+      `regime` (`pgolf.size.trained.TrainedRegime`: a full-scale search) `predict()` prices trained
+      weights, without one (`--smoke`, CPU trainings) the CPU calibration's.
     - External script (`param_count` given): bytes_total = code + a x params + b, fitted by least
-      squares over completed trials; `predict` returns None (no pruning) before MIN_FIT_TRIALS trials.
-    - `margin_fraction`: PRIOR_MARGIN_FRACTION until MIN_ERRORS out-of-sample errors exist, then
-      MARGIN_SAFETY x the largest |error| of the last ERROR_WINDOW trials (floor MARGIN_FLOOR): an
-      error of either sign, since the corrections flip the sign of the next ones.
+      squares over completed trials. Before MIN_FIT_TRIALS trials: with a regime and the script's
+      `export_format` (`int6+zstd`), the records' prior (params x the format's trained rate);
+      otherwise None (no pruning).
+    - `margin_fraction`: the prior's measured margin until MIN_ERRORS out-of-sample errors exist (the
+      regime's `margin` for our trainer, its `external_margin` for an external script's prior,
+      PRIOR_MARGIN_FRACTION with the CPU calibration), then MARGIN_SAFETY x the largest |error| of
+      the last ERROR_WINDOW trials each predicted by the fit made without it (leave one out; floor
+      MARGIN_FLOOR): an error of either sign, since the corrections flip the sign of the next ones.
+      Errors the predictor made before it learned (`errors`, kept for the record) no longer widen
+      the margin once it has corrected itself: what it pruned is then re-judged (`search.study`).
     - `prune(env, budget)`: True when prediction + margin > budget.
     """
 
     def __init__(self, script: str | Path | None = None,
                  param_count: Callable[[Mapping[str, str]], int | Mapping[str, int]] | None = None,
-                 calibration: Calibration | None = None):
+                 calibration: Calibration | None = None, regime=None, export_format: str | None = None):
         self.script = str(script) if script is not None else None
         self.param_count = param_count
         self.calibration = calibration
+        self.regime = regime
+        self.export_format = export_format
+        if export_format is not None and parse_format(export_format) is None:
+            raise ValueError(f"export format {export_format!r} is not int<bits>+<compressor> (e.g. int6+zstd, "
+                             "int8+zlib: the words a record's log prints after 'Serialized model')")
         self.observations: list[Observation] = []
         self.errors: list[float] = []
         self.corrections: dict[str, float] = {}
         self.fit: tuple[float, float] | None = None  # external: (bytes per param, intercept)
+        self.loo_errors: list[float] = []  # the last ERROR_WINDOW trials, each predicted without itself
 
     # -- prediction
     def _params(self, env: Mapping[str, str]) -> float:
@@ -67,17 +94,26 @@ class SizeLearner:
             raise ValueError(f"PARAM_COUNT returned {n!r}; it must return a non-negative int (or a dict of them)")
         return float(total)
 
+    @property
+    def prior_ready(self) -> bool:
+        """An external script's records prior is available (a regime and the script's export format)."""
+        return self.param_count is not None and self.regime is not None and self.export_format is not None
+
     def predict(self, env: Mapping[str, str]) -> Prediction | None:
         if self.param_count is not None:
-            if self.fit is None:
-                return None
-            a, b = self.fit
             params = self._params(env)
             code = code_bytes(self.script)
-            model = int(round(a * params + b))
+            if self.fit is not None:
+                a, b = self.fit
+                model, how = int(round(a * params + b)), "fit"
+            elif self.prior_ready:
+                bits, ckey = parse_format(self.export_format)
+                model, how = self.regime.prior_model_bytes(params, bits, ckey), f"prior {self.export_format}"
+            else:
+                return None
             return Prediction(total_bytes=code + model, code_bytes=code, model_bytes=model,
-                              groups={"other": model}, params={"other": int(params)}, compressor="fit")
-        return self._corrected(predict(env, self.script, self.calibration))
+                              groups={"other": model}, params={"other": int(params)}, compressor=how)
+        return self._corrected(predict(env, self.script, self.calibration, regime=self.regime))
 
     def _corrected(self, base: Prediction) -> Prediction:
         """The calibrated prediction with this learner's corrections applied to its parts."""
@@ -96,10 +132,17 @@ class SizeLearner:
 
     # -- margin
     @property
-    def margin_fraction(self) -> float:
-        if len(self.errors) < MIN_ERRORS:
+    def prior_margin(self) -> float:
+        """The margin before MIN_ERRORS trials: what the prior's error was measured to be."""
+        if self.regime is None:
             return PRIOR_MARGIN_FRACTION
-        worst = max(abs(e) for e in self.errors[-ERROR_WINDOW:])
+        return self.regime.external_margin if self.param_count is not None else self.regime.margin
+
+    @property
+    def margin_fraction(self) -> float:
+        if len(self.loo_errors) < MIN_ERRORS:
+            return self.prior_margin
+        worst = max((abs(e) for e in self.loo_errors), default=0.0)
         return max(MARGIN_FLOOR, MARGIN_SAFETY * worst)
 
     def margin_bytes(self, predicted: int) -> int:
@@ -118,7 +161,8 @@ class SizeLearner:
         """Record a completed trial's measured bytes_total; returns the relative error
         (measured - predicted) / predicted of the prediction made before this observation."""
         env = {k: str(v) for k, v in env.items()}
-        base = None if self.param_count is not None else predict(env, self.script, self.calibration)
+        base = None if self.param_count is not None else predict(env, self.script, self.calibration,
+                                                                  regime=self.regime)
         before = self.predict_bytes(env) if base is None else self._corrected(base).total_bytes
         err = None if before is None else (measured_bytes_total - before) / before
         if err is not None:
@@ -133,27 +177,26 @@ class SizeLearner:
         self._refit()
         return err
 
-    def _refit(self) -> None:
+    def _solve(self, obs: list[Observation]):
+        """The fit over `obs`: an external script's (bytes per param, intercept) or None (fewer than
+        MIN_FIT_TRIALS), else our trainer's corrections {storage|compressor: factor}."""
         import numpy as np
 
         if self.param_count is not None:
-            obs = self.observations
             if len(obs) < MIN_FIT_TRIALS:
-                self.fit = None
-                return
+                return None
             x = np.array([o.params for o in obs])
             y = np.array([o.measured - o.fixed for o in obs], dtype=float)
             w = 1.0 / np.maximum(y, 1.0)  # relative errors
             cols = [x, np.ones_like(x)] if np.ptp(x) > 0 else [x]  # an intercept once two sizes are seen
             a = np.stack(cols, axis=1) * w[:, None]
             coef = np.linalg.lstsq(a, y * w, rcond=None)[0]
-            self.fit = (float(coef[0]), float(coef[1]) if len(coef) > 1 else 0.0)
-            return
-        keys = sorted({k for o in self.observations for k in o.parts})
+            return float(coef[0]), float(coef[1]) if len(coef) > 1 else 0.0
+        keys = sorted({k for o in obs for k in o.parts})
         if not keys:
-            return
+            return {}
         rows, rhs = [], []
-        for o in self.observations:  # sum_k c_k part_k + fixed = measured, scaled to relative error
+        for o in obs:  # sum_k c_k part_k + fixed = measured, scaled to relative error
             rows.append([o.parts.get(k, 0.0) / o.measured for k in keys])
             rhs.append((o.measured - o.fixed) / o.measured)
         lam = math.sqrt(PRIOR_WEIGHT)
@@ -163,13 +206,43 @@ class SizeLearner:
         a = np.vstack([np.array(rows), np.diag(lam * root)])
         b = np.concatenate([np.array(rhs), lam * root])
         coef = np.linalg.lstsq(a, b, rcond=None)[0]
-        self.corrections = {k: float(c) for k, c in zip(keys, coef)}
+        return {k: float(c) for k, c in zip(keys, coef)}
+
+    def _predicted(self, o: Observation, solution) -> float | None:
+        """What the learner fitted as `solution` predicts for observation `o`'s trial."""
+        if self.param_count is not None:
+            if solution is not None:
+                return o.fixed + solution[0] * o.params + solution[1]
+            if self.prior_ready:
+                bits, ckey = parse_format(self.export_format)
+                return o.fixed + self.regime.prior_model_bytes(o.params, bits, ckey)
+            return None
+        return o.fixed + sum(solution.get(k, 1.0) * v for k, v in o.parts.items())
+
+    def _refit(self) -> None:
+        solution = self._solve(self.observations)
+        if self.param_count is not None:
+            self.fit = solution
+        else:
+            self.corrections = solution
+        # the margin's errors: each recent trial predicted by the fit made without it (leave one out),
+        # so they describe the predictor as it stands, not the errors it made before it learned
+        recent = range(max(0, len(self.observations) - ERROR_WINDOW), len(self.observations))
+        self.loo_errors = []
+        for i in recent:
+            o = self.observations[i]
+            predicted = self._predicted(o, self._solve(self.observations[:i] + self.observations[i + 1:]))
+            if predicted:
+                self.loo_errors.append((o.measured - predicted) / predicted)
 
     # -- persistence
     def to_json(self) -> dict:
         return {"script": self.script, "external": self.param_count is not None,
+                "regime": "cpu" if self.regime is None else f"trained nu {self.regime.nu:.2f}",
+                "export_format": self.export_format,
                 "observations": [asdict(o) for o in self.observations], "errors": self.errors,
-                "corrections": self.corrections, "fit": self.fit, "margin_fraction": self.margin_fraction}
+                "corrections": self.corrections, "fit": self.fit, "loo_errors": self.loo_errors,
+                "margin_fraction": self.margin_fraction}
 
     def save(self, path: str | Path) -> None:
         tmp = Path(str(path) + ".tmp")
@@ -177,12 +250,18 @@ class SizeLearner:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path, param_count=None, calibration: Calibration | None = None) -> "SizeLearner":
-        """A learner restored from `save()` (pass the same param_count for an external script)."""
+    def load(cls, path: str | Path, param_count=None, calibration: Calibration | None = None, regime=None,
+             export_format: str | None = None) -> "SizeLearner":
+        """A learner restored from `save()` (pass the same param_count for an external script, and the
+        same regime: a learner's corrections are relative to the predictor it was made with)."""
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("external") and param_count is None:
             raise ValueError(f"{path} was saved for an external script; pass its PARAM_COUNT function")
-        self = cls(data.get("script"), param_count, calibration)
+        saved = str(data.get("regime", "cpu")).split(" ")[0]
+        if saved != ("cpu" if regime is None else "trained"):
+            raise ValueError(f"{path} learned over the {saved} predictor, this search uses the "
+                             f"{'cpu' if regime is None else 'trained'} one (resume with the same --smoke setting)")
+        self = cls(data.get("script"), param_count, calibration, regime, export_format)
         self.observations = [Observation(**o) for o in data.get("observations", [])]
         self.errors = list(data.get("errors", []))
         self._refit()

@@ -69,6 +69,7 @@ class TrainedRegime:
 
     nu: float
     rates: dict[str, dict[str, list[list[float]]]]
+    margin: float = 0.05             # our trainer's prior margin: 1.5 x the largest |error| of a record's run
     external_margin: float = 0.1     # the prior's measured error for scripts pgolf.size cannot build
     meta: dict = field(default_factory=dict)
 
@@ -95,8 +96,9 @@ class TrainedRegime:
         return cls(nu=nu, rates=rates, **kw)
 
     def save(self, path: str | Path = TRAINED_PATH) -> None:
-        Path(path).write_text(json.dumps({"meta": self.meta, "nu": self.nu, "external_margin": self.external_margin,
-                                          "rates": self.rates}, indent=1) + "\n", encoding="utf-8")
+        Path(path).write_text(json.dumps({"meta": self.meta, "nu": self.nu, "margin": self.margin,
+                                          "external_margin": self.external_margin, "rates": self.rates},
+                                         indent=1) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path = TRAINED_PATH) -> "TrainedRegime":
@@ -105,8 +107,14 @@ class TrainedRegime:
             raise ValueError(f"trained-weights table {p} is missing; rebuild it with `python -m pgolf.size "
                              "calibrate-records ../shared/conformance/records` (or predict with --smoke)")
         data = json.loads(p.read_text(encoding="utf-8"))
-        return cls(nu=data["nu"], rates=data["rates"], external_margin=data.get("external_margin", 0.1),
-                   meta=data.get("meta", {}))
+        return cls(nu=data["nu"], rates=data["rates"], margin=data.get("margin", 0.05),
+                   external_margin=data.get("external_margin", 0.1), meta=data.get("meta", {}))
+
+    def prior_model_bytes(self, params: float, bits: int, ckey: str, row_len: int = 512) -> int:
+        """Model bytes of a script pgolf.size cannot build, before any trial: every parameter an
+        int<bits> value in rows of row_len with one fp16 scale per row (nearly every record's export)."""
+        per_value = self.value_bytes(ckey, f"int{bits}", row_len) + 2.0 / row_len
+        return int(round(params * per_value))
 
 
 def _nearest_ckey(rates: dict, ckey: str) -> str:
