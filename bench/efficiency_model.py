@@ -8,6 +8,7 @@ one seed: every training in order with its cost and, at full fidelity, its point
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -22,6 +23,8 @@ from search.replay import ReplayTable, load_table
 from search.space import SpaceSpec, load_space
 
 LADDER_FRACTION = 1 / 3
+CHECKPOINTS = (25, 50, 100)   # hypervolume ratio reported after this much cost
+THRESHOLDS = (0.7, 0.9)       # cost to reach these hypervolume ratios
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Problem:
     cost_column: str = "steps"    # or wall_seconds / train_seconds, measured
     unit_seconds: float = 1.0     # what one cost unit is in that column (the full table's median)
     overhead: float = 0.0         # with steps: a fixed cost per training, as a fraction of a full one
+    shift: float = 1.0            # the regime shift's model-bytes ratio (1: the tables as measured)
 
     def measure(self, env: Mapping[str, str], rung: int | None = None) -> tuple[float, int]:
         row = (self.low if rung == 0 else self.table).lookup(env)  # type: ignore[union-attr]
@@ -65,6 +69,37 @@ class Problem:
                              "(make the cheap one with bench/grid.py --set ITERATIONS=...)")
         return Ladder(rungs=({k: low[k] for k in keys}, {k: full[k] for k in keys}), gpus=(None, None),
                       fraction=LADDER_FRACTION, direct=direct)
+
+
+def records_ratio() -> float:
+    """How much smaller the records' trained models are than the CPU calibration predicts: the median
+    over the mapped records of real / CPU-predicted model bytes (pgolf/size_trained.json's meta, written
+    by `python -m pgolf.size calibrate-records`)."""
+    from pgolf.size import load_trained
+
+    ratios = load_trained().meta.get("cpu_ratio") or {}
+    if not ratios:
+        raise SystemExit("error: pgolf/size_trained.json has no cpu_ratio (rerun python -m pgolf.size "
+                         "calibrate-records ../shared/conformance/records)")
+    return statistics.median(ratios.values())
+
+
+def shifted(problem: Problem, ratio: float) -> Problem:
+    """The regime shift: the same trainings, their models `ratio` x as many bytes (code unchanged), as
+    the records' trained models are to the CPU calibration's, while the searcher's predictor still
+    starts from the CPU calibration. The true front is the shifted table's. (Scaling whole artifacts
+    instead is no physical shift: a tiny model's code is over half its bytes, so its model would
+    shrink by 8-20 % depending on its size, which no per-width correction can learn.)"""
+    def scale(table: ReplayTable) -> ReplayTable:
+        rows = {k: {**r, "bytes_model": round(r["bytes_model"] * ratio),
+                    "bytes_total": r["bytes_code"] + round(r["bytes_model"] * ratio)} for k, r in table.rows.items()}
+        return dataclasses.replace(table, rows=rows)
+    table = scale(problem.table)
+    feasible = [(float(r["val_bpb"]), float(r["bytes_total"])) for r in table.rows.values()
+                if r["bytes_total"] <= problem.budget]
+    ref = (max(p[0] for p in feasible), float(problem.budget))
+    return dataclasses.replace(problem, table=table, low=scale(problem.low) if problem.low is not None else None,
+                               ref=ref, true_hv=hypervolume(feasible, ref), shift=ratio)
 
 
 def _table_env(table: Path) -> dict[str, str]:
@@ -106,6 +141,7 @@ class Run:
     seed: int
     trainings: list[tuple[float, int]] = field(default_factory=list)
     pruned_before_launch: int = 0
+    wrongly_pruned: int = 0         # distinct configurations pruned before launch that are feasible in truth
     log: list[tuple[float, tuple[float, int] | None, bool]] = field(default_factory=list)  # (cost, result, infeasible)
     searcher_seconds: float = 0.0   # in the method's own code (proposing, learning), not in lookups
 
@@ -156,3 +192,38 @@ def trainings_to(ratios: Sequence[float], threshold: float) -> float:
         if r >= threshold - 1e-12:
             return float(i + 1)
     return math.inf
+
+
+def _median_count(values: list[float], fmt: str = ".0f") -> str:
+    reached = sum(1 for v in values if math.isfinite(v))
+    med = statistics.median(values)
+    text = f"{med:{fmt}}" if math.isfinite(med) else "not reached"
+    return f"{text} ({reached}/{len(values)})"
+
+
+def summarize(problem: Problem, runs: dict[str, list[Run]], n: float,
+              multi_fidelity: Sequence[str] = ()) -> tuple[str, dict[str, list[Run]]]:
+    """The markdown table (medians over seeds); costs in median full trainings of the full table."""
+    checkpoints = [c for c in CHECKPOINTS if c <= n] or [n]
+    header = (["method", "fidelity"] + [f"HV ratio @{c:g}" for c in checkpoints]
+              + [f"cost to {t}" for t in THRESHOLDS] + ["trainings to 0.9", "infeasible trainings",
+                                                        "pruned before launch", "feasible pruned",
+                                                        "searcher ms / proposal",
+                                                        "best feasible val_bpb"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, method_runs in runs.items():
+        at = {c: statistics.median(r.ratio_at(problem, c) for r in method_runs) for c in checkpoints}
+        to = {t: [r.cost_to(problem, t) for r in method_runs] for t in THRESHOLDS}
+        count = [trainings_to(r.cost_curve(problem)[1], 0.9) for r in method_runs]
+        infeasible = [r.infeasible(len(r.log), problem) for r in method_runs]
+        pruned = [r.pruned_before_launch for r in method_runs]
+        best = [r.best_feasible(len(r.trainings), problem) for r in method_runs]
+        per = [1000 * r.searcher_seconds / max(1, len(r.log)) for r in method_runs]
+        cells = ([method, "two rungs" if method in multi_fidelity else "full"] + [f"{at[c]:.3f}" for c in checkpoints]
+                 + [_median_count(to[t], ".1f") for t in THRESHOLDS] + [_median_count(count)]
+                 + [f"{statistics.median(infeasible):.0f} (max {max(infeasible)})",
+                    f"{statistics.median(pruned):.0f}",
+                    f"{statistics.median(r.wrongly_pruned for r in method_runs):.0f}", f"{statistics.median(per):.1f}",
+                    f"{statistics.median(best):.4f} (best {min(best):.4f})"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), runs

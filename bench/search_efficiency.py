@@ -71,8 +71,10 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from efficiency_model import Problem, Run, make_problem, trainings_to  # noqa: E402,F401 (tests read them here)
+from efficiency_model import (THRESHOLDS, Problem, Run, make_problem, records_ratio,  # noqa: E402,F401 (tests read them)
+                              shifted, summarize, trainings_to)
 from search.replay import replay_metrics, table_predictor  # noqa: E402
+from search.cost import PRUNED_BEFORE_LAUNCH  # noqa: E402
 from search.results import BUDGET_CONSTRAINT  # noqa: E402
 from search.predictors import make_predictors  # noqa: E402
 from search.searcher import BudgetedOptunaSearcher, TrialLaunch  # noqa: E402
@@ -81,19 +83,20 @@ from search.space import SpaceSpec  # noqa: E402
 
 PEERS = ("ax", "syne-morea", "syne-moasha")  # bench/peers.py: the optional `bench` extra
 MULTI_FIDELITY = ("ours-ladder", "ours-ladder-top", "syne-moasha")  # need --low-table
-METHODS = ("ours", "ours-exact", "ours-ladder", "ours-ladder-top", "tpe", "nsga2", "random", "greedy") + PEERS
-CHECKPOINTS = (25, 50, 100)
+METHODS = ("ours", "ours-unforgiving", "ours-exact", "ours-ladder", "ours-ladder-top", "tpe", "nsga2", "random",
+           "greedy") + PEERS
 LADDER_TOP = 0.25  # ours-ladder-top: TOP_RUNG_FRACTION, a quarter of new proposals start at the top rung
-THRESHOLDS = (0.7, 0.9)
 NSGA2_POPULATION = 20
 
 
-def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder: float | None = None) -> Run:
+def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder: float | None = None,
+             forgive: bool = True) -> Run:
     """The real searcher object, driven without Ray: suggest, look up, on_trial_complete. `ladder`: the
     two tables as a two-rung fidelity ladder (search.ladder), one size learner per rung, with that
-    TOP_RUNG_FRACTION."""
+    TOP_RUNG_FRACTION. `forgive=False`: TPE sees every proposal pruned before launch as it was told
+    (search.study.ForgivingSampler left out)."""
     name = "ours-exact" if exact else "ours" if ladder is None else "ours-ladder-top" if ladder else "ours-ladder"
-    run = Run(name, seed)
+    run = Run(name + ("-unforgiving" if not forgive else ""), seed)
     spec = dataclasses.replace(problem.spec, ladder=problem.ladder(ladder)) if ladder is not None else problem.spec
     with tempfile.TemporaryDirectory(prefix="pgolf_eff_") as tmp:
         # A fresh predictor per seed: the learner is stateful, as in a new search.
@@ -102,6 +105,8 @@ def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder:
         else:
             predictors = make_predictors(spec, Path(tmp), resume=False)[0]
         study = open_study(f"ours-{seed}", None, seed, create=True, ladder=spec.ladder)  # type: ignore[arg-type]
+        if not forgive:
+            study.sampler = study.sampler.base
         enqueue_seed_points(study, spec)
         launch = TrialLaunch(folder=Path(tmp), script=spec.script, nproc=0, prepare_data=False)
         searcher = BudgetedOptunaSearcher(spec, study, launch, predictors)
@@ -126,6 +131,9 @@ def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder:
             run.searcher_seconds += time.perf_counter() - start
             i += 1
         run.pruned_before_launch = searcher.pruned_before_launch
+        run.wrongly_pruned = len({tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
+                                  if t.user_attrs.get("reason") == PRUNED_BEFORE_LAUNCH
+                                  and problem.feasible(problem.measure(t.user_attrs["env"])[1])})
     return run
 
 
@@ -224,7 +232,8 @@ def run_method(method: str, problem: Problem, seed: int, n: float, choices: dict
     """One method, one seed, until it has spent `n` units (median full trainings) or gives up."""
     if method.startswith("ours"):
         ladder = {"ours-ladder": 0.0, "ours-ladder-top": LADDER_TOP}.get(method)
-        return run_ours(problem, seed, n, exact=method == "ours-exact", ladder=ladder)
+        return run_ours(problem, seed, n, exact=method == "ours-exact", ladder=ladder,
+                        forgive=method != "ours-unforgiving")
     if method == "greedy":
         return run_greedy(problem, seed, n, choices)
     if method in PEERS:
@@ -232,38 +241,6 @@ def run_method(method: str, problem: Problem, seed: int, n: float, choices: dict
 
         return peers.run_peer(method, problem, seed, n, choices, Run(method, seed), _env_of)
     return run_optuna(method, problem, seed, n)
-
-
-def _median_count(values: list[float], fmt: str = ".0f") -> str:
-    reached = sum(1 for v in values if math.isfinite(v))
-    med = statistics.median(values)
-    text = f"{med:{fmt}}" if math.isfinite(med) else "not reached"
-    return f"{text} ({reached}/{len(values)})"
-
-
-def summarize(problem: Problem, runs: dict[str, list[Run]], n: float) -> tuple[str, dict[str, list[Run]]]:
-    """The markdown table (medians over seeds); costs in median full trainings of the full table."""
-    checkpoints = [c for c in CHECKPOINTS if c <= n] or [n]
-    header = (["method", "fidelity"] + [f"HV ratio @{c:g}" for c in checkpoints]
-              + [f"cost to {t}" for t in THRESHOLDS] + ["trainings to 0.9", "infeasible trainings",
-                                                        "pruned before launch", "searcher ms / proposal",
-                                                        "best feasible val_bpb"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, method_runs in runs.items():
-        at = {c: statistics.median(r.ratio_at(problem, c) for r in method_runs) for c in checkpoints}
-        to = {t: [r.cost_to(problem, t) for r in method_runs] for t in THRESHOLDS}
-        count = [trainings_to(r.cost_curve(problem)[1], 0.9) for r in method_runs]
-        infeasible = [r.infeasible(len(r.log), problem) for r in method_runs]
-        pruned = [r.pruned_before_launch for r in method_runs]
-        best = [r.best_feasible(len(r.trainings), problem) for r in method_runs]
-        per = [1000 * r.searcher_seconds / max(1, len(r.log)) for r in method_runs]
-        cells = ([method, "two rungs" if method in MULTI_FIDELITY else "full"] + [f"{at[c]:.3f}" for c in checkpoints]
-                 + [_median_count(to[t], ".1f") for t in THRESHOLDS] + [_median_count(count)]
-                 + [f"{statistics.median(infeasible):.0f} (max {max(infeasible)})",
-                    f"{statistics.median(pruned):.0f}", f"{statistics.median(per):.1f}",
-                    f"{statistics.median(best):.4f} (best {min(best):.4f})"])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), runs
 
 
 def plot(problem: Problem, runs: dict[str, list[Run]], n: float, path: Path, title: str) -> None:
@@ -312,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead", type=float, default=0.0,
                         help="with --cost steps: a fixed cost per training (start-up, compilation, evaluation) as a "
                              "fraction of a full training's steps, e.g. 0.5 for a 5-minute evaluation after 10 minutes")
+    parser.add_argument("--regime-shift", nargs="?", const="records", default=None, metavar="RATIO",
+                        help="the tables' model bytes scaled by the records' real / CPU-predicted ratio (weights "
+                             "trained at full scale compress better; or by RATIO) while the predictor starts from "
+                             "the CPU calibration")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--slow-seeds", type=int, default=None,
                         help="seeds for the slow peers (ax: seconds per proposal on CPU); default --seeds")
@@ -346,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--overhead is a non-negative fraction, used with --cost steps")
     problem = make_problem(args.space, args.table, args.budget, low,
                            "steps" if args.cost == "steps" else f"{args.cost}_seconds", args.overhead)
+    if args.regime_shift:
+        ratio = records_ratio() if args.regime_shift == "records" else float(args.regime_shift)
+        if not 0 < ratio <= 2:
+            parser.error("--regime-shift RATIO is a model-bytes ratio such as 0.85")
+        problem = shifted(problem, ratio)
+        why = "the records' median real / CPU-predicted" if args.regime_shift == "records" else "given"
+        print(f"regime shift: model bytes x {problem.shift:.4f} ({why})", flush=True)
     feasible = sum(1 for r in problem.table.rows.values() if problem.feasible(r["bytes_total"]))
     print(f"table {args.table}: {len(problem.table)} configurations, {feasible} feasible under "
           f"{problem.budget} bytes ({len(problem.table) - feasible} infeasible); reference point "
@@ -361,11 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         runs[method] = [run_method(method, problem, seed, args.trainings, choices) for seed in range(seeds[method])]
         print(f"  {method}: {seeds[method]} seeds in {time.time() - start:.1f}s", flush=True)
 
-    table, _ = summarize(problem, runs, args.trainings)
+    table, _ = summarize(problem, runs, args.trainings, MULTI_FIDELITY)
     fewer = ", ".join(f"{m} {seeds[m]}" for m in methods if seeds[m] != args.seeds)
     two = f"; rung 0 of two-rung methods: {low.name}" if low is not None else ""
     note = (f"{len(problem.table)} configurations of {args.space.name} ({feasible} feasible under "
-            f"{problem.budget} bytes), full fidelity {args.table.name}{two}; {args.seeds} seeds"
+            f"{problem.budget} bytes), full fidelity {args.table.name}{two}"
+            + (f", model bytes x {problem.shift:.4f} (regime shift)" if problem.shift != 1.0 else "")
+            + f"; {args.seeds} seeds"
             + (f" ({fewer})" if fewer else "") + f", each run may spend {args.trainings:g} cost units (1 unit = one "
             f"full training: {_unit(problem)}); medians over seeds, (k/N) = seeds that reached the threshold")
     print()

@@ -68,3 +68,28 @@ def test_a_typo_in_a_variable_stops_before_launch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--results-dir",
                           str(tmp_path / "results")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and "MODEL_DIMM (in FIXED_ENV)" in out.stderr and "MODEL_DIM?" in out.stderr
+
+
+def test_export_format_read_from_a_script(tmp_path: Path) -> None:
+    """The size prior of an external script needs its export: from a COMPRESSOR knob and *_BITS knobs, or
+    from the one compressor it calls and its log line's `int<b>+` (the baseline's way); packed too,
+    as the later records ship (raw LZMA2)."""
+    from search.knobs import export_format
+
+    knobbed = tmp_path / "knobbed.py"
+    knobbed.write_text('import os\nC = os.environ.get("COMPRESSOR", "lzma")\nM = int(os.environ.get("MLP_BITS", 5))\n'
+                       'A = int(os.environ.get("ATTN_BITS", "6"))\n')
+    assert export_format(knobbed) == "int6+lzma"
+    assert export_format(knobbed, {"COMPRESSOR": "brotli"}) == "int6+brotli"
+    baseline_like = ('import zlib\ndef save(raw, log0):\n    blob = zlib.compress(raw, level=9)\n'
+                     '    log0(f"Serialized model int8+zlib: {len(blob)} bytes")\n')
+    plain = tmp_path / "baseline_like.py"
+    plain.write_text(baseline_like)
+    assert export_format(plain) == "int8+zlib"
+    raw = lzma.compress(baseline_like.encode(), format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}])
+    packed = tmp_path / "packed.py"
+    packed.write_text('import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
+                      + base64.b85encode(raw).decode() + '"),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))\n')
+    assert export_format(packed) == "int8+zlib"
+    (tmp_path / "unknown.py").write_text("print('no export here')\n")
+    assert export_format(tmp_path / "unknown.py") is None

@@ -109,3 +109,16 @@ def test_relative_paths_resolved_from_where_the_search_starts(tmp_path: Path) ->
     assert env == {"TOKENIZER_PATH": str(tmp_path / "data/tokenizers/x.model"),
                    "SHARDS": str(tmp_path / "data/train_*.bin"), "GLOB": str(tmp_path / "data/tokenizers/*.model"),
                    "LR": "0.02", "ACT": "relu2", "ABS": "/opt/x", "URL": "s3://bucket/x", "EMPTY": ""}
+
+
+@pytest.mark.parametrize("body,named", [
+    ('PARAM_COUNT = lambda env: 1\nEXPORT_FORMAT = "quantized+brotli"\n', "EXPORT_FORMAT='quantized+brotli'"),
+    ('EXPORT_FORMAT = "int6+zstd"\n', "without PARAM_COUNT"),
+])
+def test_a_bad_export_format_is_one_line(tmp_path: Path, body: str, named: str) -> None:
+    path = tmp_path / "space.py"
+    path.write_text(f"SCRIPT = {str(ROOT / 'pgolf' / 'train_gpt.py')!r}\n{body}"
+                    "def space(trial):\n    return {}\n")
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert named in str(info.value) and "\n" not in str(info.value)

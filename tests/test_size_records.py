@@ -86,3 +86,27 @@ def test_external_prior_scales_with_parameters_and_width():
     regime = load_trained()
     six, eight = (regime.prior_model_bytes(20_000_000, b, "zstd:22") for b in (6, 8))
     assert six < eight and regime.prior_model_bytes(40_000_000, 6, "zstd:22") == pytest.approx(2 * six, rel=1e-6)
+
+
+def test_an_external_script_is_priced_from_its_first_proposal(tmp_path):
+    """PARAM_COUNT and an export format: the records' prior before any trial, with its measured margin;
+    the bytes-per-parameter fit once two trials are in; without a format, no prediction (no pruning)."""
+    from pgolf.size import SizeLearner
+
+    script = tmp_path / "their_train.py"
+    script.write_text("print('theirs')\n")
+    regime = load_trained()
+    count = lambda env: int(env["N"]) * 1_000_000  # noqa: E731
+    learner = SizeLearner(script=script, param_count=count, regime=regime, export_format="int6+zstd")
+    first = learner.predict({"N": "20"})
+    assert first is not None and first.model_bytes == regime.prior_model_bytes(20_000_000, 6, "zstd:22")
+    assert learner.margin_fraction == regime.external_margin
+    assert learner.prune({"N": "40"}, 16_000_000)[0] and not learner.prune({"N": "10"}, 16_000_000)[0]
+    code = script.stat().st_size
+    for n in (10, 20, 30):
+        learner.observe({"N": str(n)}, code + int(0.5 * n * 1_000_000))
+    assert learner.fit is not None and learner.predict_bytes({"N": "28"}) == pytest.approx(code + 14_000_000, rel=1e-4)
+    assert learner.margin_fraction < regime.external_margin  # its leave-one-out errors are ~0: the floor
+    assert SizeLearner(script=script, param_count=count, regime=regime).predict({"N": "20"}) is None
+    with pytest.raises(ValueError, match="int<bits>"):
+        SizeLearner(script=script, param_count=count, regime=regime, export_format="quantized+brotli")

@@ -44,6 +44,13 @@ def predicted_bytes(point: RecordPoint, regime: TrainedRegime) -> int:
     return predict(point.shape.env, regime=regime, stored=point.shape.stored).model_bytes
 
 
+def cpu_model_bytes(point: RecordPoint) -> int:
+    """The record's model bytes as the CPU calibration predicts them (the regime before this one)."""
+    from pgolf.size.prediction import predict
+
+    return predict(point.shape.env, stored=point.shape.stored).model_bytes
+
+
 def rows(points: list[RecordPoint], regime: TrainedRegime) -> list[Row]:
     return [Row(p.shape.folder, "held out" if p.held_out else "fit", p.model_bytes,
                 min(r.model_bytes for r in p.runs), max(r.model_bytes for r in p.runs), predicted_bytes(p, regime))
@@ -164,6 +171,8 @@ def calibrate_records(roots: list[str | Path], out: str | Path = TRAINED_PATH, p
                    "fitted": [r.folder for r in table if r.role == "fit"],
                    "held_out": [r.folder for r in table if r.role != "fit"],
                    "errors": {r.folder: round(r.error, 5) for r in table},
+                   # real model bytes over the CPU calibration's prediction (bench/efficiency_model.py's shift)
+                   "cpu_ratio": {p.shape.folder: round(p.model_bytes / cpu_model_bytes(p), 5) for p in points},
                    "seconds": round(time.time() - t0, 1)}
     regime.save(out)
     progress(format_table(table, regime, checks))

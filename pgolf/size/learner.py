@@ -19,6 +19,7 @@ MARGIN_SAFETY = 1.5            # margin = safety x the largest recent |error|
 MARGIN_FLOOR = 0.002           # never below 0.2 %
 MIN_ERRORS = 3
 ERROR_WINDOW = 20
+RECENT_ERRORS = 3              # the margin also covers the last few errors as they happened
 PRIOR_WEIGHT = 0.25            # ridge weight pulling each correction toward 1 (a quarter observation)
 MIN_FIT_TRIALS = 2             # external scripts: no prediction (no pruning) before this many trials
 
@@ -142,7 +143,9 @@ class SizeLearner:
     def margin_fraction(self) -> float:
         if len(self.loo_errors) < MIN_ERRORS:
             return self.prior_margin
-        worst = max((abs(e) for e in self.loo_errors), default=0.0)
+        # and the latest errors as they happened (RECENT_ERRORS): the leave-one-out errors of a few
+        # trials can be small by luck, the last predictions' misses are the current predictor's own
+        worst = max([abs(e) for e in self.loo_errors] + [abs(e) for e in self.errors[-RECENT_ERRORS:]], default=0.0)
         return max(MARGIN_FLOOR, MARGIN_SAFETY * worst)
 
     def margin_bytes(self, predicted: int) -> int:
