@@ -38,7 +38,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.front import non_dominated
-from search.study import RUN_AGAIN, StudyView
+from search.study import RUN_AGAIN, StudyView, ViewSampler
 from search.warm_start import param_key
 
 FIDELITY_ATTR = "fidelity"
@@ -225,12 +225,12 @@ def model_rung(trials: Sequence[FrozenTrial], ladder: Ladder, n_params: int) -> 
     return 0
 
 
-class RungSampler(optuna.samplers.BaseSampler):
+class RungSampler(ViewSampler):
     """A sampler that learns from one rung at a time (see the module docstring); proposals are
     asked of `base` (the search's TPE) through a view of the study holding that rung's trials."""
 
     def __init__(self, base: optuna.samplers.BaseSampler, ladder: Ladder):
-        self.base = base
+        super().__init__(base)
         self.ladder = ladder
 
     def _view(self, study: optuna.Study) -> StudyView:
@@ -245,24 +245,6 @@ class RungSampler(optuna.samplers.BaseSampler):
                 return at == 0
             return at == rung
         return StudyView(study, keep)
-
-    def infer_relative_search_space(self, study, trial):
-        return self.base.infer_relative_search_space(self._view(study), trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return self.base.sample_relative(self._view(study), trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self.base.sample_independent(self._view(study), trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial) -> None:
-        self.base.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
 
 
 # ----------------------------------------------------------------------------- rank agreement

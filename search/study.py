@@ -103,36 +103,14 @@ def rejudge_pruned(study: optuna.Study, prune_of: Callable[[FrozenTrial], tuple[
     return len(judged), sum(v[2] <= 0 for v in judged.values())
 
 
-class ForgivingSampler(optuna.samplers.BaseSampler):
-    """The search's sampler, shown the study as the byte predictor judges it now.
-
-    A proposal pruned before launch was told PRUNED with the violation its prediction had then, and a
-    finished trial cannot be changed in Optuna's storage. The predictor learns (a correction, a
-    narrower margin), so every proposal pruned before launch is judged again after each completed
-    training (`rejudge_pruned`, kept in the study). The base sampler then sees a proposal still over
-    budget with its current violation, and does not see one now within budget at all: it was never
-    trained, so it tells nothing but the wrong verdict, and that region is open to proposals again.
-    """
+class ViewSampler(optuna.samplers.BaseSampler):
+    """A sampler that asks `base` for proposals through a view of the study (`_view`, per subclass)."""
 
     def __init__(self, base: optuna.samplers.BaseSampler):
         self.base = base
 
     def _view(self, study: optuna.Study) -> StudyView:
-        judged = rejudged(study)
-
-        def keep(t: FrozenTrial) -> bool:
-            return not (t.number in judged and judged[t.number][2] <= 0 and t.state == TrialState.PRUNED)
-
-        def show(t: FrozenTrial) -> FrozenTrial:
-            if t.number not in judged or t.state != TrialState.PRUNED:
-                return t
-            shown = copy.copy(t)
-            named = {k: v for k, v in t.constraints.items() if not k.isdigit()}
-            named[BUDGET_CONSTRAINT] = judged[t.number][2]
-            shown._system_attrs = {**{k: v for k, v in t.system_attrs.items() if not k.startswith(LIST_CONSTRAINTS)},
-                                   **constraint_attrs(named)}
-            return shown
-        return StudyView(study, keep, show)
+        raise NotImplementedError
 
     def infer_relative_search_space(self, study, trial):
         return self.base.infer_relative_search_space(self._view(study), trial)
@@ -151,6 +129,35 @@ class ForgivingSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.base.reseed_rng()
+
+
+class ForgivingSampler(ViewSampler):
+    """The search's sampler, shown the study as the byte predictor judges it now.
+
+    A proposal pruned before launch was told PRUNED with the violation its prediction had then, and a
+    finished trial cannot be changed in Optuna's storage. The predictor learns (a correction, a
+    narrower margin), so every proposal pruned before launch is judged again after each completed
+    training (`rejudge_pruned`, kept in the study). The base sampler then sees a proposal still over
+    budget with its current violation, and does not see one now within budget at all: it was never
+    trained, so it tells nothing but the wrong verdict, and that region is open to proposals again.
+    """
+
+    def _view(self, study: optuna.Study) -> StudyView:
+        judged = rejudged(study)
+
+        def keep(t: FrozenTrial) -> bool:
+            return not (t.number in judged and judged[t.number][2] <= 0 and t.state == TrialState.PRUNED)
+
+        def show(t: FrozenTrial) -> FrozenTrial:
+            if t.number not in judged or t.state != TrialState.PRUNED:
+                return t
+            shown = copy.copy(t)
+            named = {k: v for k, v in t.constraints.items() if not k.isdigit()}
+            named[BUDGET_CONSTRAINT] = judged[t.number][2]
+            shown._system_attrs = {**{k: v for k, v in t.system_attrs.items() if not k.startswith(LIST_CONSTRAINTS)},
+                                   **constraint_attrs(named)}
+            return shown
+        return StudyView(study, keep, show)
 
 
 def open_study(name: str, storage: str, seed: int | None, create: bool, ladder: Any = None) -> optuna.Study:

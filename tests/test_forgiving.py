@@ -67,7 +67,8 @@ def test_a_region_pruned_by_the_prior_is_reopened_and_trained(tmp_path: Path, ex
     for r in pruned:
         assert int(r["predicted_bytes"]) + int(r["margin_bytes"]) > BUDGET
         assert r["forgiven"] == "true" and int(r["rejudged_bytes"]) + int(r["rejudged_margin_bytes"]) <= BUDGET
-        assert int(r["rejudged_bytes"]) < int(r["predicted_bytes"])
+    # the prior's verdicts were wrong by the prediction itself (later ones, by a margin still wide then)
+    assert any(int(r["rejudged_bytes"]) < int(r["predicted_bytes"]) for r in pruned)
     first_pruned = min(int(r["number"]) for r in pruned)
     reopened = {r["param_N"] for r in pruned}
     trained_later = [r for r in rows if r["state"] == "COMPLETE" and int(r["number"]) > first_pruned
