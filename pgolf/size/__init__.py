@@ -59,7 +59,8 @@ from pgolf.size.layout import (CALIBRATION_PATH, DEFAULT_SCRIPT, GROUPS, QUANT_B
                                frame_kind, layout_key, model_shapes, muon_updated, read_container_header,
                                stored_entries, tensor_role)
 from pgolf.size.learner import (ERROR_WINDOW, MARGIN_FLOOR, MARGIN_SAFETY, MIN_ERRORS, MIN_FIT_TRIALS,
-                                PRIOR_MARGIN_FRACTION, PRIOR_WEIGHT, Observation, SizeLearner, parse_format)
+                                PRIOR_MARGIN_FRACTION, PRIOR_WEIGHT, RECENT_ERRORS, Observation, SizeLearner,
+                                parse_format)
 from pgolf.size.trained import TRAINED_PATH, TrainedRegime, load_trained
 from pgolf.size.prediction import Prediction, code_bytes, frame_rates, predict, predict_bytes
 
@@ -71,7 +72,7 @@ __all__ = [
     "SizeLearner", "calibrate", "calibrate_lr", "code_bytes", "container_layout", "embedding_grid",
     "format_prediction", "frame_kind", "frame_overhead", "frame_rates", "interp", "layout_key",
     "load_calibration", "main", "merge_points", "model_shapes", "muon_updated", "parse_settings", "predict",
-    "TRAINED_PATH", "TrainedRegime", "load_trained", "parse_format",
+    "RECENT_ERRORS", "TRAINED_PATH", "TrainedRegime", "load_trained", "parse_format",
     "predict_bytes", "read_container_header", "short_train", "stored_entries", "tensor_role",
     "train_for_calibration",
 ]
