@@ -63,8 +63,9 @@ class SizeLearner:
     - `margin_fraction`: the prior's measured margin until MIN_ERRORS out-of-sample errors exist (the
       regime's `margin` for our trainer, its `external_margin` for an external script's prior,
       PRIOR_MARGIN_FRACTION with the CPU calibration), then MARGIN_SAFETY x the largest |error| of
-      the last ERROR_WINDOW trials each predicted by the fit made without it (leave one out; floor
-      MARGIN_FLOOR): an error of either sign, since the corrections flip the sign of the next ones.
+      the last ERROR_WINDOW trials each predicted by the fit made without it (leave one out) and of
+      the last RECENT_ERRORS errors as they happened (floor MARGIN_FLOOR): an error of either sign,
+      since the corrections flip the sign of the next ones.
       Errors the predictor made before it learned (`errors`, kept for the record) no longer widen
       the margin once it has corrected itself: what it pruned is then re-judged (`search.study`).
     - `prune(env, budget)`: True when prediction + margin > budget.
