@@ -307,7 +307,8 @@ class Experiment:
             num_samples=num, seed=seed if seed is not None or stored is None else stored.seed,
             limits=dict(spec.limits), score_line=spec.score_line, identity=identity,
             study_name=self.study_name or name, space_changes=changes,
-            fidelities=[dict(r) for r in spec.ladder.rungs] if spec.ladder is not None else [])
+            fidelities=[dict(r) for r in spec.ladder.rungs] if spec.ladder is not None else [],
+            resources=dict(spec.resources))
         self.ladder = spec.ladder
         self.write(lambda: write_experiment(self.folder, self.settings))
         return self.settings

@@ -67,6 +67,7 @@ class PromoteConfig:
     alpha: float = LEADERBOARD_ALPHA
     reproductions: list[SeedResult] = field(default_factory=list)  # seeds run elsewhere, from their logs
     trial_hours: float | None = None                        # the trial's own device hours in the search
+    resources: dict[str, float] = field(default_factory=dict)  # the space's RESOURCES_PER_TRIAL
 
 
 # ---------------------------------------------------------------- resolving the trial
@@ -172,6 +173,7 @@ def resolve(args: argparse.Namespace, today: dt.date | None = None) -> PromoteCo
     return PromoteConfig(
         experiment_dir=exp_dir, trial=args.trial, seeds=seeds, script=script, env=env,
         gpus_per_trial=0 if smoke else int(meta.get("gpus_per_trial") or 0),
+        resources={str(k): float(v) for k, v in dict(meta.get("resources") or {}).items()},
         cpus_per_trial=args.cpus_per_trial, smoke=smoke,
         budget_bytes=int(meta.get("budget_bytes") or DEFAULT_BUDGET_BYTES),
         limits=time_limits(meta),
@@ -273,12 +275,17 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | No
         start_ray(address, num_cpus, num_gpus, object_store_memory=200 * 1024**2 if cfg.smoke else None)
     except ClusterError as exc:
         raise PromoteError(str(exc)) from None
+    from search.trial_files import start_sink, trial_config
+
     nproc = 0 if cfg.smoke else cfg.gpus_per_trial
-    trainable = tune.with_resources(seed_trainable, trial_resources(cfg.gpus_per_trial, cfg.cpus_per_trial))
+    trainable = tune.with_resources(seed_trainable, trial_resources(cfg.gpus_per_trial, cfg.cpus_per_trial,
+                                                                    cfg.resources))
+    work_dir = cfg.work_dir.resolve()  # each seed's folder reaches it from whichever node ran the seed
+    sink = start_sink(work_dir)  # held until the seeds end: the actor lives as long as its handle
     param_space = {
         "seed": tune.grid_search(cfg.seeds), "env": cfg.env, "script": str(cfg.script.resolve()),
-        "work_dir": str(cfg.work_dir), "nproc": nproc, "prepare_data": cfg.smoke,
-        "run_id": f"promote_{cfg.name}",
+        "work_dir": str(work_dir), "nproc": nproc, "prepare_data": cfg.smoke,
+        "run_id": f"promote_{cfg.name}", **trial_config(sink),
     }
     tuner = tune.Tuner(
         trainable, param_space=param_space,
@@ -288,17 +295,20 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | No
                                   failure_config=tune.FailureConfig(max_failures=0), verbose=0),
     )
     grid = tuner.fit()
-    failed = sorted(r.config.get("seed") for r in grid if r.error is not None)
+    errors = {r.config.get("seed"): r.error for r in grid if r.error is not None}
+    failed = sorted(errors)
     if failed:
-        raise PromoteError(f"seed {failed[0]} failed ({failure_summary(cfg.work_dir / f'seed{failed[0]}')}); "
+        raise PromoteError(f"seed {failed[0]} failed ({failure_summary(cfg.work_dir / f'seed{failed[0]}', errors[failed[0]])}); "
                            f"see {cfg.work_dir / f'seed{failed[0]}' / 'stdout.log'}, fix the cause and promote again")
 
 
-def failure_summary(seed_dir: Path) -> str:
-    """The runner's reason for a failed training plus the script's own `error:` line, if any."""
+def failure_summary(seed_dir: Path, error: BaseException | None = None) -> str:
+    """The runner's reason for a failed training plus the script's own `error:` line, if any
+    (without the runner's record: Ray's error, `error`, in one line)."""
     path = seed_dir / "failure.json"
     if not path.is_file():
-        return "no failure.json: the Ray worker died; see the Ray logs"
+        lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+        return "no failure.json: the Ray worker died" + (f": {lines[-1][:300]}" if lines else "; see the Ray logs")
     info = json.loads(path.read_text())
     errors = [line.strip() for line in str(info.get("log_tail", "")).splitlines() if line.strip().startswith("error:")]
     detail = errors[-1] if errors else str(info.get("message") or "")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from search.results import PARAM_PREFIX
+from search.trial_files import write_atomic
 from search.results import read_trials_csv as read_table  # any CSV results table, not only trials.csv
 
 REQUIRED_COLUMNS = ("val_bpb", "bytes_total")
@@ -176,7 +177,7 @@ def replay_trial(config: dict[str, Any]) -> None:
     if config.get("replay_seconds"):
         time.sleep(float(config["replay_seconds"]))
     metrics = {k: v for k, v in final.items() if k != "training_done"}
-    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_atomic(trial_dir / "metrics.json", json.dumps(metrics, indent=1))
     # When the trainable ran (wall clock), for bench/overhead.py's idle-time measurement.
     (trial_dir / "replay_timing.json").write_text(json.dumps({"started": started, "ended": time.time()}))
     tune.report(final)

@@ -12,18 +12,20 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from search.trial_files import write_atomic
+
 FIXED_COLUMNS = [
     "number", "state", "feasible", "reason", "message", "val_bpb", "val_loss", "bytes_total",
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
     "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir", "imported_from",
-    "fidelity", "promoted_from", "rejudged_bytes", "rejudged_margin_bytes", "forgiven",
+    "fidelity", "promoted_from", "rejudged_bytes", "rejudged_margin_bytes", "forgiven", "node", "requeued_from",
+    "requeued_because",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
@@ -54,6 +56,7 @@ class ExperimentSettings:
     study_name: str | None = None                           # the study's name in study.db (kept on a rename)
     space_changes: list[dict[str, Any]] = field(default_factory=list)  # --force-space changes, in order
     fidelities: list[dict[str, str]] = field(default_factory=list)     # the ladder's rungs (FIDELITIES), if any
+    resources: dict[str, float] = field(default_factory=dict)          # RESOURCES_PER_TRIAL (promote's seeds too)
 
 
 def time_limits(meta: dict[str, Any]) -> dict[str, float]:
@@ -89,7 +92,7 @@ def storage_url(folder: str | Path) -> str:
 def write_experiment(folder: str | Path, experiment: ExperimentSettings) -> Path:
     path = Path(folder) / "experiment.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(asdict(experiment), indent=1, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(asdict(experiment), indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -157,6 +160,9 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int,
         "rejudged_bytes": judged[0] if judged else None,
         "rejudged_margin_bytes": judged[1] if judged else None,
         "forgiven": "" if not judged else str(judged[2] <= 0).lower(),  # now within budget: open to the sampler
+        "node": attrs.get("node", ""),                    # the Ray node that ran it (IP/node id)
+        "requeued_from": attrs.get("requeued_from"),      # a run again of that trial (interrupted, node lost)
+        "requeued_because": attrs.get("requeued_because", ""),
     }
     row = {k: _number(v) for k, v in row.items()}
     for name, value in trial.params.items():
@@ -176,7 +182,7 @@ def write_trials_csv(study: optuna.Study, folder: str | Path, budget_bytes: int)
     writer.writeheader()
     writer.writerows(rows)
     path = Path(folder) / "trials.csv"
-    _atomic_write(path, text.getvalue())
+    write_atomic(path, text.getvalue())
     return path
 
 
@@ -194,7 +200,3 @@ def read_trials_csv(folder_or_file: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -45,6 +45,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+MAX_NODE_LOSSES = 10  # a spot node lost now and then costs a rerun; ten in one run is a cluster problem
+
+
 @dataclass
 class RunOptions:
     """Command-line settings of one search (also usable from Python and tests)."""
@@ -66,6 +69,8 @@ class RunOptions:
     replay: Path | list[Path] | None = None  # look results up in this table (one per rung) instead of training
     gpu_hour_price: float | None = None  # dollars per GPU-hour (per CPU-hour with no GPUs), to show money
     warm_start: list[Path] = dataclasses.field(default_factory=list)  # earlier experiments to import trials from
+    max_node_losses: int = MAX_NODE_LOSSES  # stop after this many trials lost with their node (0: never)
+    sync_also: list[str] = dataclasses.field(default_factory=list)  # large trial files to bring back too
 
 
 @dataclass
@@ -115,7 +120,15 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
     p.add_argument("--replay", type=Path, nargs="+", metavar="TABLE.csv", help="replay a results table instead of "
                    "training (bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay); with a "
                    "fidelity ladder one table per rung, cheapest first")
+    p.add_argument("--max-node-losses", type=int, default=MAX_NODE_LOSSES, metavar="N",
+                   help="stop the search after N trials lost with their Ray node in this run (each runs again "
+                        f"elsewhere; default {MAX_NODE_LOSSES}, 0: never stop)")
+    p.add_argument("--sync-also", nargs="+", default=[], metavar="GLOB",
+                   help="trial files over 8 MiB to bring back from the node that ran them too (e.g. '*.ptz'); "
+                        "by default they stay there, listed in the trial folder's left_on_node.json")
     a = p.parse_args(argv)
+    if a.max_node_losses < 0:
+        p.error("--max-node-losses must be 0 (never stop) or more")
     for flag in ("num_samples", "max_concurrent", "num_cpus"):
         value = getattr(a, flag)
         if value is not None and value < 1:
@@ -130,7 +143,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
                       max_concurrent=a.max_concurrent, address=a.address, resume=a.resume,
                       force_space=a.force_space, seed=a.seed,
                       results_dir=a.results_dir, num_cpus=a.num_cpus, num_gpus=a.num_gpus, replay=a.replay,
-                      gpu_hour_price=a.gpu_hour_price, warm_start=list(a.warm_start))
+                      gpu_hour_price=a.gpu_hour_price, warm_start=list(a.warm_start),
+                      max_node_losses=a.max_node_losses, sync_also=list(a.sync_also))
 
 
 def replay_tables(opts: RunOptions) -> list[Path]:
@@ -189,6 +203,13 @@ def _fits(spec: SpaceSpec) -> int:
                            f"{spec.gpus_per_trial} (lower GPUS_PER_TRIAL in {spec.path} or join a bigger cluster "
                            "with --address)")
         fits = min(fits, gpu_fits)
+    for name, amount in spec.resources.items():
+        held = res.get(name, 0)
+        if held < amount:
+            raise RunError(f"error: the Ray cluster has {held:g} of resource {name!r}, a trial asks {amount:g} "
+                           f"(RESOURCES_PER_TRIAL in {spec.path}: start nodes with `ray start --resources="
+                           f"'{{\"{name}\": {amount:g}}}'` or remove it)")
+        fits = min(fits, int(held // amount))
     return max(1, fits)
 
 
@@ -298,14 +319,18 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     except LearnerError as exc:
         raise RunError(str(exc), code=2) from None
     folder = exp.folder
+    from search.trial_files import start_sink
+
+    sink = None if opts.replay is not None else exp.write(lambda: start_sink(folder, also=tuple(opts.sync_also)))
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,
                                  nproc=0 if spec.smoke else spec.gpus_per_trial,
                                  prepare_data=(spec.smoke or spec.docs is not None) and opts.replay is None,
                                  timeout_s=spec.trial_timeout_seconds, score_line=spec.score_line,
-                                 docs=spec.docs, docs_val_docs=spec.docs_val_docs, data_dir=folder.parent / "data"),
+                                 docs=spec.docs, docs_val_docs=spec.docs_val_docs, data_dir=folder.parent / "data",
+                                 sink=sink),
         predictors, max_over_budget_in_a_row=opts.max_over_budget_in_a_row, learner_path=learner_paths,
-        target=remaining)
+        target=remaining, max_node_losses=opts.max_node_losses)
     for frozen in warm:  # the imported trials' measured bytes teach the size learner too
         searcher.observe(frozen.user_attrs.get("env") or {}, frozen.values[1], rejudge=False)
     if opts.resume and recovered:  # trainings that finished while the driver was down: learn from them too
@@ -414,9 +439,9 @@ def _resources(spec: SpaceSpec):
     from search.runner import trial_resources
 
     if spec.ladder is None or all(g is None for g in spec.ladder.gpus) or spec.gpus_per_trial == 0:
-        return trial_resources(spec.gpus_per_trial, spec.cpus_per_trial)
-    gpus, cpus = spec.gpus_per_trial, spec.cpus_per_trial
-    return lambda config: trial_resources(int(config.get("gpus", gpus)), cpus)
+        return trial_resources(spec.gpus_per_trial, spec.cpus_per_trial, spec.resources)
+    gpus, cpus, custom = spec.gpus_per_trial, spec.cpus_per_trial, spec.resources
+    return lambda config: trial_resources(int(config.get("gpus", gpus)), cpus, custom)
 
 
 def print_summary(summary: RunSummary, out=sys.stdout) -> None:

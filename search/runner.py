@@ -29,6 +29,7 @@ from typing import Any, Mapping
 
 from pgolf.cluster import join_cluster
 from pgolf.logs import LogSummary, TrainStep, ValStep, parse_line
+from search.trial_files import SYNC_KEY, announce, ship, write_atomic
 
 LOG_TAIL_LINES = 40
 PREP_LOG = "data_prep.log"  # experiment folder: one line per vocab prepared from the space's DOCS
@@ -84,11 +85,12 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     return True
 
 
-def trial_resources(gpus_per_trial: int, cpus_per_trial: int = 1):
-    """What to pass to `tune.with_resources` for one trial (one bundle, one node)."""
+def trial_resources(gpus_per_trial: int, cpus_per_trial: int = 1, custom: Mapping[str, float] | None = None):
+    """What to pass to `tune.with_resources` for one trial (one bundle, one node); `custom`: the
+    space's RESOURCES_PER_TRIAL (nodes started with `ray start --resources`)."""
     from ray.tune import PlacementGroupFactory
 
-    bundle: dict[str, float] = {"CPU": max(1, int(cpus_per_trial))}
+    bundle: dict[str, float] = {"CPU": max(1, int(cpus_per_trial)), **(custom or {})}
     if gpus_per_trial > 0:
         bundle["GPU"] = int(gpus_per_trial)
     return PlacementGroupFactory([bundle])
@@ -419,7 +421,8 @@ def run_training(env: Mapping[str, str], script: str | Path, trial_dir: str | Pa
         "log_path": str(trial_dir / "train.log") if (trial_dir / "train.log").is_file()
         else str(trial_dir / "stdout.log"),
     })
-    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    # atomic: on a full disk the script's own metrics.json stays whole
+    write_atomic(trial_dir / "metrics.json", json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -438,8 +441,10 @@ def train_trial(config: dict[str, Any]) -> None:
 
     env = {str(k): str(v) for k, v in config["env"].items()}
     trial_dir = Path(config["trial_dir"])
+    sync = config.get(SYNC_KEY)  # the driver's FileSink (search.trial_files): this folder reaches its disk
     prep_seconds = None
     try:
+        announce(trial_dir, sync)
         if config.get("docs"):
             prep_seconds = _prepare_from_docs(env, config, trial_dir)
         elif config.get("prepare_data"):
@@ -452,6 +457,7 @@ def train_trial(config: dict[str, Any]) -> None:
         if prep_seconds is not None:
             done = {**done, "prep_seconds": round(prep_seconds, 2)}
     except TrainingFailed:
+        _ship(trial_dir, sync)
         raise
     except Exception as exc:  # the runner records every failure of its own: none means its worker died
         try:
@@ -460,5 +466,16 @@ def train_trial(config: dict[str, Any]) -> None:
                 {"reason": "crashed", "message": f"{type(exc).__name__}: {exc}"[:500], "log_tail": ""}))
         except OSError:
             pass  # a full disk: the error itself says so
+        _ship(trial_dir, sync)
         raise
+    _ship(trial_dir, sync)  # before Tune hears the result: the driver then reads a complete folder
     tune.report({**done, "training_done": True})
+
+
+def _ship(trial_dir: Path, sync: Mapping[str, Any] | None) -> None:
+    """Send the trial's files to the driver; a failure to send is a warning (the result still counts)."""
+    try:
+        ship(trial_dir, sync)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: {trial_dir}: files not sent to the driver: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)

@@ -48,6 +48,7 @@ from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
 from search.warm_start import DUPLICATE, imported, param_key
+from search.trial_files import read_node, trial_config
 from search.study import STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs, set_violation
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
@@ -70,6 +71,7 @@ class TrialLaunch:
     docs: Path | None = None        # the space's DOCS
     docs_val_docs: int | None = None
     data_dir: Path | None = None    # where DOCS' vocabularies are prepared (the shared results folder's data/)
+    sink: Mapping[str, Any] | None = None  # the driver's FileSink (search.trial_files.start_sink)
 
 
 class BytePredictor(Protocol):
@@ -128,13 +130,15 @@ class BudgetedOptunaSearcher(Searcher):
     def __init__(self, spec: SpaceSpec, study: optuna.Study, launch: TrialLaunch,
                  predictor: BytePredictor | Callable[[Mapping[str, str]], int] | Sequence[Any],
                  max_over_budget_in_a_row: int = MAX_OVER_BUDGET_IN_A_ROW,
-                 learner_path: Path | Sequence[Path] | None = None, target: int | None = None):
+                 learner_path: Path | Sequence[Path] | None = None, target: int | None = None,
+                 max_node_losses: int = 0):
         """predictor: a `pgolf.size.SizeLearner` (prunes with its margin and learns from completed
         trials, saved to learner_path after each), or a plain env -> bytes function (used as is);
         with a fidelity ladder, a list of them (and of paths), one per rung: bytes drift with training
         length, so each rung keeps its own corrections and margin.
         target: trainings to finish (Tune then runs with num_samples=-1: a trial on a lost node is
-        replaced, so the count is the searcher's to keep)."""
+        replaced, so the count is the searcher's to keep).
+        max_node_losses: stop the search after that many trials lost with their node (0: never)."""
         super().__init__(metric=None, mode=None)
         self.spec = spec
         self.study = study
@@ -151,6 +155,8 @@ class BudgetedOptunaSearcher(Searcher):
         self.same_failures: list[tuple[optuna.Trial, str]] = []  # the latest failures in a row, one message
         self.target = target
         self.finished = 0        # trainings this run that count towards target
+        self.max_node_losses = max_node_losses
+        self.node_losses = 0     # trials lost with their node in this run
         self.urgent = False      # stop the running trials too (a full disk): see `StopAll`
         self.interrupted = False  # Ctrl-C seen (search.run): stop everything, the trials stay RUNNING to be settled
         self.tune_trials: dict[str, Any] = {}  # Tune's Trial objects by id (their recorded errors): `TrialTracker`
@@ -283,6 +289,7 @@ class BudgetedOptunaSearcher(Searcher):
             config = {"env": env, "script": str(launch.script.resolve()), "trial_dir": str(trial_dir),
                       "nproc": nproc, "gpus": nproc, "fidelity": rung, "prepare_data": launch.prepare_data,
                       "timeout_s": launch.timeout_s, "score_line": launch.score_line}
+            config |= trial_config(launch.sink)
             if launch.docs is not None:
                 config |= {"docs": str(launch.docs), "docs_val_docs": launch.docs_val_docs,
                            "data_dir": str(launch.data_dir), "prep_log": str(launch.folder / PREP_LOG)}
@@ -315,8 +322,11 @@ class BudgetedOptunaSearcher(Searcher):
 
     def _record(self, trial: optuna.Trial, trial_id: str, result: dict | None, error: bool) -> None:
         failure = None
+        trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+        node = read_node(trial_dir)  # node.json, sent by the trainable as it started
+        if node:
+            set_attrs(trial, {"node": node})
         if error:
-            trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
             metrics = load_finished_metrics(trial_dir, trial.user_attrs.get("env"))
             if metrics is not None:  # finished before its worker died: keep it
                 result, error = {**metrics, "training_done": True}, False
@@ -332,9 +342,15 @@ class BudgetedOptunaSearcher(Searcher):
                               self.spec.limits or self.spec.budget_bytes)
         lost = failure is not None and failure.reason == "node_lost"
         if lost:
-            print(f"warning: trial {trial.number}: {failure.message}; its parameters run again",
-                  file=sys.stderr, flush=True)
+            self.node_losses += 1
+            print(f"warning: trial {trial.number}{' on node ' + node if node else ''}: {failure.message}; "
+                  "its parameters run again", file=sys.stderr, flush=True)
             requeue(self.study, self.study.get_trials(deepcopy=False)[trial.number])
+            if self.max_node_losses and self.node_losses >= self.max_node_losses and not self.aborted:
+                self.aborted = (f"error: search stopped: {self.node_losses} trials lost their Ray node in this run "
+                                f"(the last, trial {trial.number}, on {node or 'an unknown node'}); check the "
+                                "cluster (`ray status`), then run the same command with --resume (or raise "
+                                "--max-node-losses)")
         else:
             self.finished += 1
         if state == TrialState.COMPLETE:

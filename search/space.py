@@ -20,6 +20,8 @@ module-level settings (all upper case):
                       for scripts `pgolf.logs`' score rule reads wrongly (default: the rule)
 - `GPUS_PER_TRIAL`    GPUs one trial asks Ray for (default 8)
 - `CPUS_PER_TRIAL`    CPUs one trial asks Ray for (default 1)
+- `RESOURCES_PER_TRIAL` custom Ray resources one trial asks for, e.g. `{"h100_node": 1}` to place
+                      trials only on nodes started with `ray start --resources='{"h100_node": 8}'`
 - `POINTS_TO_EVALUATE` list of parameter dicts run first (e.g. the baseline)
 - `PACK_SCRIPT`       True: trials run a self-extracting packed copy of SCRIPT (`pgolf.pack`,
                       written into the experiment folder as `train_gpt.py`), so the code
@@ -81,7 +83,7 @@ DEFAULT_BUDGET_BYTES = 16_000_000
 DEFAULT_GPUS_PER_TRIAL = 8
 
 KNOWN_SETTINGS = {
-    "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL",
+    "SCRIPT", "FIXED_ENV", "BUDGET_BYTES", "GPUS_PER_TRIAL", "CPUS_PER_TRIAL", "RESOURCES_PER_TRIAL",
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "EXPORT_FORMAT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
     "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT", "DOCS", "DOCS_VAL_DOCS",
@@ -123,6 +125,7 @@ class SpaceSpec:
     docs: Path | None = None  # DOCS: each vocab's tokenizer and shards are prepared from it during the search
     docs_val_docs: int | None = None  # DOCS_VAL_DOCS: its validation documents (None: the competition's 50,000)
     ladder: Any = None  # FIDELITIES: a search.ladder.Ladder, None for one fidelity
+    resources: dict[str, float] = field(default_factory=dict)  # RESOURCES_PER_TRIAL: custom Ray resources
 
     def trial_env(self, proposed: Mapping[str, Any], fidelity: int | None = None) -> dict[str, str]:
         """The full environment of one trial: fixed, then proposed, then smoke overrides, then the
@@ -350,7 +353,19 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                      score_line=score_line,
                      max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0),
                      extra_env_ok=_names_setting(path, module, "EXTRA_ENV_OK"),
-                     docs=None if docs is None else Path(docs).absolute(), docs_val_docs=docs_val)
+                     docs=None if docs is None else Path(docs).absolute(), docs_val_docs=docs_val,
+                     resources=_resources_setting(path, module))
+
+
+def _resources_setting(path: Path, module: ModuleType) -> dict[str, float]:
+    value = getattr(module, "RESOURCES_PER_TRIAL", {})
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and k and k not in ("CPU", "GPU") and isinstance(v, (int, float))
+            and not isinstance(v, bool) and v > 0 for k, v in value.items()):
+        raise SpaceError(_line(path, f"RESOURCES_PER_TRIAL={value!r} is not a dict of custom resource names to "
+                               "positive amounts", 'e.g. RESOURCES_PER_TRIAL = {"h100_node": 1} (CPUs and GPUs '
+                               "have their own settings)"))
+    return {k: float(v) for k, v in value.items()}
 
 
 def _names_setting(path: Path, module: ModuleType, name: str) -> frozenset[str]:

@@ -316,7 +316,8 @@ def requeue(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
     """Queue a launched trial's parameters to run again (after a killed driver or a lost node)."""
     lost = int(frozen.user_attrs.get("lost_in_a_row", 0)) + (frozen.user_attrs.get("reason") == "node_lost")
     rung = {k: frozen.user_attrs[k] for k in ("fidelity", "promoted_from", "seed_point") if k in frozen.user_attrs}
-    study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, "lost_in_a_row": lost, **rung},
+    study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, "lost_in_a_row": lost,
+                                                   "requeued_because": frozen.user_attrs.get("reason", ""), **rung},
                         skip_if_exists=False)
 
 

@@ -4,6 +4,7 @@ a local Ray cluster, and a probe for fake trainings left running."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -129,10 +130,14 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 
 @contextlib.contextmanager
-def two_nodes(log_dir: Path, cpus_per_node: int = 1) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+def two_nodes(log_dir: Path, cpus_per_node: int = 1, worker_resources: dict[str, float] | None = None,
+              worker_hides: Path | None = None) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
     """A real two-node Ray cluster on this machine: `ray start --head` and a worker `ray start --address`
     (joining with RAY_AUTH_MODE=token, as the README says), both `--block`, in a private temp dir.
-    Yields (address, head process, worker process); stops both on leaving."""
+    `worker_resources`: the worker's custom resources (`ray start --resources`); `worker_hides`: a
+    folder the worker cannot see, as on a machine without a shared disk (the worker runs in its own
+    mount namespace, `unshare -m`, with an empty tmpfs mounted over it; the worker's view of a path P
+    is /proc/<worker pid>/root/P). Yields (address, head process, worker process); stops both on leaving."""
     ray = Path(sys.executable).with_name("ray")
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="raynodes", dir="/tmp")  # socket paths are limited to ~100 bytes
@@ -148,10 +153,16 @@ def two_nodes(log_dir: Path, cpus_per_node: int = 1) -> Iterator[tuple[str, subp
         while "block forever" not in head_log.read_text() and time.time() < deadline and head.poll() is None:
             time.sleep(0.5)
         assert "block forever" in head_log.read_text(), head_log.read_text()[-2000:]
+        cmd = [str(ray), "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", *common]
+        if worker_resources:
+            cmd.append(f"--resources={json.dumps(worker_resources)}")
+        if worker_hides is not None:
+            worker_hides.mkdir(parents=True, exist_ok=True)
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"',
+                   str(worker_hides), *cmd]
         with worker_log.open("w") as out:
-            worker = subprocess.Popen([str(ray), "start", f"--address=127.0.0.1:{port}",
-                                       "--node-ip-address=127.0.0.1", *common], cwd=log_dir, stdout=out,
-                                      stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "token"})
+            worker = subprocess.Popen(cmd, cwd=log_dir, stdout=out, stderr=subprocess.STDOUT,
+                                      env={**os.environ, "RAY_AUTH_MODE": "token"})
         while "block forever" not in worker_log.read_text() and time.time() < deadline and worker.poll() is None:
             time.sleep(0.5)
         assert "block forever" in worker_log.read_text(), worker_log.read_text()[-2000:]

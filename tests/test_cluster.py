@@ -3,6 +3,7 @@ Ray cluster do: a real head started by `ray start --head` from another folder, t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -155,3 +156,54 @@ def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experimen
         assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE" and rerun[0].params == lost[0].params
         assert sum(t.state.name == "COMPLETE" for t in trials) == 3  # --num-samples trainings, the lost one aside
         assert "3 trainings in total" in out
+
+
+def _seen_by(proc: subprocess.Popen, path: Path) -> Path:
+    """`path` as the process (the worker in its own mount namespace) sees it."""
+    return Path(f"/proc/{proc.pid}/root{path}")
+
+
+def test_without_a_shared_disk_every_trial_file_reaches_the_head(tmp_path: Path) -> None:
+    """The worker cannot see the head's results folder (its own tmpfs over it); the trials and the
+    promoted seeds run there (RESOURCES_PER_TRIAL), and their files still end up in the head's folders."""
+    from pgolf.record_check import check_record
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "only_on_head").write_text("x")
+    space = tmp_path / "worker_only.py"
+    space.write_text((ROOT / "spaces" / "lowrank_q.py").read_text() + '\nRESOURCES_PER_TRIAL = {"worker": 1}\n')
+    with two_nodes(tmp_path, cpus_per_node=2, worker_resources={"worker": 2}, worker_hides=results) as (
+            address, _, worker):
+        assert (results / "only_on_head").is_file() and not _seen_by(worker, results / "only_on_head").exists()
+        proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--num-samples", "2",
+                               "--results-dir", str(results), "--name", "apart", "--address", address],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows = [r for r in read_trials_csv(results / "apart") if r["state"] == "COMPLETE"]
+        assert len(rows) == 2
+        nodes = {r["node"] for r in rows}
+        assert len(nodes) == 1 and "" not in nodes  # one worker ran them all
+        for row in rows:
+            trial_dir = Path(row["trial_dir"])
+            assert _seen_by(worker, trial_dir / "train.log").is_file()  # written there, on the worker's disk
+            for name in ("train.log", "metrics.json", "env.json", "stdout.log"):
+                assert (trial_dir / name).is_file(), f"{trial_dir / name} did not reach the head"
+            assert (trial_dir / "train.log").read_bytes() == _seen_by(worker, trial_dir / "train.log").read_bytes()
+            assert json.loads((trial_dir / "metrics.json").read_text())["val_bpb"] == float(row["val_bpb"])
+
+        best = min(rows, key=lambda r: float(r["val_bpb"]))
+        out = tmp_path / "records"
+        proc = subprocess.run([sys.executable, "-m", "search.promote", str(results / "apart"), "--trial",
+                               best["number"], "--smoke", "--seeds", "2", "--out", str(out), "--name", "Apart",
+                               "--author", "Test Author", "--github-id", "tester", "--address", address],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        seed_nodes = {json.loads(p.read_text())["node"] for p in (results / "apart").rglob("seed*/node.json")}
+        assert seed_nodes == nodes  # the seeds ran on the worker too
+    [record] = list(out.iterdir())
+    check = check_record(record)
+    assert check.matching and not check.note, check
+    sub = json.loads((record / "submission.json").read_text())
+    assert len(sub["seeds"]) == 2 and all((record / f"train_seed{s}.log").is_file() for s in sub["seeds"])
+    assert (record / "train_gpt.py").is_file() and (record / "README.md").is_file()
