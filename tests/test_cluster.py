@@ -156,6 +156,12 @@ def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experimen
         assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE" and rerun[0].params == lost[0].params
         assert sum(t.state.name == "COMPLETE" for t in trials) == 3  # --num-samples trainings, the lost one aside
         assert "3 trainings in total" in out
+        rows = {int(r["number"]): r for r in read_trials_csv(results / "nodes")}
+        lost_row, rerun_row = rows[lost[0].number], rows[rerun[0].number]
+        assert lost_row["reason"] == "node_lost" and lost_row["node"] and rerun_row["node"]
+        assert lost_row["node"] != rerun_row["node"]  # both nodes: the lost worker, then the head
+        assert rerun_row["requeued_from"] == str(lost[0].number) and rerun_row["requeued_because"] == "node_lost"
+        assert f"trial {lost[0].number} on node {lost_row['node']}:" in err
 
 
 def _seen_by(proc: subprocess.Popen, path: Path) -> Path:
@@ -207,3 +213,31 @@ def test_without_a_shared_disk_every_trial_file_reaches_the_head(tmp_path: Path)
     sub = json.loads((record / "submission.json").read_text())
     assert len(sub["seeds"]) == 2 and all((record / f"train_seed{s}.log").is_file() for s in sub["seeds"])
     assert (record / "train_gpt.py").is_file() and (record / "README.md").is_file()
+
+
+def test_a_search_that_keeps_losing_nodes_stops_with_one_line(tmp_path: Path) -> None:
+    """Every training's Ray worker dies under it (as on nodes that keep going away): after
+    --max-node-losses such trials the search stops with one line, and the lost parameters wait in the
+    study for --resume."""
+    space = tmp_path / "losing.py"
+    space.write_text(
+        f"SCRIPT = {str(ROOT / 'tests' / 'scripts' / 'fake_train.py')!r}\nBUDGET_BYTES = 100_000\n"
+        "GPUS_PER_TRIAL = 0\nFIXED_ENV = {'FAKE_KILL_WORKER': 1, 'FAKE_STEPS': 4, 'FAKE_SLEEP': 0.2}\n"
+        "def PREDICT_BYTES(env):\n    return int(5000 + 1000 * float(env['X']))\n"
+        "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n")
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--results-dir", str(results), "--name",
+                           "losing", "--num-samples", "4", "--max-concurrent", "1", "--num-cpus", "1",
+                           "--max-node-losses", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "2 trials lost their Ray node" in errors[0] and "--resume" in errors[0]
+    assert "--max-node-losses" in errors[0]
+    rows = read_trials_csv(results / "losing")
+    assert [r["reason"] for r in rows] == ["node_lost", "node_lost"]
+    assert all(r["node"] for r in rows) and rows[1]["requeued_from"] == rows[0]["number"]
+    import optuna
+
+    study = optuna.load_study(study_name="losing", storage=f"sqlite:///{results / 'losing' / 'study.db'}")
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == study.trials[0].params  # for --resume

@@ -8,11 +8,13 @@ and records what the search service gave it:
   nothing is run twice).
 Knobs: X (float, the "quality" parameter), FAKE_STEPS, FAKE_SLEEP (seconds per
 step), FAKE_BYTES (artifact bytes, default from X), FAKE_CRASH=1, FAKE_NAN=1,
-FAKE_NO_METRICS=1 (log only, like an upstream script).
+FAKE_NO_METRICS=1 (log only, like an upstream script), FAKE_KILL_WORKER=1 (SIGKILL the
+process that launched it at step 2: a Ray worker dying under a healthy training, as on a lost node).
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -44,6 +46,8 @@ for step in range(1, steps + 1):
     time.sleep(pause)
     loss = float("nan") if os.environ.get("FAKE_NAN") == "1" and step >= 2 else 3.0 / step + x
     emit(f"step:{step}/{steps} train_loss:{loss:.4f} train_time:{step * 10}ms step_avg:10.00ms")
+    if os.environ.get("FAKE_KILL_WORKER") == "1" and step == 2:
+        os.kill(os.getppid(), signal.SIGKILL)
     if os.environ.get("FAKE_CRASH") == "1" and step == 2:
         print("Traceback (most recent call last):\nRuntimeError: fake crash", file=sys.stderr, flush=True)
         sys.exit(3)
