@@ -17,4 +17,6 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 .venv/bin/python -m pip install -q --no-warn-conflicts 'ax-platform>=1.2' xgboost-cpu dill sortedcontainers statsmodels \
     scikit-learn tqdm psutil
 .venv/bin/python -m pip install -q --no-warn-conflicts --no-deps 'syne-tune>=0.16'
+# SkyPilot's own parser validates clusters/skypilot.yaml in the tests (the `clusters` extra).
+.venv/bin/python -m pip install -q --no-warn-conflicts 'skypilot>=0.14'
 echo "set-up done: .venv is ready"
