@@ -241,3 +241,16 @@ def test_a_search_that_keeps_losing_nodes_stops_with_one_line(tmp_path: Path) ->
     study = optuna.load_study(study_name="losing", storage=f"sqlite:///{results / 'losing' / 'study.db'}")
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == study.trials[0].params  # for --resume
+
+
+def test_a_resource_no_node_has_fails_before_any_trial(tmp_path: Path) -> None:
+    """RESOURCES_PER_TRIAL naming a resource the cluster lacks would leave every trial pending forever."""
+    space = tmp_path / "nowhere.py"
+    space.write_text((ROOT / "spaces" / "lowrank_q.py").read_text() + '\nRESOURCES_PER_TRIAL = {"h100_node": 1}\n')
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--results-dir", str(tmp_path),
+                           "--name", "nowhere", "--num-cpus", "1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the Ray cluster has 0 of resource 'h100_node'"), lines
+    assert "ray start --resources=" in lines[0] and not list((tmp_path / "nowhere" / "trials").glob("*"))

@@ -52,6 +52,10 @@ BAD_SPACES = {
     "bad_env": ("FIXED_ENV = ['A']\ndef space(trial):\n    return {}\n", "FIXED_ENV must be a dict"),
     "import_error": ("import not_a_module_xyz\ndef space(trial):\n    return {}\n", "ModuleNotFoundError at line 1"),
     "bad_timeout": ("TRIAL_TIMEOUT_SECONDS = 0\ndef space(trial):\n    return {}\n", "TRIAL_TIMEOUT_SECONDS=0"),
+    "bad_resources": ("RESOURCES_PER_TRIAL = {'h100_node': 'all'}\ndef space(trial):\n    return {}\n",
+                      "RESOURCES_PER_TRIAL={'h100_node': 'all'} is not a dict of custom resource names"),
+    "gpu_as_resource": ("RESOURCES_PER_TRIAL = {'GPU': 8}\ndef space(trial):\n    return {}\n",
+                        "have their own settings"),
     "timeout_typo": ("TRIAL_TIMEOUT = 60\ndef space(trial):\n    return {}\n",
                      "unknown setting TRIAL_TIMEOUT (did you mean TRIAL_TIMEOUT_SECONDS?)"),
 }
