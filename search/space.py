@@ -199,7 +199,9 @@ def _import(path: Path) -> ModuleType:
     except SyntaxError as exc:
         raise SpaceError(_line(path, f"syntax error at line {exc.lineno}: {exc.msg}", "fix the Python syntax"))
     except Exception as exc:  # noqa: BLE001 - any error in user code becomes one line
-        where = traceback.extract_tb(exc.__traceback__)[-1].lineno
+        # the space file's own line (the last frame may be a library's, or missing under an import hook)
+        frames = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+        where = frames[-1] if frames else "?"
         raise SpaceError(_line(path, f"{type(exc).__name__} at line {where} while loading: {exc}",
                                "fix the space file"))
     sys.modules.setdefault(name, module)
