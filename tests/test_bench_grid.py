@@ -43,8 +43,22 @@ def _one_row_space(tmp_path: Path) -> Path:
     return space
 
 
-def test_regenerating_a_row_reproduces_its_bytes_exactly(tmp_path: Path) -> None:
-    """Train one configuration of a one-row sub-grid twice with the real trainer: resumable, exact bytes."""
+# Compressed bytes of trained weights depend on the CPU's kernels: on the machine that made the tables,
+# ATEN_CPU_CAPABILITY=default/avx2/avx512 gave 84,169/84,168/84,170 bytes for the first row (committed: 84,170),
+# a fresh Intel machine 84,167. Code bytes are exact everywhere; model bytes agree within this fraction.
+KERNEL_SPREAD = 0.001
+
+
+def _same_row(row: dict, committed: dict) -> None:
+    assert int(row["bytes_code"]) == int(committed["bytes_code"])
+    assert int(row["bytes_model"]) == pytest.approx(int(committed["bytes_model"]), rel=KERNEL_SPREAD)
+    assert int(row["bytes_total"]) == int(row["bytes_code"]) + int(row["bytes_model"])
+    assert float(row["val_bpb"]) == pytest.approx(float(committed["val_bpb"]), abs=0.01)
+
+
+def test_regenerating_a_row_reproduces_its_bytes(tmp_path: Path) -> None:
+    """Train one configuration of a one-row sub-grid with the real trainer: resumable, and the committed
+    row's bytes (code bytes exactly, model bytes within the CPU kernels' spread, on any machine)."""
     space = _one_row_space(tmp_path)
     table = tmp_path / "t.csv"
     argv = ["--space", str(space), "--table", str(table), "--work-dir", str(tmp_path / "work")]
@@ -53,11 +67,9 @@ def test_regenerating_a_row_reproduces_its_bytes_exactly(tmp_path: Path) -> None
     rows = read_table(table)
     assert len(rows) == 1
     assert json.loads(bench_grid.meta_path(table).read_text())["rows"] == 1
-    # The committed table's row for the same configuration: same bytes, val_bpb within noise.
+    # The committed table's row for the same configuration: the same bytes, val_bpb within noise.
     committed = {bench_grid.param_key(row_params(r)): r for r in read_table(TABLE)}
-    key = bench_grid.param_key(row_params(rows[0]))
-    assert int(rows[0]["bytes_total"]) == int(committed[key]["bytes_total"])
-    assert float(rows[0]["val_bpb"]) == pytest.approx(float(committed[key]["val_bpb"]), abs=0.01)
+    _same_row(rows[0], committed[bench_grid.param_key(row_params(rows[0]))])
 
 
 def test_grid_without_grid_dict_is_a_one_line_error(tmp_path: Path) -> None:
@@ -72,8 +84,8 @@ LONG_TABLE = ROOT / "bench" / "grid_table_long.csv"
 
 
 def test_second_fidelity_table_is_the_same_grid_trained_longer(tmp_path: Path) -> None:
-    """bench/grid_table_long.csv: the same 216 configurations at 100 steps; `--set` reproduces a row's bytes
-    exactly, `--shard` splits the grid between processes."""
+    """bench/grid_table_long.csv: the same 216 configurations at 100 steps; `--set` reproduces a row's bytes,
+    `--shard` splits the grid between processes."""
     meta = json.loads(bench_grid.meta_path(LONG_TABLE).read_text())
     assert meta["fixed_env"]["ITERATIONS"] == "100" and meta["fixed_env"]["WARMDOWN_ITERS"] == "30"
     short = {bench_grid.param_key(row_params(r)) for r in read_table(TABLE)}
@@ -89,7 +101,7 @@ def test_second_fidelity_table_is_the_same_grid_trained_longer(tmp_path: Path) -
     assert bench_grid.main(argv) == 0
     (row,) = read_table(table)
     committed = {bench_grid.param_key(row_params(r)): r for r in long_rows}[bench_grid.param_key(row_params(row))]
-    assert int(row["steps"]) == 100 and int(row["bytes_total"]) == int(committed["bytes_total"])
-    assert float(row["val_bpb"]) == pytest.approx(float(committed["val_bpb"]), abs=0.01)
+    assert int(row["steps"]) == 100
+    _same_row(row, committed)
     with pytest.raises(SystemExit):
         bench_grid.main(argv + ["--shard", "2/2"])
