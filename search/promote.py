@@ -298,8 +298,9 @@ def run_seeds(cfg: PromoteConfig, address: str | None = None, num_cpus: int | No
     errors = {r.config.get("seed"): r.error for r in grid if r.error is not None}
     failed = sorted(errors)
     if failed:
-        raise PromoteError(f"seed {failed[0]} failed ({failure_summary(cfg.work_dir / f'seed{failed[0]}', errors[failed[0]])}); "
-                           f"see {cfg.work_dir / f'seed{failed[0]}' / 'stdout.log'}, fix the cause and promote again")
+        seed_dir = cfg.work_dir / f"seed{failed[0]}"
+        raise PromoteError(f"seed {failed[0]} failed ({failure_summary(seed_dir, errors[failed[0]])}); "
+                           f"see {seed_dir / 'stdout.log'}, fix the cause and promote again")
 
 
 def failure_summary(seed_dir: Path, error: BaseException | None = None) -> str:

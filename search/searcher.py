@@ -47,8 +47,8 @@ from search.ladder import FIDELITY_ATTR, PROMOTED_FROM_ATTR, Ladder, fidelity_of
 from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
-from search.warm_start import DUPLICATE, imported, param_key
 from search.trial_files import read_node, trial_config
+from search.warm_start import DUPLICATE, imported, param_key
 from search.study import STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs, set_violation
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
@@ -323,7 +323,7 @@ class BudgetedOptunaSearcher(Searcher):
     def _record(self, trial: optuna.Trial, trial_id: str, result: dict | None, error: bool) -> None:
         failure = None
         trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
-        node = read_node(trial_dir)  # node.json, sent by the trainable as it started
+        node = read_node(trial_dir) if trial.user_attrs.get("trial_dir") else ""  # node.json, sent as it started
         if node:
             set_attrs(trial, {"node": node})
         if error:

@@ -15,6 +15,7 @@ import fnmatch
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +32,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     """Write through a temporary file and rename: a reader (or a full disk) never leaves half a file,
     and a write that fails leaves the previous content."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
     try:
         if isinstance(data, bytes):
             tmp.write_bytes(data)
