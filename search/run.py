@@ -282,6 +282,7 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     from search.progress import snapshot
     from search.searcher import BudgetedOptunaSearcher, TrialLaunch
     from search.study import count_trainings, enqueue_seed_points, settle_running_trials
+    from search.trial_files import start_sink
 
     if spec.pack_script:  # the packed copy is what trials run, the size predictor counts and promote ships
         from pgolf.pack import PackError, pack_file
@@ -319,8 +320,6 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
     except LearnerError as exc:
         raise RunError(str(exc), code=2) from None
     folder = exp.folder
-    from search.trial_files import start_sink
-
     sink = None if opts.replay is not None else exp.write(lambda: start_sink(folder, also=tuple(opts.sync_also)))
     searcher = BudgetedOptunaSearcher(
         spec, study, TrialLaunch(folder=folder, script=spec.script,

@@ -457,7 +457,6 @@ def train_trial(config: dict[str, Any]) -> None:
         if prep_seconds is not None:
             done = {**done, "prep_seconds": round(prep_seconds, 2)}
     except TrainingFailed:
-        _ship(trial_dir, sync)
         raise
     except Exception as exc:  # the runner records every failure of its own: none means its worker died
         try:
@@ -466,9 +465,9 @@ def train_trial(config: dict[str, Any]) -> None:
                 {"reason": "crashed", "message": f"{type(exc).__name__}: {exc}"[:500], "log_tail": ""}))
         except OSError:
             pass  # a full disk: the error itself says so
-        _ship(trial_dir, sync)
         raise
-    _ship(trial_dir, sync)  # before Tune hears the result: the driver then reads a complete folder
+    finally:  # before Tune hears the result or the error: the driver then reads a complete folder
+        _ship(trial_dir, sync)
     tune.report({**done, "training_done": True})
 
 

@@ -47,7 +47,7 @@ from search.ladder import FIDELITY_ATTR, PROMOTED_FROM_ATTR, Ladder, fidelity_of
 from search.results import write_trials_csv
 from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
-from search.trial_files import read_node, trial_config
+from search.trial_files import Sink, read_node, trial_config
 from search.warm_start import DUPLICATE, imported, param_key
 from search.study import STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs, set_violation
 
@@ -71,7 +71,7 @@ class TrialLaunch:
     docs: Path | None = None        # the space's DOCS
     docs_val_docs: int | None = None
     data_dir: Path | None = None    # where DOCS' vocabularies are prepared (the shared results folder's data/)
-    sink: Mapping[str, Any] | None = None  # the driver's FileSink (search.trial_files.start_sink)
+    sink: Sink | None = None        # the driver's FileSink (search.trial_files.start_sink)
 
 
 class BytePredictor(Protocol):

@@ -16,8 +16,8 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -85,9 +85,18 @@ class FileSink:
         os.utime(path, (mtime, mtime))
 
 
-def start_sink(root: Path, max_bytes: int = MAX_SYNC_BYTES, also: tuple[str, ...] = ()) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Sink:
+    """The driver's running FileSink: `config` is what a trial needs (plain values: Tune records
+    configs), `actor` the handle that keeps the actor alive while the driver holds it."""
+
+    config: dict[str, Any]
+    actor: Any
+
+
+def start_sink(root: Path, max_bytes: int = MAX_SYNC_BYTES, also: tuple[str, ...] = ()) -> Sink:
     """Start the driver's FileSink for `root` (Ray initialised) and write the token that tells a node
-    sharing this disk; returns what the trainables need, under the trial config's SYNC_KEY."""
+    sharing this disk."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -101,13 +110,13 @@ def start_sink(root: Path, max_bytes: int = MAX_SYNC_BYTES, also: tuple[str, ...
         name=name, namespace=context.namespace, max_concurrency=4,
         scheduling_strategy=NodeAffinitySchedulingStrategy(context.get_node_id(), soft=False)).remote(str(root))
     ray.get(actor.ready.remote())
-    return {"actor": name, "namespace": context.namespace, "root": str(root), "token": token,
-            "max_bytes": int(max_bytes), "also": list(also), "_handle": actor}
+    return Sink({"actor": name, "namespace": context.namespace, "root": str(root), "token": token,
+                 "max_bytes": int(max_bytes), "also": list(also)}, actor)
 
 
-def trial_config(sink: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The part of `start_sink`'s answer a trial config carries (plain values: Tune records configs)."""
-    return {} if not sink else {SYNC_KEY: {k: v for k, v in sink.items() if not k.startswith("_")}}
+def trial_config(sink: Sink | None) -> dict[str, Any]:
+    """What a trial config carries of the sink, under SYNC_KEY (nothing without one)."""
+    return {} if sink is None else {SYNC_KEY: sink.config}
 
 
 def _shares_disk(sync: Mapping[str, Any]) -> bool:
@@ -156,5 +165,4 @@ def _send(trial_dir: Path, sync: Mapping[str, Any], paths: list[Path]) -> None:
 
     sink, root = _sink(sync), Path(sync["root"])
     for path in paths:  # one at a time: a file's bytes are in memory only while it travels
-        ray.get(sink.put.remote(str(path.relative_to(root)), path.read_bytes(),
-                                path.stat().st_mtime if path.exists() else time.time()))
+        ray.get(sink.put.remote(str(path.relative_to(root)), path.read_bytes(), path.stat().st_mtime))
