@@ -79,32 +79,35 @@ from search.results import BUDGET_CONSTRAINT  # noqa: E402
 from search.predictors import make_predictors  # noqa: E402
 from search.searcher import BudgetedOptunaSearcher, TrialLaunch  # noqa: E402
 from search.study import enqueue_seed_points, open_study  # noqa: E402
-from search.space import SpaceSpec  # noqa: E402
+from search.space import SAMPLERS, SpaceSpec  # noqa: E402
 
 PEERS = ("ax", "syne-morea", "syne-moasha")  # bench/peers.py: the optional `bench` extra
-MULTI_FIDELITY = ("ours-ladder", "ours-ladder-top", "syne-moasha")  # need --low-table
-METHODS = ("ours", "ours-unforgiving", "ours-exact", "ours-ladder", "ours-ladder-top", "tpe", "nsga2", "random",
-           "greedy") + PEERS
+MULTI_FIDELITY = ("ours-ladder", "ours-gp-ladder", "ours-tpe-ladder", "ours-ladder-top", "syne-moasha")  # need --low-table
+METHODS = ("ours", "ours-gp", "ours-tpe", "ours-unforgiving", "ours-exact", "ours-ladder", "ours-gp-ladder",
+           "ours-tpe-ladder", "ours-ladder-top", "tpe", "nsga2", "random", "greedy") + PEERS
 LADDER_TOP = 0.25  # ours-ladder-top: TOP_RUNG_FRACTION, a quarter of new proposals start at the top rung
 NSGA2_POPULATION = 20
 
 
 def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder: float | None = None,
-             forgive: bool = True) -> Run:
+             forgive: bool = True, sampler: str | None = None, name: str | None = None) -> Run:
     """The real searcher object, driven without Ray: suggest, look up, on_trial_complete. `ladder`: the
     two tables as a two-rung fidelity ladder (search.ladder), one size learner per rung, with that
     TOP_RUNG_FRACTION. `forgive=False`: TPE sees every proposal pruned before launch as it was told
     (search.study.ForgivingSampler left out)."""
-    name = "ours-exact" if exact else "ours" if ladder is None else "ours-ladder-top" if ladder else "ours-ladder"
+    name = name or ("ours-exact" if exact else "ours" if ladder is None else "ours-ladder-top" if ladder else "ours-ladder")
     run = Run(name + ("-unforgiving" if not forgive else ""), seed)
     spec = dataclasses.replace(problem.spec, ladder=problem.ladder(ladder)) if ladder is not None else problem.spec
+    if sampler is not None:
+        spec = dataclasses.replace(spec, sampler=sampler)
     with tempfile.TemporaryDirectory(prefix="pgolf_eff_") as tmp:
         # A fresh predictor per seed: the learner is stateful, as in a new search.
         if exact:
             predictors: Any = table_predictor(problem.table.path)
         else:
             predictors = make_predictors(spec, Path(tmp), resume=False)[0]
-        study = open_study(f"ours-{seed}", None, seed, create=True, ladder=spec.ladder)  # type: ignore[arg-type]
+        study = open_study(f"ours-{seed}", None, seed, create=True, ladder=spec.ladder,  # type: ignore[arg-type]
+                           sampler=spec.sampler, limits=spec.limits)
         if not forgive:
             study.sampler = study.sampler.base
         enqueue_seed_points(study, spec)
@@ -231,9 +234,11 @@ def run_greedy(problem: Problem, seed: int, n: float, choices: dict[str, list[An
 def run_method(method: str, problem: Problem, seed: int, n: float, choices: dict[str, list[Any]]) -> Run:
     """One method, one seed, until it has spent `n` units (median full trainings) or gives up."""
     if method.startswith("ours"):
-        ladder = {"ours-ladder": 0.0, "ours-ladder-top": LADDER_TOP}.get(method)
-        return run_ours(problem, seed, n, exact=method == "ours-exact", ladder=ladder,
-                        forgive=method != "ours-unforgiving")
+        sampler = next((k for k in SAMPLERS if f"-{k}" in method), None)
+        base = method.replace(f"-{sampler}", "") if sampler else method
+        ladder = {"ours-ladder": 0.0, "ours-ladder-top": LADDER_TOP}.get(base)
+        return run_ours(problem, seed, n, exact=base == "ours-exact", ladder=ladder,
+                        forgive=base != "ours-unforgiving", sampler=sampler, name=method)
     if method == "greedy":
         return run_greedy(problem, seed, n, choices)
     if method in PEERS:

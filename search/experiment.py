@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from search.results import ExperimentSettings, read_experiment, storage_url, write_experiment, write_trials_csv
-from search.space import SpaceSpec
+from search.space import SAMPLERS, SpaceSpec
 
 LOCK_FILE = "driver.lock"
 STUDY_FILE = "study.db"
@@ -208,6 +208,7 @@ class Experiment:
         self.study = None
         self.settings: ExperimentSettings | None = None
         self.ladder = None  # the space's fidelity ladder (search.ladder), set by start()
+        self.sampler = SAMPLERS[0]  # the space's SAMPLER, set by start()
 
     # -- opening: lock, then checks, nothing written
     @classmethod
@@ -310,6 +311,7 @@ class Experiment:
             fidelities=[dict(r) for r in spec.ladder.rungs] if spec.ladder is not None else [],
             resources=dict(spec.resources))
         self.ladder = spec.ladder
+        self.sampler = spec.sampler
         self.write(lambda: write_experiment(self.folder, self.settings))
         return self.settings
 
@@ -319,7 +321,8 @@ class Experiment:
 
         assert self.settings is not None
         self.study = self.write(lambda: open_study(self.settings.study_name, storage_url(self.folder),
-                                                    self.settings.seed, create=create, ladder=self.ladder))
+                                                    self.settings.seed, create=create, ladder=self.ladder,
+                                                    sampler=self.sampler, limits=self.settings.limits))
         return self.study
 
     def write_csv(self) -> None:

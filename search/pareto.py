@@ -217,7 +217,8 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
     if ref_bpb is not None and not (math.isfinite(ref_bpb) and ref_bpb > 0):
         raise ParetoError(f"--ref-bpb must be a positive val_bpb, got {ref_bpb}")
     merged = len(experiments) > 1
-    trials = [_trial_point(e, row, merged) for e in experiments for row in e.rows if not row.get("imported_from")]
+    trials = [_trial_point(e, row, merged) for e in experiments for row in e.rows
+              if not row.get("imported_from") and row.get("duplicate_of") in (None, "")]
     tops = {e.name: top_rung(e.meta) for e in experiments}
     lower = sum(1 for t in trials if t.fidelity is not None and tops[t.experiment] is not None
                 and t.fidelity < tops[t.experiment] and t.state == "COMPLETE")
@@ -228,6 +229,10 @@ def analyse(experiments: Sequence[Experiment], budget: int | None = None, ref_bp
     if imported:
         notes.append(f"{imported} trial(s) imported by --warm-start are not shown (they are the earlier "
                      "experiments'; pass those folders to see them)")
+    repeats = sum(1 for e in experiments for row in e.rows if row.get("duplicate_of") not in (None, ""))
+    if repeats:
+        notes.append(f"{repeats} proposal(s) repeated a configuration trained already: told that training's result, "
+                     "not trained again, not shown (trials.csv's duplicate_of names the training)")
     order = {e.name: i for i, e in enumerate(experiments)}
     trials.sort(key=lambda t: (order[t.experiment], t.number))
 

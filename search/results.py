@@ -25,7 +25,7 @@ FIXED_COLUMNS = [
     "bytes_code", "bytes_model", "predicted_bytes", "margin_bytes", "constraint", "steps", "train_seconds",
     "eval_seconds", "wall_seconds", "gpu_seconds", "prep_seconds", "log_path", "trial_dir", "imported_from",
     "fidelity", "promoted_from", "rejudged_bytes", "rejudged_margin_bytes", "forgiven", "node", "requeued_from",
-    "requeued_because",
+    "requeued_because", "duplicate_of",
 ]
 PARAM_PREFIX = "param_"
 OBJECTIVES = ["val_bpb", "bytes_total"]
@@ -33,6 +33,7 @@ BUDGET_CONSTRAINT = "bytes_over_budget"
 # study attribute: every proposal pruned before launch judged again by the predictor as it is now,
 # {trial number: [predicted bytes, margin bytes, violation]} (search.study.rejudge_pruned)
 REJUDGED_ATTR = "rejudged_pruned"
+DUPLICATE_OF_ATTR = "duplicate_of"  # trial attribute: the training whose result a repeated proposal was told
 
 
 @dataclass
@@ -163,6 +164,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, budget_bytes: int,
         "node": attrs.get("node", ""),                    # the Ray node that ran it (IP/node id)
         "requeued_from": attrs.get("requeued_from"),      # a run again of that trial (interrupted, node lost)
         "requeued_because": attrs.get("requeued_because", ""),
+        "duplicate_of": attrs.get(DUPLICATE_OF_ATTR),     # a repeated proposal told that training's result
     }
     row = {k: _number(v) for k, v in row.items()}
     for name, value in trial.params.items():

@@ -89,6 +89,7 @@ class RunSummary:
     cost: Cost | None = None       # device hours used and saved by pruning
     ladder: object = None          # the space's fidelity ladder (search.ladder.Ladder), if any
     rung_trainings: str = ""       # trainings finished per rung, e.g. "9+3"
+    duplicates: int = 0            # proposals this run that repeated a training: told its result, not trained
 
 
 DEFAULT_NUM_SAMPLES = 20
@@ -369,7 +370,7 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
                       margin_fraction=searcher.predictor.margin_fraction,
                       cost=trials_cost(study.get_trials(deepcopy=False), _device(spec), opts.gpu_hour_price,
                                        by_rung=spec.ladder is not None),
-                      ladder=spec.ladder, rung_trainings=snap.rungs)
+                      ladder=spec.ladder, rung_trainings=snap.rungs, duplicates=searcher.duplicates)
 
 
 def _device(spec: SpaceSpec) -> Device:
@@ -450,6 +451,9 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
     print(f"done: {c['complete']} complete, {c['pruned']} pruned ({summary.pruned_before_launch} before "
           f"launch this run), {c['failed']} failed, {c['running']} running; {summary.launched} trainings in total",
           file=out)
+    if summary.duplicates:
+        print(f"repeats: {summary.duplicates} proposal(s) this run repeated a configuration trained already and "
+              "were told its result instead of training (duplicate_of in trials.csv)", file=out)
     ladder = summary.ladder
     top = f" (rung {ladder.top} of the ladder)" if ladder is not None else ""  # type: ignore[attr-defined]
     print(f"best feasible val_bpb: {best}; Pareto front: {summary.front_size} trial(s){top}", file=out)

@@ -23,7 +23,14 @@ drives the study with `ask`/`tell` itself:
 - a full results disk stops the search at once (`StopAll`), leaving the study
   for `--resume` to settle (`search.study`);
 - with a fidelity ladder (`FIDELITIES`), a freed slot first goes to a promotion
-  the ladder owes (`search.ladder`), and each rung has its own byte predictor.
+  the ladder owes (`search.ladder`), and each rung has its own byte predictor;
+- a proposal equal to a configuration trained (or training) at the same rung in
+  this experiment is never launched: it is told that training's result
+  (`search.study.tell_duplicate`, once it ends), marked `duplicate_of`, and
+  counts neither as a training nor in the cost (a space's ALLOW_REPEATS = True
+  trains it again);
+- a sampler that proposes only what the byte predictor accepts
+  (`search.gp_sampler`) is given the predictor as its `judge`.
 """
 
 from __future__ import annotations
@@ -49,7 +56,9 @@ from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
 from search.trial_files import Sink, read_node, trial_config
 from search.warm_start import DUPLICATE, imported, param_key
-from search.study import STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs, set_violation
+from search.gp_sampler import innermost
+from search.study import (DUPLICATE_OF_ATTR, STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs,
+                          set_violation, tell_duplicate)
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
 
@@ -162,6 +171,35 @@ class BudgetedOptunaSearcher(Searcher):
         self.tune_trials: dict[str, Any] = {}  # Tune's Trial objects by id (their recorded errors): `TrialTracker`
         # points imported by --warm-start: never trained again (search.warm_start)
         self.imported_points = {param_key(t.params) for t in imported(study.get_trials(deepcopy=False))}
+        self.waiting: dict[int, list[optuna.Trial]] = {}  # duplicates of a running training, told when it ends
+        self.duplicates = 0      # proposals this run told a training's result instead of being trained
+        sampler = innermost(study.sampler)
+        if hasattr(sampler, "judge"):  # proposes only what the predictor accepts (search.gp_sampler)
+            sampler.judge = self.judge
+            sampler.distributions = _distributions(spec)
+
+    def judge(self, params: Mapping[str, Any]) -> tuple[bool, int | None]:
+        """Would these parameters be launched at the rung new proposals start on, and their predicted bytes
+        (None: the predictor cannot tell yet)? A space that raises or prunes on them: not launched."""
+        try:
+            proposed = self.spec.space(optuna.trial.FixedTrial(dict(params)))
+            env = self.spec.trial_env(proposed, 0 if self.ladder is not None else None)
+            prune, predicted, _ = self._predictor(0).prune(env, self.spec.budget_bytes)
+        except Exception:  # noqa: BLE001 - user code: such a candidate is simply not proposed
+            return False, None
+        return not (prune and predicted is not None), predicted
+
+    def _trained(self, trial: optuna.Trial, rung: int | None) -> optuna.trial.FrozenTrial | None:
+        """The launched trial of this experiment with the same parameters at the same rung that finished
+        its training (COMPLETE, or stopped early) or is training now; None if there is none."""
+        key = param_key(trial.params)
+        for t in self.study.get_trials(deepcopy=False):
+            if (t.number != trial.number and t.user_attrs.get("launched") and param_key(t.params) == key
+                    and fidelity_of(t) == rung and t.user_attrs.get(DUPLICATE_OF_ATTR) is None
+                    and (t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+                         or (t.state == TrialState.PRUNED and t.user_attrs.get("reason") == "early_stopped"))):
+                return t
+        return None
 
     def _failed(self, trial: optuna.Trial, message: str) -> bool:
         """Count a failure; stop the search (True) after the space's MAX_SAME_FAILURES in a row with
@@ -238,7 +276,7 @@ class BudgetedOptunaSearcher(Searcher):
             return Searcher.FINISHED
         if self.target is not None and self.finished + len(self.live) >= self.target:
             return None if self.live else Searcher.FINISHED  # wait: a running trial may yet need replacing
-        duplicates = 0
+        duplicates = repeats = 0
         for _ in range(self.max_over_budget_in_a_row):
             trial, rung = self._ask()
             try:
@@ -254,6 +292,16 @@ class BudgetedOptunaSearcher(Searcher):
                 set_attrs(trial, {"reason": DUPLICATE, "env": env})
                 self.study.tell(trial, state=TrialState.PRUNED)
                 duplicates += 1
+                continue
+            original = None if self.spec.allow_repeats else self._trained(trial, rung)
+            if original is not None:  # trained already (or training): its result, not a second training
+                set_attrs(trial, {DUPLICATE_OF_ATTR: original.number, "env": env})
+                if original.state == TrialState.RUNNING:
+                    self.waiting.setdefault(original.number, []).append(trial)
+                else:
+                    tell_duplicate(self.study, trial, original)
+                self.duplicates += 1
+                repeats += 1
                 continue
             # predicted None: the predictor cannot tell yet (an external script before its fit)
             set_attrs(trial, {"predicted_bytes": predicted, "margin_bytes": margin if predicted is not None
@@ -298,8 +346,13 @@ class BudgetedOptunaSearcher(Searcher):
             self.aborted = (f"error: {self.spec.path}: {duplicates} proposals in a row were points --warm-start "
                             "imported (the space is measured already: widen it, or start without --warm-start)")
             return Searcher.FINISHED
+        if repeats == self.max_over_budget_in_a_row:
+            self.aborted = (f"error: {self.spec.path}: {repeats} proposals in a row were configurations trained "
+                            "already (the space is measured: widen it, stop with fewer --num-samples, or set "
+                            "ALLOW_REPEATS = True for replicates)")
+            return Searcher.FINISHED
         self.aborted = (f"error: {self.spec.path}: {self.max_over_budget_in_a_row} proposals in a row were "
-                        f"predicted over the {self.spec.budget_bytes}-byte budget or imported already (the space "
+                        f"predicted over the {self.spec.budget_bytes}-byte budget or measured already (the space "
                         "is almost entirely over budget: shrink its ranges or raise BUDGET_BYTES)")
         return Searcher.FINISHED
 
@@ -340,6 +393,9 @@ class BudgetedOptunaSearcher(Searcher):
                                       "parameters", failure.tail)
         state = record_result(self.study, trial, result, failure or error,
                               self.spec.limits or self.spec.budget_bytes)
+        told = self.study.get_trials(deepcopy=False)[trial.number]
+        for duplicate in self.waiting.pop(trial.number, []):
+            tell_duplicate(self.study, duplicate, told)
         lost = failure is not None and failure.reason == "node_lost"
         if lost:
             self.node_losses += 1
@@ -400,6 +456,17 @@ class BudgetedOptunaSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: `--resume` reloads the study (see settle_running_trials)."""
+
+
+def _distributions(spec: SpaceSpec) -> dict[str, Any]:
+    """The space's distributions, from one draw on a throwaway study (a sampler's space before any trial)."""
+    probe = optuna.create_study()
+    trial = probe.ask()
+    try:
+        spec.space(trial)
+    except Exception:  # noqa: BLE001 - the first real proposal reports a broken space
+        return {}
+    return dict(trial.distributions)
 
 
 class TrialTracker(Callback):

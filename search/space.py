@@ -29,6 +29,10 @@ module-level settings (all upper case):
                       ones (about 33 KB fewer for our trainer); default False
 - `EXTRA_ENV_OK`      variable names the script reads in ways `search.knobs` cannot see; a
                       space setting any other name the script never reads stops before launch
+- `SAMPLER`           `"gp"` (default): a Gaussian process whose proposals are only those the
+                      byte predictor accepts (`search.gp_sampler`); `"tpe"`: multivariate TPE
+- `ALLOW_REPEATS`     True: a proposal equal to a configuration trained already is trained again
+                      (deliberate replicates); default False: it is told the known result
 - `MAX_SAME_FAILURES` stop the search after this many failures in a row with the same
                       message (default 3; 0 never stops): the next trials would fail alike
 - `TRIAL_TIMEOUT_SECONDS` None (default), or seconds after which a trial's
@@ -87,8 +91,9 @@ KNOWN_SETTINGS = {
     "POINTS_TO_EVALUATE", "EARLY_STOPPING", "PREDICT_BYTES", "PARAM_COUNT", "EXPORT_FORMAT", "SMOKE_ENV",
     "SMOKE_BUDGET_BYTES", "SMOKE_POINTS_TO_EVALUATE", "SMOKE_SCRIPT", "TRIAL_TIMEOUT_SECONDS",
     "LIMITS", "SCORE_LINE", "MAX_SAME_FAILURES", "EXTRA_ENV_OK", "PACK_SCRIPT", "DOCS", "DOCS_VAL_DOCS",
-    "FIDELITIES", "SMOKE_FIDELITIES", "PROMOTE_FRACTION", "TOP_RUNG_FRACTION",
+    "FIDELITIES", "SMOKE_FIDELITIES", "PROMOTE_FRACTION", "TOP_RUNG_FRACTION", "SAMPLER", "ALLOW_REPEATS",
 }
+SAMPLERS = ("gp", "tpe")  # SAMPLER's values, the default first (search.study.make_sampler builds them)
 LIMIT_NAMES = ("bytes_total", "train_seconds", "eval_seconds")
 EARLY_STOPPING_KEYS = {"grace_period", "reduction_factor", "max_t"}
 
@@ -126,6 +131,8 @@ class SpaceSpec:
     docs_val_docs: int | None = None  # DOCS_VAL_DOCS: its validation documents (None: the competition's 50,000)
     ladder: Any = None  # FIDELITIES: a search.ladder.Ladder, None for one fidelity
     resources: dict[str, float] = field(default_factory=dict)  # RESOURCES_PER_TRIAL: custom Ray resources
+    sampler: str = SAMPLERS[0]  # SAMPLER
+    allow_repeats: bool = False  # ALLOW_REPEATS: train a configuration again when proposed again
 
     def trial_env(self, proposed: Mapping[str, Any], fidelity: int | None = None) -> dict[str, str]:
         """The full environment of one trial: fixed, then proposed, then smoke overrides, then the
@@ -356,7 +363,23 @@ def load_space(path: str | Path, smoke: bool = False) -> SpaceSpec:
                      max_same_failures=_int_setting(path, module, "MAX_SAME_FAILURES", 3, 0),
                      extra_env_ok=_names_setting(path, module, "EXTRA_ENV_OK"),
                      docs=None if docs is None else Path(docs).absolute(), docs_val_docs=docs_val,
-                     resources=_resources_setting(path, module))
+                     resources=_resources_setting(path, module), sampler=_sampler_setting(path, module),
+                     allow_repeats=_bool_setting(path, module, "ALLOW_REPEATS"))
+
+
+def _sampler_setting(path: Path, module: ModuleType) -> str:
+    value = getattr(module, "SAMPLER", SAMPLERS[0])
+    if value not in SAMPLERS:
+        raise SpaceError(_line(path, f"SAMPLER={value!r} is not a sampler of this search",
+                               f"use {' or '.join(repr(s) for s in SAMPLERS)}"))
+    return value
+
+
+def _bool_setting(path: Path, module: ModuleType, name: str) -> bool:
+    value = getattr(module, name, False)
+    if not isinstance(value, bool):
+        raise SpaceError(_line(path, f"{name}={value!r} is not True or False", f"set {name} = True"))
+    return value
 
 
 def _resources_setting(path: Path, module: ModuleType) -> dict[str, float]:

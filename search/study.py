@@ -21,9 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.cost import PRUNED_BEFORE_LAUNCH
 from search.failures import Failure, classify
-from search.results import BUDGET_CONSTRAINT, REJUDGED_ATTR
+from search.results import BUDGET_CONSTRAINT, DUPLICATE_OF_ATTR, REJUDGED_ATTR
 from search.runner import load_finished_metrics, stop_training
-from search.space import SpaceSpec
+from search.space import SAMPLERS, SpaceSpec
 
 STOPPED_SEARCH_ATTR = "stopped_search_trials"  # study attribute: failures that stopped the search
 _METRIC_ATTRS = ("val_loss", "bytes_code", "bytes_model", "steps", "train_seconds", "eval_seconds",
@@ -44,16 +44,26 @@ def limit_reason(metric: str) -> str:
     return "over_budget" if metric == "bytes_total" else f"over_{metric}"
 
 
-def make_sampler(seed: int | None, ladder: Any = None) -> optuna.samplers.BaseSampler:
-    """Multivariate TPE: handles several objectives and reads trials' constraints; with a fidelity
-    ladder it learns from one rung at a time (`search.ladder.RungSampler`); either way through a
-    `ForgivingSampler`, which shows it proposals pruned before launch as the current prediction judges them."""
-    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+def make_sampler(seed: int | None, ladder: Any = None, kind: str = SAMPLERS[0],
+                 limits: Mapping[str, float] | None = None) -> optuna.samplers.BaseSampler:
+    """The search's sampler: `gp`, the known-budget Gaussian process (`search.gp_sampler`: it proposes only
+    what the byte predictor accepts, the searcher installs its judge), or `tpe`, multivariate TPE (several
+    objectives, trials' constraints). With a fidelity ladder it learns from one rung at a time
+    (`search.ladder.RungSampler`); either way through a `ForgivingSampler`, which shows it proposals
+    pruned before launch as the current prediction judges them."""
+    if kind == "gp":
+        from search.gp_sampler import KnownBudgetGPSampler
+
+        base: optuna.samplers.BaseSampler = KnownBudgetGPSampler(seed=seed, limits=limits)
+    else:
+        base = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if ladder is None:
-        return ForgivingSampler(tpe)
+        return ForgivingSampler(base)
     from search.ladder import RungSampler
 
-    return ForgivingSampler(RungSampler(tpe, ladder))
+    return ForgivingSampler(RungSampler(base, ladder))
 
 
 # ----------------------------------------------------------------------------- forgiving
@@ -160,11 +170,11 @@ class ForgivingSampler(ViewSampler):
         return StudyView(study, keep, show)
 
 
-def open_study(name: str, storage: str, seed: int | None, create: bool, ladder: Any = None) -> optuna.Study:
-    """Create the experiment's study, or load it for --resume."""
+def open_study(name: str, storage: str, seed: int | None, create: bool, ladder: Any = None,
+               sampler: str = SAMPLERS[0], limits: Mapping[str, float] | None = None) -> optuna.Study:
+    """Create the experiment's study, or load it for --resume (`sampler`: the space's SAMPLER)."""
     if create:
-        sampler = make_sampler(seed, ladder)
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+        study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(seed, ladder, sampler, limits),
                                     directions=["minimize", "minimize"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -174,7 +184,7 @@ def open_study(name: str, storage: str, seed: int | None, create: bool, ladder: 
     # A resumed study must not replay the proposals of the first run: offset the seed by
     # the trials already there (still reproducible for the same history).
     offset = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(None if seed is None else seed + offset, ladder)
+    study.sampler = make_sampler(None if seed is None else seed + offset, ladder, sampler, limits)
     return study
 
 
@@ -273,6 +283,26 @@ def record_result(study: optuna.Study, trial: optuna.Trial, result: Mapping[str,
         set_attrs(trial, {"unjudged_limits": unjudged})
     study.tell(trial, [float(val_bpb), float(total)])
     return TrialState.COMPLETE
+
+
+def tell_duplicate(study: optuna.Study, trial: optuna.Trial, original: FrozenTrial) -> TrialState:
+    """Tell a proposal that repeats `original` (same parameters, same rung) what that training found: its
+    values and constraints (COMPLETE), or its state (stopped early, failed). It was never trained: it has
+    no metrics of its own, so it counts neither as a training nor in the cost."""
+    trial.set_user_attr(DUPLICATE_OF_ATTR, original.number)
+    if original.state == TrialState.COMPLETE and original.values:
+        for name, value in original.constraints.items():
+            if not name.isdigit():
+                set_constraint(trial, name, value)
+        if original.user_attrs.get("reason"):
+            trial.set_user_attr("reason", original.user_attrs["reason"])
+        study.tell(trial, list(original.values))
+        return TrialState.COMPLETE
+    state = TrialState.PRUNED if original.state == TrialState.PRUNED else TrialState.FAIL
+    trial.set_user_attr("reason", "duplicate")
+    trial.set_user_attr("message", f"a repeat of trial {original.number}, which ended {original.state.name}")
+    study.tell(trial, state=state)
+    return state
 
 
 def settle_running_trials(study: optuna.Study, limits: int | Mapping[str, float],

@@ -25,7 +25,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from search.results import BUDGET_CONSTRAINT, storage_url
+from search.results import BUDGET_CONSTRAINT, DUPLICATE_OF_ATTR, storage_url
 from search.space import SpaceSpec
 from search.study import constraint_attrs, limit_constraint
 
@@ -87,7 +87,7 @@ def _old_trials(folder: Path) -> tuple[str, list[FrozenTrial]]:
         raise WarmStartError(f"--warm-start {folder}: cannot read its study ({type(exc).__name__}: "
                              f"{str(exc)[:120]}); pass an experiment folder of an earlier search") from None
     return name, [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.values and IMPORTED not in t.user_attrs]
+                  if t.values and IMPORTED not in t.user_attrs and DUPLICATE_OF_ATTR not in t.user_attrs]
 
 
 def gather(folders: Sequence[Path], spec: SpaceSpec) -> tuple[list[FrozenTrial], int]:
@@ -192,5 +192,6 @@ def imported(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def own(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """The experiment's own trials: imported ones left out."""
-    return [t for t in trials if IMPORTED not in t.user_attrs]
+    """The experiment's own trials: imported ones and repeated proposals told another trial's result
+    (`duplicate_of`) left out."""
+    return [t for t in trials if IMPORTED not in t.user_attrs and DUPLICATE_OF_ATTR not in t.user_attrs]
