@@ -10,14 +10,15 @@ competition's hardware every full training runs to one wallclock cap;
 `--overhead` adds a fixed cost per training such as evaluation; `--cost wall`
 uses the tables' measured seconds). Strategies:
 
-- `ours`: `search.searcher.BudgetedOptunaSearcher` driven directly (a Ray Tune
+- `ours`: the default sampler of `search.run` (`SAMPLER` unset; `ours-gp` and
+  `ours-tpe` name one: the known-budget GP of `search.gp_sampler`, or
+  multivariate TPE), `search.searcher.BudgetedOptunaSearcher` driven directly (a Ray Tune
   Searcher is a plain object: `suggest()` / `on_trial_complete()`), in-memory
-  Optuna storage: constrained multi-objective TPE with pre-launch pruning by
-  the predictor `search.run` builds (`search.predictors.make_predictor`: a fresh
+  Optuna storage, with pre-launch pruning by the predictor `search.run` builds (`search.predictors.make_predictor`: a fresh
   `pgolf.size.SizeLearner` per seed), exactly the code `search.run` uses;
 - `ours-exact`: the same searcher with a perfect byte predictor (the table's
   measured bytes, `search.replay.table_predictor`);
-- `ours-ladder`: the same searcher with the two tables as a fidelity ladder
+- `ours-ladder` (`ours-gp-ladder`, `ours-tpe-ladder`): the same searcher with the two tables as a fidelity ladder
   (`search.ladder`: the best third of rung 0 by Pareto rank promoted), one size
   learner per rung; `ours-ladder-top`: with TOP_RUNG_FRACTION 0.25 (every
   fourth new proposal trains at the full fidelity at once, as Hyperband's
@@ -25,6 +26,9 @@ uses the tables' measured seconds). Strategies:
 - `tpe`: Optuna multivariate TPE on (val_bpb, bytes_total) without the constraint;
 - `nsga2`: Optuna NSGA-II (population 20), told the measured budget violation
   with `set_constraint` (constrained NSGA-II), no pre-launch pruning;
+- `optuna-gp`: Optuna's `GPSampler` (its own Gaussian process, logEHVI for two
+  objectives) with the measured budget violation as its `constraints_func`: it
+  learns the budget from COMPLETE trials only, no pre-launch pruning;
 - `random`: Optuna random sampling;
 - `greedy`: greedy forward selection as competitors tune: from the baseline,
   one knob at a time (knob order shuffled per seed), try its other values,
@@ -35,7 +39,8 @@ uses the tables' measured seconds). Strategies:
   Tune's MOASHA on both tables).
 
 Every method but MOASHA evaluates the space's baseline first, as `search.run`
-does. A training is a launched configuration (repeats count again); proposals
+does. A training is a launched configuration; a peer's repeats count again,
+ours are never launched (told the trained result: `duplicate_of`); proposals
 pruned before launch cost nothing.
 
 Hypervolume: `search.front.hypervolume` of the feasible full-fidelity
@@ -84,7 +89,7 @@ from search.space import SAMPLERS, SpaceSpec  # noqa: E402
 PEERS = ("ax", "syne-morea", "syne-moasha")  # bench/peers.py: the optional `bench` extra
 MULTI_FIDELITY = ("ours-ladder", "ours-gp-ladder", "ours-tpe-ladder", "ours-ladder-top", "syne-moasha")  # need --low-table
 METHODS = ("ours", "ours-gp", "ours-tpe", "ours-unforgiving", "ours-exact", "ours-ladder", "ours-gp-ladder",
-           "ours-tpe-ladder", "ours-ladder-top", "tpe", "nsga2", "random", "greedy") + PEERS
+           "ours-tpe-ladder", "ours-ladder-top", "tpe", "optuna-gp", "nsga2", "random", "greedy") + PEERS
 LADDER_TOP = 0.25  # ours-ladder-top: TOP_RUNG_FRACTION, a quarter of new proposals start at the top rung
 NSGA2_POPULATION = 20
 
@@ -148,6 +153,9 @@ def run_optuna(method: str, problem: Problem, seed: int, n: float) -> Run:
         sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=NSGA2_POPULATION)
     elif method == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif method == "optuna-gp":  # Optuna's own GP: learns the budget from COMPLETE trials only
+        sampler = optuna.samplers.GPSampler(seed=seed, constraints_func=lambda t: [t.user_attrs["violation"]],
+                                            warn_independent_sampling=False)
     else:
         raise ValueError(f"unknown Optuna method {method!r}")
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
@@ -163,6 +171,7 @@ def run_optuna(method: str, problem: Problem, seed: int, n: float) -> Run:
         start = time.perf_counter()
         if method == "nsga2":
             trial.set_constraint(BUDGET_CONSTRAINT, float(total - problem.budget))
+        trial.set_user_attr("violation", float(total - problem.budget))
         study.tell(trial, [val_bpb, float(total)])
         run.searcher_seconds += time.perf_counter() - start
     return run

@@ -173,6 +173,8 @@ class BudgetedOptunaSearcher(Searcher):
         self.imported_points = {param_key(t.params) for t in imported(study.get_trials(deepcopy=False))}
         self.waiting: dict[int, list[optuna.Trial]] = {}  # duplicates of a running training, told when it ends
         self.duplicates = 0      # proposals this run told a training's result instead of being trained
+        self._judged: dict[tuple, tuple[bool, int | None]] = {}  # judge()'s verdicts, until the predictor learns
+        self._trained_cache: tuple[Any, set[tuple]] = (None, set())
         sampler = innermost(study.sampler)
         if hasattr(sampler, "judge"):  # proposes only what the predictor accepts (search.gp_sampler)
             sampler.judge = self.judge
@@ -180,14 +182,29 @@ class BudgetedOptunaSearcher(Searcher):
 
     def judge(self, params: Mapping[str, Any]) -> tuple[bool, int | None]:
         """Would these parameters be launched at the rung new proposals start on, and their predicted bytes
-        (None: the predictor cannot tell yet)? A space that raises or prunes on them: not launched."""
-        try:
-            proposed = self.spec.space(optuna.trial.FixedTrial(dict(params)))
-            env = self.spec.trial_env(proposed, 0 if self.ladder is not None else None)
-            prune, predicted, _ = self._predictor(0).prune(env, self.spec.budget_bytes)
-        except Exception:  # noqa: BLE001 - user code: such a candidate is simply not proposed
+        (None: the predictor cannot tell yet)? Not if the space raises or prunes on them, the predictor puts
+        them over budget, or they were trained at that rung already. Kept until the next completed
+        training teaches the predictor (`observe`)."""
+        key = param_key(dict(params))
+        trained = self._trained_keys(0 if self.ladder is not None else None)
+        if key in trained and not self.spec.allow_repeats:
             return False, None
-        return not (prune and predicted is not None), predicted
+        if key not in self._judged:
+            try:
+                proposed = self.spec.space(optuna.trial.FixedTrial(dict(params)))
+                env = self.spec.trial_env(proposed, 0 if self.ladder is not None else None)
+                prune, predicted, _ = self._predictor(0).prune(env, self.spec.budget_bytes)
+                self._judged[key] = (not (prune and predicted is not None), predicted)
+            except Exception:  # noqa: BLE001 - user code: such a candidate is simply not proposed
+                self._judged[key] = (False, None)
+        return self._judged[key]
+
+    def _trained_keys(self, rung: int | None) -> set[tuple]:
+        trials = self.study.get_trials(deepcopy=False)
+        if self._trained_cache[0] != (len(trials), rung):
+            self._trained_cache = ((len(trials), rung), {param_key(t.params) for t in trials
+                                                         if t.user_attrs.get("launched") and fidelity_of(t) == rung})
+        return self._trained_cache[1]
 
     def _trained(self, trial: optuna.Trial, rung: int | None) -> optuna.trial.FrozenTrial | None:
         """The launched trial of this experiment with the same parameters at the same rung that finished
@@ -426,6 +443,7 @@ class BudgetedOptunaSearcher(Searcher):
             return
         index = min(rung or 0, len(self.predictors) - 1)
         predictor, path = self.predictors[index], self.learner_paths[index]
+        self._judged.clear()
         try:
             predictor.observe(env, int(bytes_total))
             if path is not None and hasattr(predictor, "save"):

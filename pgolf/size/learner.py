@@ -22,6 +22,7 @@ ERROR_WINDOW = 20
 RECENT_ERRORS = 3              # the margin also covers the last few errors as they happened
 PRIOR_WEIGHT = 0.25            # ridge weight pulling each correction toward 1 (a quarter observation)
 MIN_FIT_TRIALS = 2             # external scripts: no prediction (no pruning) before this many trials
+BASE_CACHE_SIZE = 4096          # calibrated predictions kept per learner
 
 
 @dataclass
@@ -87,6 +88,7 @@ class SizeLearner:
         self.corrections: dict[str, float] = {}
         self.fit: tuple[float, float] | None = None  # external: (bytes per param, intercept)
         self.loo_errors: list[float] = []  # the last ERROR_WINDOW trials, each predicted without itself
+        self._base: dict[tuple, Prediction] = {}  # calibrated predictions by environment (pure: learning corrects them)
 
     # -- prediction
     def _params(self, env: Mapping[str, str]) -> float:
@@ -115,7 +117,17 @@ class SizeLearner:
                 return None
             return Prediction(total_bytes=code + model, code_bytes=code, model_bytes=model,
                               groups={"other": model}, params={"other": int(params)}, compressor=how)
-        return self._corrected(predict(env, self.script, self.calibration, regime=self.regime))
+        return self._corrected(self._base_prediction(env))
+
+    def _base_prediction(self, env: Mapping[str, str]) -> Prediction:
+        """The calibrated prediction, before this learner's corrections: a function of the environment alone,
+        kept (a sampler judging hundreds of candidates asks for the same ones after every trial)."""
+        key = tuple(sorted((k, str(v)) for k, v in env.items()))
+        if key not in self._base:
+            if len(self._base) >= BASE_CACHE_SIZE:
+                self._base.pop(next(iter(self._base)))
+            self._base[key] = predict(env, self.script, self.calibration, regime=self.regime)
+        return self._base[key]
 
     def _corrected(self, base: Prediction) -> Prediction:
         """The calibrated prediction with this learner's corrections applied to its parts."""
@@ -165,8 +177,7 @@ class SizeLearner:
         """Record a completed trial's measured bytes_total; returns the relative error
         (measured - predicted) / predicted of the prediction made before this observation."""
         env = {k: str(v) for k, v in env.items()}
-        base = None if self.param_count is not None else predict(env, self.script, self.calibration,
-                                                                  regime=self.regime)
+        base = None if self.param_count is not None else self._base_prediction(env)
         before = self.predict_bytes(env) if base is None else self._corrected(base).total_bytes
         err = None if before is None else (measured_bytes_total - before) / before
         if err is not None:
