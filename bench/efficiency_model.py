@@ -144,6 +144,7 @@ class Run:
     wrongly_pruned: int = 0         # distinct configurations pruned before launch that are feasible in truth
     log: list[tuple[float, tuple[float, int] | None, bool]] = field(default_factory=list)  # (cost, result, infeasible)
     searcher_seconds: float = 0.0   # in the method's own code (proposing, learning), not in lookups
+    stopped: str = ""               # why the method stopped before spending its budget (a searcher's line)
 
     def record(self, point: tuple[float, int], cost: float, problem: "Problem", result: bool = True) -> None:
         """One training: its measured point, its cost, whether it is a result (full fidelity)."""

@@ -19,6 +19,11 @@ benchmark's cost budget:
   as our ladder promotes). It samples at random and knows no constraint. A
   continued training is paid in full, as our ladder's promotions are: the cheap
   run has its own learning-rate schedule, so it is no prefix of the long one.
+- `autosampler`: optunahub's `AutoSampler` (Optuna's recommended automatic
+  choice of sampler), told the measured budget violation as its
+  `constraints_func`. optunahub installs from PyPI, but `load_module` fetches
+  the sampler's code from GitHub at run time: skipped, with the reason, on a
+  machine that cannot reach it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ def missing(method: str) -> str | None:
     """Why a peer cannot run here (None when it can)."""
     import importlib.util
 
+    if method == "autosampler":
+        return _autosampler()[1]
     module = {"ax": "ax", "syne-morea": "syne_tune", "syne-moasha": "syne_tune"}[method]
     if importlib.util.find_spec(module) is None:  # found without importing (Ax logs on import)
         return f"not installed ({module}): pip install -e '.[bench]', or bash scripts/setup.sh"
@@ -51,8 +58,52 @@ def run_peer(method: str, problem, seed: int, n: float, choices: dict[str, list[
     logging.getLogger("syne_tune").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        {"ax": _ax, "syne-morea": _morea, "syne-moasha": _moasha}[method](problem, seed, n, choices, run, env_of)
+        {"ax": _ax, "syne-morea": _morea, "syne-moasha": _moasha, "autosampler": _auto}[method](
+            problem, seed, n, choices, run, env_of)
     return run
+
+
+_AUTOSAMPLER: list = []
+
+
+def _autosampler() -> tuple[Any, str | None]:
+    """optunahub's AutoSampler class, or why it cannot be had here (looked up once)."""
+    if not _AUTOSAMPLER:
+        import importlib.util
+
+        if importlib.util.find_spec("optunahub") is None:
+            _AUTOSAMPLER.append((None, "not installed (optunahub): pip install optunahub; its AutoSampler is then "
+                                       "fetched from GitHub"))
+        else:
+            try:
+                import optunahub
+
+                with contextlib.redirect_stderr(io.StringIO()):
+                    _AUTOSAMPLER.append((optunahub.load_module("samplers/auto_sampler").AutoSampler, None))
+            except Exception as exc:  # noqa: BLE001 - no network, no registry: say why, skip it
+                _AUTOSAMPLER.append((None, f"optunahub.load_module('samplers/auto_sampler') failed: "
+                                           f"{type(exc).__name__} (it fetches from GitHub)"))
+    return _AUTOSAMPLER[0]
+
+
+def _auto(problem, seed, n, choices, run, env_of) -> None:
+    import optuna
+
+    sampler = _autosampler()[0](seed=seed, constraints_func=lambda t: [t.user_attrs["violation"]])
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    if problem.spec.points_to_evaluate:
+        study.enqueue_trial(dict(problem.spec.points_to_evaluate[0]))
+    while run.spent() < n:
+        start = time.perf_counter()
+        trial = study.ask()
+        config = {k: trial.suggest_categorical(k, v) for k, v in choices.items()}
+        run.searcher_seconds += time.perf_counter() - start
+        point, cost = _measure(problem, env_of, choices, config)
+        run.record(point, cost, problem)
+        start = time.perf_counter()
+        trial.set_user_attr("violation", float(point[1] - problem.budget))
+        study.tell(trial, [point[0], float(point[1])])
+        run.searcher_seconds += time.perf_counter() - start
 
 
 def _as_choice(choices: dict[str, list[Any]], config: dict[str, Any]) -> dict[str, Any]:

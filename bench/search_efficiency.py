@@ -35,8 +35,9 @@ uses the tables' measured seconds). Strategies:
   keep the best feasible `val_bpb`; repeat passes until a pass changes nothing;
 - the peers (bench/peers.py, the optional `bench` extra): `ax` (Ax/BoTorch,
   multi-objective with the budget as an outcome constraint), `syne-morea`
-  (Syne Tune's multi-objective regularized evolution) and `syne-moasha` (Syne
-  Tune's MOASHA on both tables).
+  (Syne Tune's multi-objective regularized evolution), `syne-moasha` (Syne
+  Tune's MOASHA on both tables) and `autosampler` (optunahub's AutoSampler,
+  skipped where its code cannot be fetched).
 
 Every method but MOASHA evaluates the space's baseline first, as `search.run`
 does. A training is a launched configuration; a peer's repeats count again,
@@ -86,7 +87,7 @@ from search.searcher import BudgetedOptunaSearcher, TrialLaunch  # noqa: E402
 from search.study import enqueue_seed_points, open_study  # noqa: E402
 from search.space import SAMPLERS, SpaceSpec  # noqa: E402
 
-PEERS = ("ax", "syne-morea", "syne-moasha")  # bench/peers.py: the optional `bench` extra
+PEERS = ("ax", "syne-morea", "syne-moasha", "autosampler")  # bench/peers.py: the optional `bench` extra
 MULTI_FIDELITY = ("ours-ladder", "ours-gp-ladder", "ours-tpe-ladder", "ours-ladder-top", "syne-moasha")  # need --low-table
 METHODS = ("ours", "ours-gp", "ours-tpe", "ours-unforgiving", "ours-exact", "ours-ladder", "ours-gp-ladder",
            "ours-tpe-ladder", "ours-ladder-top", "tpe", "optuna-gp", "nsga2", "random", "greedy") + PEERS
@@ -127,6 +128,7 @@ def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder:
             if not isinstance(config, dict):  # FINISHED: the searcher gave up
                 if searcher.aborted and not run.log:
                     raise SystemExit(searcher.aborted)
+                run.stopped = searcher.aborted or searcher.exhausted or "the searcher finished"
                 break
             env = config["env"]
             rung = 0 if low_steps and all(env.get(k) == v for k, v in low_steps.items()) else None

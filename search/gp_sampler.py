@@ -33,8 +33,12 @@ from scipy.optimize import minimize
 from scipy.special import ndtr
 from scipy.stats import qmc
 
+from search.cost import PRUNED_BEFORE_LAUNCH
+from search.results import DUPLICATE_OF_ATTR as DUPLICATE_OF
+
 Judge = Callable[[Mapping[str, Any]], "tuple[bool, float | None]"]  # params -> (accepted, predicted bytes)
 N_CANDIDATES = 256
+ENUMERATE_UP_TO = 2048  # a finite space this small is scored whole instead of through Sobol candidates
 N_STARTUP = 3
 
 
@@ -109,6 +113,39 @@ class Encoder:
                 others = [o for o in others if o != value]
             out += [{**params, name: o} for o in others]
         return out
+
+
+def _values(dist: BaseDistribution) -> list[Any] | None:
+    """Every value a knob can take, if finitely many (choices, stepped numbers); None for a continuous range."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    step = getattr(dist, "step", None)
+    if not step or getattr(dist, "log", False):
+        return None
+    count = int(round((dist.high - dist.low) / step)) + 1
+    return [Encoder._snap(dist, dist.low + i * step) for i in range(count)]
+
+
+def space_size(dists: Mapping[str, BaseDistribution]) -> int | None:
+    """How many configurations a space of these knobs holds; None if a knob is continuous (or none is known)."""
+    if not dists:
+        return None
+    size = 1
+    for dist in dists.values():
+        values = _values(dist)
+        if values is None:
+            return None
+        size *= len(values)
+    return size
+
+
+def all_configurations(dists: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """Every configuration of a finite space (see space_size), in a fixed order."""
+    import itertools
+
+    names = list(dists)
+    grids = [_values(dists[n]) or [] for n in names]
+    return [dict(zip(names, combo)) for combo in itertools.product(*grids)]
 
 
 def _key(params: Mapping[str, Any]) -> tuple:
@@ -249,6 +286,9 @@ class KnownBudgetGPSampler(optuna.samplers.BaseSampler):
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
     def _candidates(self, encoder: Encoder, anchors: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        size = space_size(encoder.dists)
+        if size is not None and size <= ENUMERATE_UP_TO:  # a small finite space: every configuration
+            return all_configurations(encoder.dists)
         key = _key({k: repr(v) for k, v in encoder.dists.items()})
         if key not in self._pool:
             sobol = qmc.Sobol(len(encoder.dists), scramble=True, seed=self.seed)
@@ -265,10 +305,14 @@ class KnownBudgetGPSampler(optuna.samplers.BaseSampler):
         trials = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number
                   and all(k in t.params and search_space[k]._contains(search_space[k].to_internal_repr(t.params[k]))
                           for k in search_space)]
+        trials = [t for t in trials if DUPLICATE_OF not in t.user_attrs]  # a repeat adds nothing to learn from
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
         pending = [t for t in trials if t.state == TrialState.RUNNING]
         front = [t for t in done if _feasible(t)]
-        seen = {_key({k: t.params[k] for k in search_space}) for t in trials}
+        # not proposed again: what was trained, is training or failed; a proposal pruned before launch is
+        # the judge's to refuse or, once the predictor has learned better, to accept
+        seen = {_key({k: t.params[k] for k in search_space}) for t in trials
+                if t.user_attrs.get("reason") != PRUNED_BEFORE_LAUNCH}
         anchors = [{k: t.params[k] for k in search_space} for t in _non_dominated(front)]
         accepted: list[tuple[dict[str, Any], float | None]] = []
         keys = set()

@@ -90,6 +90,7 @@ class RunSummary:
     ladder: object = None          # the space's fidelity ladder (search.ladder.Ladder), if any
     rung_trainings: str = ""       # trainings finished per rung, e.g. "9+3"
     duplicates: int = 0            # proposals this run that repeated a training: told its result, not trained
+    exhausted: str | None = None   # why the search stopped short: nothing left in a finite space to launch
 
 
 DEFAULT_NUM_SAMPLES = 20
@@ -370,7 +371,8 @@ def _search(opts: RunOptions, spec: SpaceSpec, exp: Experiment, name: str, concu
                       margin_fraction=searcher.predictor.margin_fraction,
                       cost=trials_cost(study.get_trials(deepcopy=False), _device(spec), opts.gpu_hour_price,
                                        by_rung=spec.ladder is not None),
-                      ladder=spec.ladder, rung_trainings=snap.rungs, duplicates=searcher.duplicates)
+                      ladder=spec.ladder, rung_trainings=snap.rungs, duplicates=searcher.duplicates,
+                      exhausted=searcher.exhausted)
 
 
 def _device(spec: SpaceSpec) -> Device:
@@ -463,7 +465,9 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
     print(f"size margin: {summary.margin_fraction:.1%} (see margin_bytes in trials.csv)", file=out)
     if summary.cost is not None:
         print(summary.cost.line(), file=out)
-    if summary.launched < summary.num_samples:
+    if summary.exhausted:
+        print(f"{summary.launched} of --num-samples {summary.num_samples} trainings: {summary.exhausted}", file=out)
+    elif summary.launched < summary.num_samples:
         print(f"{summary.num_samples - summary.launched} training(s) short of --num-samples "
               f"{summary.num_samples}: run the same command with --resume to continue", file=out)
     prep_log = Path(summary.folder) / PREP_LOG

@@ -56,9 +56,9 @@ from search.runner import PREP_LOG, load_finished_metrics
 from search.space import SpaceError, SpaceSpec
 from search.trial_files import Sink, read_node, trial_config
 from search.warm_start import DUPLICATE, imported, param_key
-from search.gp_sampler import innermost
-from search.study import (DUPLICATE_OF_ATTR, STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, requeue, set_attrs,
-                          set_violation, tell_duplicate)
+from search.gp_sampler import innermost, space_size
+from search.study import (DUPLICATE_OF_ATTR, STOPPED_SEARCH_ATTR, record_result, rejudge_pruned, rejudged, requeue,
+                          set_attrs, set_violation, tell_duplicate)
 
 MAX_OVER_BUDGET_IN_A_ROW = 200
 
@@ -175,10 +175,13 @@ class BudgetedOptunaSearcher(Searcher):
         self.duplicates = 0      # proposals this run told a training's result instead of being trained
         self._judged: dict[tuple, tuple[bool, int | None]] = {}  # judge()'s verdicts, until the predictor learns
         self._trained_cache: tuple[Any, set[tuple]] = (None, set())
+        self.exhausted: str | None = None  # every configuration of a finite space trained or over budget
+        self._exhausted_until_news = False  # so while trainings run: wait for one to end before asking again
+        self.distributions = _distributions(spec)
         sampler = innermost(study.sampler)
         if hasattr(sampler, "judge"):  # proposes only what the predictor accepts (search.gp_sampler)
             sampler.judge = self.judge
-            sampler.distributions = _distributions(spec)
+            sampler.distributions = self.distributions
 
     def judge(self, params: Mapping[str, Any]) -> tuple[bool, int | None]:
         """Would these parameters be launched at the rung new proposals start on, and their predicted bytes
@@ -205,6 +208,36 @@ class BudgetedOptunaSearcher(Searcher):
             self._trained_cache = ((len(trials), rung), {param_key(t.params) for t in trials
                                                          if t.user_attrs.get("launched") and fidelity_of(t) == rung})
         return self._trained_cache[1]
+
+    def _exhaust(self) -> bool:
+        """True when a finite space holds nothing left to launch: each of its configurations trained (or
+        training) at the rung new proposals start on, predicted over budget as the predictor judges now, or
+        imported by --warm-start. Sets `exhausted` (one line) once the last training has ended."""
+        size = space_size(self.distributions)
+        trials = self.study.get_trials(deepcopy=False)
+        if size is None or any(t.params and set(t.params) != set(self.distributions) for t in trials):
+            return False  # continuous, or conditional (knobs that come and go): never known to be exhausted
+        rung = 0 if self.ladder is not None else None
+        judged = rejudged(self.study)  # a verdict not judged again since it was told stands
+        trained = self.imported_points | self._trained_keys(rung)
+        covered = set(trained)
+        for t in trials:
+            if t.user_attrs.get("reason") == PRUNED_BEFORE_LAUNCH and judged.get(t.number, [0, 0, 1])[2] > 0:
+                covered.add(param_key(t.params))
+        if len(covered) < size:
+            return False
+        if not self.live and not trained:
+            self.aborted = (f"error: {self.spec.path}: each of the space's {size} configuration(s) is predicted over "
+                            f"the {self.spec.budget_bytes}-byte budget (shrink its ranges or raise BUDGET_BYTES)")
+        elif not self.live:
+            self.exhausted = (f"the space is exhausted: each of its {size} configurations was trained or is "
+                              "predicted over budget (widen the space for more; --resume would train nothing new)")
+        return True
+
+    def _wait_or_finish(self) -> str | None:
+        """Exhausted: wait while trainings run (one may teach the predictor better), else finish."""
+        self._exhausted_until_news = bool(self.live)
+        return None if self.live else Searcher.FINISHED
 
     def _trained(self, trial: optuna.Trial, rung: int | None) -> optuna.trial.FrozenTrial | None:
         """The launched trial of this experiment with the same parameters at the same rung that finished
@@ -293,8 +326,12 @@ class BudgetedOptunaSearcher(Searcher):
             return Searcher.FINISHED
         if self.target is not None and self.finished + len(self.live) >= self.target:
             return None if self.live else Searcher.FINISHED  # wait: a running trial may yet need replacing
+        if self._exhausted_until_news:  # nothing left to launch until a running training teaches the predictor
+            return None
         duplicates = repeats = 0
-        for _ in range(self.max_over_budget_in_a_row):
+        for attempt in range(self.max_over_budget_in_a_row):
+            if attempt and self._exhaust():  # the last proposal was refused: is anything left to launch?
+                return self._wait_or_finish()
             trial, rung = self._ask()
             try:
                 env = self._propose(trial, rung)
@@ -359,6 +396,8 @@ class BudgetedOptunaSearcher(Searcher):
                 config |= {"docs": str(launch.docs), "docs_val_docs": launch.docs_val_docs,
                            "data_dir": str(launch.data_dir), "prep_log": str(launch.folder / PREP_LOG)}
             return config
+        if self._exhaust():
+            return self._wait_or_finish()
         if duplicates == self.max_over_budget_in_a_row:
             self.aborted = (f"error: {self.spec.path}: {duplicates} proposals in a row were points --warm-start "
                             "imported (the space is measured already: widen it, or start without --warm-start)")
@@ -377,6 +416,7 @@ class BudgetedOptunaSearcher(Searcher):
         trial = self.live.pop(trial_id, None)
         if trial is None:
             return
+        self._exhausted_until_news = False
         if self.urgent or self.interrupted:
             return  # stopping for a full disk or Ctrl-C: the trial stays RUNNING to be settled
         try:

@@ -36,6 +36,7 @@ def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: 
     space = tmp_path / "space.py"
     space.write_text(
         f"SCRIPT = {str(ROOT / 'tests' / 'scripts' / 'fake_train.py')!r}\nBUDGET_BYTES = 7_500\nGPUS_PER_TRIAL = 0\n"
+        "SAMPLER = 'tpe'\n"  # it proposes over budget, so the dashboard has pruned trials to show
         "FIXED_ENV = {'FAKE_STEPS': 2}\n"
         "LIMITS = {'bytes_total': 7_500, 'train_seconds': 3600}\n"
         "def PREDICT_BYTES(env):\n    return 5000 if float(env['X']) < 4.5 else 10_000\n"
@@ -62,7 +63,10 @@ def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: 
 def test_a_smoke_study_shows_its_budget_in_the_dashboard(tmp_path: Path) -> None:
     """A --smoke search of the bench grid (trainings replayed from its table of real ones): every trial the
     dashboard serializes carries the constraint the study holds, pruned ones over the budget included."""
-    proc = subprocess.run([sys.executable, "-m", "search.run", "spaces/bench_grid.py", "--smoke", "--replay",
+    grid = ROOT / "spaces" / "bench_grid.py"
+    space = tmp_path / "grid_tpe.py"  # TPE proposes over budget: pruned trials for the dashboard to show
+    space.write_text(f"exec(compile(open({str(grid)!r}).read(), {str(grid)!r}, 'exec'))\nSAMPLER = 'tpe'\n")
+    proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--replay",
                            "bench/grid_table.csv", "--results-dir", str(tmp_path), "--name", "smoke",
                            "--num-samples", "12", "--seed", "1"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)

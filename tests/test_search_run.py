@@ -51,7 +51,8 @@ def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
         tmp_path / "budget.py",
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n",
         BUDGET_BYTES=7000, GPUS_PER_TRIAL=0, FIXED_ENV={"FAKE_LAUNCH_LOG": str(log), "FAKE_STEPS": 2},
-        POINTS_TO_EVALUATE=[{"X": 4.5}, {"X": 1.0}])
+        POINTS_TO_EVALUATE=[{"X": 4.5}, {"X": 1.0}],
+        SAMPLER="tpe")  # a sampler that proposes over budget (the GP proposes only what the predictor accepts)
     summary = run_search(RunOptions(space=space, name="budget", num_samples=3, seed=3,
                                     results_dir=tmp_path / "results"))
     folder = summary.folder

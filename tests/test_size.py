@@ -131,7 +131,8 @@ def test_learner_moves_toward_measurement_and_margin_reacts(tiny_runs, tmp_path)
     assert len(learner.errors) == 4 and len(learner.loo_errors) == 4
     # each trial predicted by the fit made without it (the first, unlike the rest, surprises it), and
     # the last errors as they happened
-    recent = learner.loo_errors + learner.errors[-size.RECENT_ERRORS:]
+    recent = learner.loo_errors + learner.learned_errors[-size.RECENT_ERRORS:]
+    assert learner.learned_errors == pytest.approx(learner.errors[1:])  # the first was the calibration's alone
     assert learner.margin_fraction == pytest.approx(size.MARGIN_SAFETY * max(map(abs, recent)))
     assert learner.margin_fraction > size.MARGIN_FLOOR
     prune, predicted, margin = learner.prune(env2, budget=learner.predict_bytes(env2) + 1)

@@ -157,9 +157,17 @@ class SizeLearner:
         if len(self.loo_errors) < MIN_ERRORS:
             return self.prior_margin
         # and the latest errors as they happened (RECENT_ERRORS): the leave-one-out errors of a few
-        # trials can be small by luck, the last predictions' misses are the current predictor's own
-        worst = max([abs(e) for e in self.loo_errors] + [abs(e) for e in self.errors[-RECENT_ERRORS:]], default=0.0)
+        # trials can be small by luck, the last predictions' misses are the learned predictor's own
+        worst = max([abs(e) for e in self.loo_errors] + [abs(e) for e in self.learned_errors[-RECENT_ERRORS:]],
+                    default=0.0)
         return max(MARGIN_FLOOR, MARGIN_SAFETY * worst)
+
+    @property
+    def learned_errors(self) -> list[float]:
+        """The relative errors of predictions made after the learner had learned (corrections from a trial,
+        an external script's fit from MIN_FIT_TRIALS): the prior's misses are no measure of the fit's."""
+        first = MIN_FIT_TRIALS if self.param_count is not None else 1
+        return [(o.measured - o.predicted) / o.predicted for o in self.observations[first:] if o.predicted]
 
     def margin_bytes(self, predicted: int) -> int:
         return int(math.ceil(predicted * self.margin_fraction))
