@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pgolf.data import load_corpus  # noqa: E402
-from search.runner import _descendants  # noqa: E402
+from search.runner.process import descendants  # noqa: E402
 
 SHARD_TOKENS = 1_000_000
 
@@ -60,7 +60,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 def _tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants (Ray's workers included), from /proc."""
     total = 0
-    for p in [pid, *_descendants(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
         except (OSError, ValueError, IndexError):

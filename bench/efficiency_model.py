@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from search.front import hypervolume, hypervolume_history
-from search.ladder import Ladder
-from search.replay import ReplayTable, load_table
-from search.space import SpaceSpec, load_space
+from search.core.front import hypervolume, hypervolume_history
+from search.runner.replay import ReplayTable, load_table
+from search.space.ladder import Ladder
+from search.space.load import load_space
+from search.space.spec import SpaceSpec
 
 LADDER_FRACTION = 1 / 3
 CHECKPOINTS = (25, 50, 100)   # hypervolume ratio reported after this much cost

@@ -43,9 +43,10 @@ from typing import Any, Iterator, Mapping
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from search.replay import PARAM_PREFIX, read_table  # noqa: E402
-from search.results import row_params  # noqa: E402
-from search.space import SpaceSpec, load_space  # noqa: E402
+from search.runner.replay import PARAM_PREFIX, read_table  # noqa: E402
+from search.space.load import load_space  # noqa: E402
+from search.space.spec import SpaceSpec  # noqa: E402
+from search.store.trials_csv import row_params  # noqa: E402
 
 METRIC_COLUMNS = ("val_bpb", "val_loss", "val_bpb_prequant", "val_loss_prequant", "bytes_total",
                   "bytes_code", "bytes_model", "steps", "params_total", "train_seconds", "wall_seconds")
@@ -121,7 +122,7 @@ def _norm(value: Any) -> str:
 def train_one(grid: Grid, params: Mapping[str, Any], trial_dir: Path) -> dict[str, Any]:
     """Run the real trainer for one configuration; return its metrics."""
     import pgolf.data
-    from search.runner import run_training
+    from search.runner.trainable import run_training
 
     env = trial_env(grid, params)
     prepared = pgolf.data.prepare(int(env["VOCAB_SIZE"]), pgolf.data.default_cache_dir())

@@ -2,7 +2,7 @@
 
 Runs real local Ray Tune with the real `BudgetedOptunaSearcher` (Optuna study
 in SQLite, as `search.run` keeps it, pre-launch pruning included) over
-spaces/bench_grid.py, with the replay trainable of `search.replay` told to
+spaces/bench_grid.py, with the replay trainable of `search.runner.replay` told to
 sleep a fixed time: every trial costs exactly `--trial-seconds`, so whatever
 else passes between trials is the service's overhead (Ray worker start,
 searcher suggest / Optuna sampling, result handling, trials.csv writes).
@@ -83,12 +83,14 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     import ray
     from ray import tune
 
-    from search.replay import make_replay_trainable
-    from search.predictors import LEARNER_FILE, make_predictor
-    from search.runner import start_ray, trial_resources
-    from search.searcher import BudgetedOptunaSearcher, TrialLaunch
-    from search.study import enqueue_seed_points, open_study
-    from search.space import load_space
+    from search.core.layout import LEARNER_FILE
+    from search.engine.predictors import make_predictor
+    from search.engine.searcher import BudgetedOptunaSearcher
+    from search.engine.study import enqueue_seed_points, open_study
+    from search.runner.cluster import start_ray, trial_resources
+    from search.runner.launch import TrialLaunch
+    from search.runner.replay import make_replay_trainable
+    from search.space.load import load_space
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = load_space(space, smoke=True)

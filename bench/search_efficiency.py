@@ -12,12 +12,12 @@ uses the tables' measured seconds). Strategies:
 
 - `ours`: the default sampler of `search.run` (`SAMPLER` unset; `ours-gp` and
   `ours-tpe` name one: the known-budget GP of `search.gp_sampler`, or
-  multivariate TPE), `search.searcher.BudgetedOptunaSearcher` driven directly (a Ray Tune
+  multivariate TPE), `search.engine.searcher.BudgetedOptunaSearcher` driven directly (a Ray Tune
   Searcher is a plain object: `suggest()` / `on_trial_complete()`), in-memory
-  Optuna storage, with pre-launch pruning by the predictor `search.run` builds (`search.predictors.make_predictor`: a fresh
+  Optuna storage, with pre-launch pruning by the predictor `search.run` builds (`search.engine.predictors.make_predictor`: a fresh
   `pgolf.size.SizeLearner` per seed), exactly the code `search.run` uses;
 - `ours-exact`: the same searcher with a perfect byte predictor (the table's
-  measured bytes, `search.replay.table_predictor`);
+  measured bytes, `search.runner.replay.table_predictor`);
 - `ours-ladder` (`ours-gp-ladder`, `ours-tpe-ladder`): the same searcher with the two tables as a fidelity ladder
   (`search.ladder`: the best third of rung 0 by Pareto rank promoted), one size
   learner per rung; `ours-ladder-top`: with TOP_RUNG_FRACTION 0.25 (every
@@ -44,7 +44,7 @@ does. A training is a launched configuration; a peer's repeats count again,
 ours are never launched (told the trained result: `duplicate_of`); proposals
 pruned before launch cost nothing.
 
-Hypervolume: `search.front.hypervolume` of the feasible full-fidelity
+Hypervolume: `search.core.front.hypervolume` of the feasible full-fidelity
 (val_bpb, bytes_total) points found, over the full table's true feasible
 front, reference point = (worst feasible val_bpb, budget). Prints a markdown
 table (medians over seeds: hypervolume ratio at cost checkpoints, cost and
@@ -79,13 +79,14 @@ from optuna.trial import TrialState  # noqa: E402
 
 from efficiency_model import (THRESHOLDS, Problem, Run, make_problem, records_ratio,  # noqa: E402,F401 (tests read them)
                               shifted, summarize, trainings_to)
-from search.replay import replay_metrics, table_predictor  # noqa: E402
-from search.cost import PRUNED_BEFORE_LAUNCH  # noqa: E402
-from search.results import BUDGET_CONSTRAINT  # noqa: E402
-from search.predictors import make_predictors  # noqa: E402
-from search.searcher import BudgetedOptunaSearcher, TrialLaunch  # noqa: E402
-from search.study import enqueue_seed_points, open_study  # noqa: E402
-from search.space import SAMPLERS, SpaceSpec  # noqa: E402
+from search.core import attrs  # noqa: E402
+from search.core.limits import BUDGET_CONSTRAINT  # noqa: E402
+from search.engine.predictors import make_predictors  # noqa: E402
+from search.engine.searcher import BudgetedOptunaSearcher  # noqa: E402
+from search.engine.study import enqueue_seed_points, open_study  # noqa: E402
+from search.runner.launch import TrialLaunch  # noqa: E402
+from search.runner.replay import replay_metrics, table_predictor  # noqa: E402
+from search.space.spec import SAMPLERS, SpaceSpec  # noqa: E402
 
 PEERS = ("ax", "syne-morea", "syne-moasha", "autosampler")  # bench/peers.py: the optional `bench` extra
 MULTI_FIDELITY = ("ours-ladder", "ours-gp-ladder", "ours-tpe-ladder", "ours-ladder-top", "syne-moasha")  # need --low-table
@@ -100,7 +101,7 @@ def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder:
     """The real searcher object, driven without Ray: suggest, look up, on_trial_complete. `ladder`: the
     two tables as a two-rung fidelity ladder (search.ladder), one size learner per rung, with that
     TOP_RUNG_FRACTION. `forgive=False`: TPE sees every proposal pruned before launch as it was told
-    (search.study.ForgivingSampler left out)."""
+    (search.engine.samplers.ForgivingSampler left out)."""
     name = name or ("ours-exact" if exact else "ours" if ladder is None else "ours-ladder-top" if ladder else "ours-ladder")
     run = Run(name + ("-unforgiving" if not forgive else ""), seed)
     spec = dataclasses.replace(problem.spec, ladder=problem.ladder(ladder)) if ladder is not None else problem.spec
@@ -142,7 +143,7 @@ def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder:
             i += 1
         run.pruned_before_launch = searcher.pruned_before_launch
         run.wrongly_pruned = len({tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
-                                  if t.user_attrs.get("reason") == PRUNED_BEFORE_LAUNCH
+                                  if t.user_attrs.get(attrs.REASON) == attrs.OVER_BUDGET_PREDICTED
                                   and problem.feasible(problem.measure(t.user_attrs["env"])[1])})
     return run
 

@@ -125,3 +125,30 @@ def load_calibration(path: str | Path = CALIBRATION_PATH) -> Calibration:
     """The calibration table (read once per file version)."""
     p = Path(path)
     return _default_calibration(str(p), p.stat().st_mtime if p.exists() else 0.0)
+
+
+def is_linear(name: str) -> bool:
+    """Entries GPTQ quantizes: the linear layers' weights (not the looked-up embedding tables)."""
+    return not name.startswith(("tok_emb.", "bigram.table."))
+
+
+def form_factor(cal: Calibration, ckey: str, storage: str, linear: bool, quantizer: str, clip: bool,
+                prune_frac: float) -> float:
+    """Bytes of values stored in this form over round-to-nearest ones (1 where nothing was measured)."""
+    f = 1.0
+    form = "gptq+clip" if quantizer == "gptq" and clip and linear else "gptq" if quantizer == "gptq" and linear \
+        else "clip" if clip else ""
+    if form:
+        f *= cal.forms.get(ckey, {}).get(form, {}).get(storage, _nearest_width(cal.forms.get(ckey, {}).get(form, {}), storage))
+    if prune_frac > 0:
+        pts = cal.prune.get(ckey, {}).get(storage) or _nearest_width(cal.prune.get(ckey, {}), storage, None)
+        f *= interp(pts, prune_frac) if pts else 1.0
+    return f
+
+
+def _nearest_width(tab: dict, storage: str, default=1.0):
+    """The entry of the nearest measured width (int7 -> int6 or int8)."""
+    widths = [int(k[3:]) for k in tab if k.startswith("int")]
+    if not widths or not storage.startswith("int"):
+        return default
+    return tab[f"int{min(widths, key=lambda w: abs(w - int(storage[3:])))}"]

@@ -96,7 +96,7 @@ def frame_overhead(compressor: str, level: int) -> int:
     return len(tg.compress(b"", compressor, level))
 
 
-def _measure_rates(models, compressors, levels, overhead, log, unpooled=()) -> tuple[dict, dict]:
+def measure_rates(models, compressors, levels, overhead, log, unpooled=()) -> tuple[dict, dict]:
     """Per (compressor, storage, role): bytes per value of strided row samples compressed alone
     (less the frame overhead). Role `*` pools the roles of `models`; `unpooled` models (e.g. the
     embedding grid's, one role each) add to their own roles only."""
@@ -177,7 +177,7 @@ def _train_embedding_grid(grid, tmp: str, log) -> list[tuple]:
     return out
 
 
-def _measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
+def measure_frame_factors(models, compressors, levels, cal: "Calibration", log,
                            factor_bits: tuple[int, ...] = FACTOR_BITS) -> dict:
     """Per (compressor, frame kind): real `serialize()` frame bytes / the rates' prediction of that
     frame (both without the frame overhead), against log2(frame values). A row sample is not the
@@ -233,10 +233,10 @@ def calibrate_lr(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...] = 
     with tempfile.TemporaryDirectory(prefix="pgolf_size_lr_") as tmp:
         for i in models:
             base = _muon_only((trained or {}).get(i) or train_for_calibration(f"{i}", configs[i], tmp, log))
-            ref, _ = _measure_rates([base], tuple(levels), levels, cal.overhead, lambda m: None)
+            ref, _ = measure_rates([base], tuple(levels), levels, cal.overhead, lambda m: None)
             for lr in lrs:
                 at_lr = train_for_calibration(f"{i}_lr{lr}", {**configs[i], "MATRIX_LR": str(lr)}, tmp, log)
-                got, _ = _measure_rates([_muon_only(at_lr)], tuple(levels), levels, cal.overhead, lambda m: None)
+                got, _ = measure_rates([_muon_only(at_lr)], tuple(levels), levels, cal.overhead, lambda m: None)
                 for ck, tab in got.items():
                     for storage, by_role in tab.items():
                         if not storage.startswith("int"):
@@ -285,13 +285,13 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
             old = Calibration.load(rates_from)
             rates, scale, how_rates = old.rates, old.scale, old.meta.get("rates", {})
         else:
-            rates, scale = _measure_rates(list(models.values()), compressors, levels, overhead, log,
+            rates, scale = measure_rates(list(models.values()), compressors, levels, overhead, log,
                                           unpooled=_train_embedding_grid(grid, tmp, log))
             how_rates = {"made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          "seconds": round(time.time() - t_start)}
         kept = {ck: {kind: pts for kind, pts in tab.items() if kind.startswith("int") and int(kind[3:]) not in factor_bits}
                 for ck, tab in (old.factor.items() if rates_from else [])}
-        measured = _measure_frame_factors([models[i] for i in factor_models], compressors, levels,
+        measured = measure_frame_factors([models[i] for i in factor_models], compressors, levels,
                                           Calibration(rates, scale, {}, overhead), log, factor_bits)
         cal = Calibration(rates, scale, {ck: {**kept.get(ck, {}), **tab} for ck, tab in measured.items()}, overhead)
     cal.meta = {
@@ -313,7 +313,4 @@ def calibrate(out: str | Path = CALIBRATION_PATH, configs=CALIBRATION_CONFIGS,
     log(f"calibrate: wrote {out} in {time.time() - t_start:.0f}s")
     if configs is not CALIBRATION_CONFIGS:
         return cal
-    calibrate_lr(out, configs=configs, log=log, trained=models)
-    from pgolf.size.forms import calibrate_forms  # the stored forms' ratios and brotli, on top of the rates
-
-    return calibrate_forms(out, log=log)
+    return calibrate_lr(out, configs=configs, log=log, trained=models)

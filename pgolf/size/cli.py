@@ -16,6 +16,7 @@ import re
 import sys
 
 from pgolf.size.calibration_runs import calibrate
+from pgolf.size.forms import calibrate_forms
 from pgolf.size.layout import GROUPS
 from pgolf.size.prediction import Prediction, predict
 
@@ -59,11 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(args) > 1:
             print("error: `calibrate` takes no arguments (it rebuilds pgolf/size_calibration.json)", file=sys.stderr)
             return 2
-        calibrate()
+        calibrate()  # the rates, frame factors and MATRIX_LR factors
+        calibrate_forms()  # then the stored forms' ratios and brotli, on top of the rates
         return 0
     if args and args[0] == "calibrate-forms":  # the GPTQ / clip / pruning / brotli ratios only (minutes)
-        from pgolf.size.forms import calibrate_forms
-
         if len(args) > 1:
             print("error: `calibrate-forms` takes no arguments (it updates pgolf/size_calibration.json)", file=sys.stderr)
             return 2

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pgolf.size.calibration import Calibration
-from pgolf.size.calibration_runs import (CALIBRATION_CONFIGS, SAMPLE_VALUES, _measure_frame_factors,
-                                         _measure_rates, train_for_calibration)
+from pgolf.size.calibration import Calibration, is_linear
+from pgolf.size.calibration_runs import (CALIBRATION_CONFIGS, SAMPLE_VALUES, measure_frame_factors, measure_rates,
+                                         train_for_calibration)
 from pgolf.size.layout import CALIBRATION_PATH
 
 FORM_MODELS = (0, 1, 5)  # calibration models measured (full-size widths 384 and 768, and a small one)
@@ -35,11 +35,6 @@ FORM_BITS = (4, 5, 6, 8)
 PRUNE_POINTS = (0.01, 0.03, 0.1)
 FORMS = {"gptq": {"quantizer": "gptq"}, "clip": {"clip_search": True}, "gptq+clip": {"quantizer": "gptq", "clip_search": True}}
 BROTLI = "brotli:11"
-
-
-def is_linear(name: str) -> bool:
-    """Entries GPTQ quantizes: the linear layers' weights (not the looked-up embedding tables)."""
-    return not name.startswith(("tok_emb.", "bigram.table."))
 
 
 def _int_sample(obj: dict, names: list[str]) -> bytes:
@@ -137,11 +132,11 @@ def add_brotli(cal: Calibration, trained_all: list, form_models: list, log) -> N
 
     level = {"brotli": 11}
     cal.overhead[BROTLI] = len(tg.compress(b"", "brotli", 11))
-    rates, scale = _measure_rates(trained_all, ("brotli",), level, cal.overhead, log)
+    rates, scale = measure_rates(trained_all, ("brotli",), level, cal.overhead, log)
     cal.rates[BROTLI], cal.scale[BROTLI] = rates[BROTLI], scale[BROTLI]
     cal.factor[BROTLI] = dict(cal.factor["zstd:22"])  # widths not measured below start as zstd's
     cal.lr_factor[BROTLI] = cal.lr_factor.get("zstd:22", {})
-    measured = _measure_frame_factors(form_models, ("brotli",), level, cal, log, FORM_BITS)
+    measured = measure_frame_factors(form_models, ("brotli",), level, cal, log, FORM_BITS)
     cal.factor[BROTLI].update(measured.get(BROTLI, {}))
 
 
@@ -168,28 +163,3 @@ def calibrate_forms(path: str | Path = CALIBRATION_PATH, models: tuple[int, ...]
     cal.save(path)
     log(f"calibrate-forms: written to {path} in {time.time() - t0:.0f}s")
     return cal
-
-
-def form_factor(cal: Calibration, ckey: str, storage: str, linear: bool, quantizer: str, clip: bool,
-                prune_frac: float) -> float:
-    """Bytes of values stored in this form over round-to-nearest ones (1 where nothing was measured)."""
-    from pgolf.size.calibration import interp
-
-    f = 1.0
-    form = "gptq+clip" if quantizer == "gptq" and clip and linear else "gptq" if quantizer == "gptq" and linear \
-        else "clip" if clip else ""
-    if form:
-        f *= cal.forms.get(ckey, {}).get(form, {}).get(storage, _nearest_width(cal.forms.get(ckey, {}).get(form, {}), storage))
-    if prune_frac > 0:
-        pts = cal.prune.get(ckey, {}).get(storage) or _nearest_width(cal.prune.get(ckey, {}), storage, None)
-        f *= interp(pts, prune_frac) if pts else 1.0
-    return f
-
-
-def _nearest_width(tab: dict, storage: str, default=1.0):
-    """The entry of the nearest measured width (int7 -> int6 or int8)."""
-    widths = [int(k[3:]) for k in tab if k.startswith("int")]
-    if not widths or not storage.startswith("int"):
-        return default
-    return tab[f"int{min(widths, key=lambda w: abs(w - int(storage[3:])))}"]
-

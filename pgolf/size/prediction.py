@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pgolf.size.layout import (DEFAULT_SCRIPT, Entry, GROUPS, container_layout, layout_key, frame_kind,
                                muon_updated)
-from pgolf.size.calibration import Calibration, load_calibration
+from pgolf.size.calibration import Calibration, form_factor, is_linear, load_calibration
 from typing import Mapping
 
 
@@ -45,7 +45,6 @@ def frame_rates(entries: Mapping[str, Entry], records: list[list], frame_values:
     factor of its MATRIX_LR, int values by their stored form's ratio (QUANTIZER, CLIP_SEARCH, PRUNE_FRAC).
     With a `TrainedRegime`, int and fp16 values cost its rates (no MATRIX_LR factor: the records were
     trained at their own rates; scales and fp32 tensors keep the CPU calibration's)."""
-    from pgolf.size.forms import form_factor, is_linear
 
     shares: list[list[tuple[Entry, float]]] = [[] for _ in frame_values]
     kinds = [""] * len(frame_values)

@@ -1,4 +1,4 @@
-"""Make tests/fixtures/exporter_reference.json: run the competition's exporter on tests/exporter_docs.py's file.
+"""Make tests/fixtures/exporter_reference.json: run the competition's exporter on the documents of tests/helpers.py (`write_reference_docs`).
 
 The exporter is not part of this project: pass the path of a temporary copy of
 openai/parameter-golf's `data/download_hf_docs_and_tokenize.py`, e.g.
@@ -29,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 up = __import__(exporter.stem)
 import sentencepiece as spm  # noqa: E402
 
-import exporter_docs as ed  # noqa: E402
+import helpers  # noqa: E402
 
 out.mkdir(parents=True, exist_ok=True)
-docs = ed.write_reference_docs(out / "docs.jsonl")
-tok = up.build_sentencepiece_tokenizer(spec={"vocab_size": ed.VOCAB}, docs_jsonl=docs, tokenizers_dir=out / "tokenizers")
-stats = up.export_shards(docs, tok, out / "datasets", num_val_docs=ed.VAL_DOCS, shard_size=ed.SHARD_TOKENS,
+docs = helpers.write_reference_docs(out / "docs.jsonl")
+tok = up.build_sentencepiece_tokenizer(spec={"vocab_size": helpers.EXPORTER_VOCAB}, docs_jsonl=docs, tokenizers_dir=out / "tokenizers")
+stats = up.export_shards(docs, tok, out / "datasets", num_val_docs=helpers.EXPORTER_VAL_DOCS, shard_size=helpers.EXPORTER_SHARD_TOKENS,
                          docs_total=up.count_docs(docs))
-sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizers" / f"fineweb_{ed.VOCAB}_bpe.model"))
+sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizers" / f"fineweb_{helpers.EXPORTER_VOCAB}_bpe.model"))
 pieces = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i)!r}\n" for i in range(sp.get_piece_size()))
 print(json.dumps({
     "docs_sha256": hashlib.sha256(docs.read_bytes()).hexdigest(),

@@ -1,0 +1,36 @@
+"""The docs cannot drift: scripts/check_docs.py runs the runnable blocks of README.md and docs/ at
+smoke scale and checks every other command's flags against its --help (about a minute)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import check_docs  # noqa: E402
+
+
+def test_every_documented_command_works() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_docs.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    assert "0 problem(s)" in proc.stdout
+    ran = [line for line in proc.stdout.splitlines() if line.startswith("ran ")]
+    assert len(ran) >= 5  # the smoke search, review and promotion, data, size, knobs
+
+
+def test_the_check_fails_when_a_documented_command_breaks(tmp_path: Path) -> None:
+    doc = tmp_path / "guide.md"
+    doc.write_text("```sh\n.venv/bin/python -m search.run spaces/x.py --smoke --num-sample 8\n```\n\n"
+                   "```sh\npython -m search.nosuchmodule --help\n```\n\n"
+                   "```sh run\npython -m pgolf.size NUM_LAYER=11\n```\n")
+    blocks = check_docs.blocks(doc)
+    assert [b.runnable for b in blocks] == [False, False, True]
+    problems = check_docs.check_flags(blocks)
+    assert any("has no option --num-sample" in p for p in problems)
+    assert any("search.nosuchmodule --help` fails" in p for p in problems)
+    run = check_docs.run_blocks(blocks)
+    assert len(run) == 1 and "exit 2" in run[0] and "did you mean NUM_LAYERS?" in run[0]
