@@ -1,36 +1,24 @@
 """A Ray Tune `Searcher` over an Optuna study, with the byte budget as a constraint.
 
-Ray's own `OptunaSearch` only ever calls `tell(values)`: constraints never
-reach Optuna, a NaN result leaves the Optuna trial RUNNING forever, and a trial
-stopped by a scheduler is told COMPLETE with a partial result. This searcher
-drives the study with `ask`/`tell` itself:
+Ray's own `OptunaSearch` only ever calls `tell(values)`: constraints never reach Optuna, a NaN result
+leaves the Optuna trial RUNNING forever, and a trial stopped by a scheduler is told COMPLETE with a
+partial result. This searcher drives the study with `ask`/`tell` itself:
 
-- every proposal's artifact bytes are predicted before launch; one whose
-  prediction plus the predictor's safety margin exceeds the budget is told
-  PRUNED with its violation (`set_constraint`) and never reaches Ray, and the
-  next proposal is asked for at once;
-- a completed training's measured bytes are given back to the predictor
-  (`observe`), which refits its corrections and margin (`pgolf.size.SizeLearner`,
-  saved to `size_learner.json` in the experiment folder);
-- a finished training is told `[val_bpb, bytes_total]` with the measured
-  violation `bytes_total - budget` (<= 0 feasible), so the sampler learns
-  where the infeasible region lies;
-- an error or a non-finite objective is FAIL (with the log tail), a trial
-  stopped early (no `training_done` in its last result) is PRUNED;
-- a trial whose Ray worker or node died (`search.failures`) is FAIL
-  `node_lost` and its parameters run again: the searcher, not Tune's
-  num_samples, counts the trainings still to run;
-- a full results disk stops the search at once (`StopAll`), leaving the study
-  for `--resume` to settle (`search.study`);
-- with a fidelity ladder (`FIDELITIES`), a freed slot first goes to a promotion
-  the ladder owes (`search.ladder`), and each rung has its own byte predictor;
-- a proposal equal to a configuration trained (or training) at the same rung in
-  this experiment is never launched: it is told that training's result
-  (`search.study.tell_duplicate`, once it ends), marked `duplicate_of`, and
-  counts neither as a training nor in the cost (a space's ALLOW_REPEATS = True
-  trains it again);
-- a sampler that proposes only what the byte predictor accepts
-  (`search.gp_sampler`) is given the predictor as its `judge`.
+- every proposal's bytes are predicted before launch; one over the budget by prediction plus the
+  predictor's margin is told PRUNED with its violation and never reaches Ray; a sampler that proposes
+  only what the predictor accepts (`search.engine.gp_sampler`) is given the predictor as its `judge`;
+- a completed training's measured bytes teach the predictor (`observe`: `pgolf.size.SizeLearner`, saved
+  in the experiment folder), and every proposal pruned before launch is judged again (`rejudge`);
+- a finished training is told `[val_bpb, bytes_total]` and one constraint per limit
+  (`search.engine.study.record_result`); an error or a non-finite objective is FAIL, a trial stopped
+  early is PRUNED; a trial whose Ray worker or node died is FAIL `node_lost` and runs again: the
+  searcher, not Tune's num_samples, counts the trainings still to run;
+- a full results disk stops the search at once (`urgent`), leaving the study for `--resume` to settle;
+- with a fidelity ladder, a freed slot first goes to a promotion the ladder owes (`search.engine.ladder`),
+  and each rung has its own byte predictor;
+- a proposal repeating a configuration trained (or training) at its rung is never launched: it is told
+  that training's result, marked `duplicate_of`, and costs nothing (`search.engine.history`; a space's
+  ALLOW_REPEATS = True trains it again); a finite space ends once nothing in it is left to launch.
 """
 
 from __future__ import annotations
