@@ -88,7 +88,7 @@ def write_subspace(path: Path, grid: dict[str, list], budget: int, predict_from_
         "    return env",
     ]
     if predict_from_table is not None:
-        lines += ["from search.replay import table_predictor",
+        lines += ["from search.runner.replay import table_predictor",
                   f"PREDICT_BYTES = table_predictor({str(predict_from_table)!r})"]
     path.write_text("\n".join(lines) + "\n")
     return path

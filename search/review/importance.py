@@ -16,6 +16,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.core import attrs
+from search.core.layout import STUDY_FILE, storage_url
+
 MIN_TRIALS = 10
 EVALUATOR = "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator, top 10 % against all)"
 OBJECTIVES = ("val_bpb", "bytes_total")
@@ -45,18 +48,17 @@ def experiment_importance(folder: Path, study_name: str) -> Importance:
     from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
     from optuna.trial import TrialState
 
-    from search.results import storage_url
-
-    if not (folder / "study.db").is_file():
-        return Importance(reason=f"no study.db in {folder}")
+    if not (folder / STUDY_FILE).is_file():
+        return Importance(reason=f"no {STUDY_FILE} in {folder}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage_url(folder))
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-    rungs = [t.user_attrs["fidelity"] for t in complete if t.user_attrs.get("fidelity") is not None]
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values and attrs.DUPLICATE_OF not in t.user_attrs]  # a repeat's values are its original's
+    rungs = [t.user_attrs[attrs.FIDELITY] for t in complete if t.user_attrs.get(attrs.FIDELITY) is not None]
     evaluator = EVALUATOR
     if rungs:  # a fidelity ladder: values of different rungs are not comparable; the rung with most trainings
         rung = max(sorted(set(rungs)), key=rungs.count)
-        complete = [t for t in complete if t.user_attrs.get("fidelity") == rung]
+        complete = [t for t in complete if t.user_attrs.get(attrs.FIDELITY) == rung]
         study = optuna.create_study(directions=study.directions)
         study.add_trials(complete)
         evaluator = f"{EVALUATOR}; rung {rung} of the fidelity ladder, the one with most trainings"

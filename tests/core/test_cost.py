@@ -1,4 +1,4 @@
-"""Cost on every screen: device hours used and saved (search.cost), in a real --smoke search's progress and
+"""Cost on every screen: device hours used and saved (search.core.cost), in a real --smoke search's progress and
 summary, and hypervolume against cumulative hours in search.pareto."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""search.gp_sampler: the closed-form expected hypervolume improvement, the encoding, and proposals that stay
+"""search.engine.gp_sampler: the closed-form expected hypervolume improvement, the encoding, and proposals that stay
 inside what the judge (the byte predictor) accepts."""
 
 from __future__ import annotations

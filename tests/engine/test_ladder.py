@@ -1,4 +1,4 @@
-"""The fidelity ladder (search.ladder): promotion by Pareto rank, the sampler's rung, rank agreement,
+"""The fidelity ladder (search.space.ladder, search.engine.ladder, search.review.agreement): promotion by Pareto rank, the sampler's rung, rank agreement,
 and a real --smoke search on a two-rung ladder that is SIGKILLed and resumed."""
 
 from __future__ import annotations

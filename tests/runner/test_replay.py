@@ -1,4 +1,4 @@
-"""search.replay: table lookups of real trained rows, and a replay search through real Ray + Optuna.
+"""search.runner.replay: table lookups of real trained rows, and a replay search through real Ray + Optuna.
 
 The tables here are rows of bench/grid_table.csv (real tiny trainings of
 spaces/bench_grid.py), restricted to a small sub-grid so that the searches

@@ -1,4 +1,4 @@
-"""search.runner without Ray: launching, log streaming, failures, upstream scripts without metrics.json."""
+"""search.runner's trainable without Ray: launching, log streaming, failures, upstream scripts without metrics.json."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path, f
 def test_torchrun_ranks_die_with_the_process_that_launched_them(tmp_path: Path, fake_trainings_alive) -> None:
     """The Ray worker running a trial is killed (driver killed, trial cancelled): torchrun dies with
     it, and so must its ranks, which torchrun starts in sessions of their own."""
-    code = (f"from search.runner import run_training\n"
+    code = (f"from search.runner.trainable import run_training\n"
             f"run_training({{'FAKE_STEPS': '400', 'FAKE_SLEEP': '0.1'}}, {str(FAKE)!r}, {str(tmp_path / 'd')!r}, nproc=2)")
     worker = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     log = tmp_path / "d" / "stdout.log"
@@ -88,7 +88,7 @@ def test_torchrun_ranks_die_with_the_process_that_launched_them(tmp_path: Path, 
 def test_launch_command_uses_torchrun_for_processes() -> None:
     cmd = launch_command(Path("train_gpt.py"), 8)
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8"]
-    assert cmd[5:] == [str(ROOT / "search" / "rank_guard.py"), "train_gpt.py"]
+    assert cmd[5:] == [str(ROOT / "search" / "runner" / "rank_guard.py"), "train_gpt.py"]
     assert launch_command(Path("train_gpt.py"), 0)[1:] == ["train_gpt.py"]
 
 
