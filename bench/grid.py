@@ -5,7 +5,7 @@ this script enumerates the `GRID` of a space file (default spaces/bench_grid.py,
 216 configurations), trains each one with the real trainer at the space's
 --smoke scale (one plain CPU process, data prepared from the bundled corpus by
 `pgolf.data.prepare`), and appends one row per configuration to a CSV.
-`search.replay` and bench/search_efficiency.py then replay searches on it.
+`search.runner.replay` and bench/search_efficiency.py then replay searches on it.
 
     .venv/bin/python bench/grid.py [--space spaces/bench_grid.py] [--table bench/grid_table.csv]
                                    [--only N] [--check N] [--set NAME=VALUE ...]

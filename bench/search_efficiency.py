@@ -11,7 +11,7 @@ competition's hardware every full training runs to one wallclock cap;
 uses the tables' measured seconds). Strategies:
 
 - `ours`: the default sampler of `search.run` (`SAMPLER` unset; `ours-gp` and
-  `ours-tpe` name one: the known-budget GP of `search.gp_sampler`, or
+  `ours-tpe` name one: the known-budget GP of `search.engine.gp_sampler`, or
   multivariate TPE), `search.engine.searcher.BudgetedOptunaSearcher` driven directly (a Ray Tune
   Searcher is a plain object: `suggest()` / `on_trial_complete()`), in-memory
   Optuna storage, with pre-launch pruning by the predictor `search.run` builds (`search.engine.predictors.make_predictor`: a fresh
@@ -19,7 +19,7 @@ uses the tables' measured seconds). Strategies:
 - `ours-exact`: the same searcher with a perfect byte predictor (the table's
   measured bytes, `search.runner.replay.table_predictor`);
 - `ours-ladder` (`ours-gp-ladder`, `ours-tpe-ladder`): the same searcher with the two tables as a fidelity ladder
-  (`search.ladder`: the best third of rung 0 by Pareto rank promoted), one size
+  (`search.engine.ladder`: the best third of rung 0 by Pareto rank promoted), one size
   learner per rung; `ours-ladder-top`: with TOP_RUNG_FRACTION 0.25 (every
   fourth new proposal trains at the full fidelity at once, as Hyperband's
   bracket without early stopping);
@@ -99,7 +99,7 @@ NSGA2_POPULATION = 20
 def run_ours(problem: Problem, seed: int, n: float, exact: bool = False, ladder: float | None = None,
              forgive: bool = True, sampler: str | None = None, name: str | None = None) -> Run:
     """The real searcher object, driven without Ray: suggest, look up, on_trial_complete. `ladder`: the
-    two tables as a two-rung fidelity ladder (search.ladder), one size learner per rung, with that
+    two tables as a two-rung fidelity ladder (search.engine.ladder), one size learner per rung, with that
     TOP_RUNG_FRACTION. `forgive=False`: TPE sees every proposal pruned before launch as it was told
     (search.engine.samplers.ForgivingSampler left out)."""
     name = name or ("ours-exact" if exact else "ours" if ladder is None else "ours-ladder-top" if ladder else "ours-ladder")

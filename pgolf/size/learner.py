@@ -68,7 +68,7 @@ class SizeLearner:
       the last RECENT_ERRORS errors as they happened (floor MARGIN_FLOOR): an error of either sign,
       since the corrections flip the sign of the next ones.
       Errors the predictor made before it learned (`errors`, kept for the record) no longer widen
-      the margin once it has corrected itself: what it pruned is then re-judged (`search.study`).
+      the margin once it has corrected itself: what it pruned is then re-judged (`search.engine.samplers`).
     - `prune(env, budget)`: True when prediction + margin > budget.
     """
 

@@ -52,7 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RunOptions:
                    help="import the finished trials of earlier experiments (results/<old> …) that fit the space "
                         "before sampling; they are not counted as this experiment's trainings")
     p.add_argument("--replay", type=Path, nargs="+", metavar="TABLE.csv", help="replay a results table instead of "
-                   "training (bench/grid_table.csv, or a past results/<name>/trials.csv; see search.replay); with a "
+                   "training (bench/grid_table.csv, or a past results/<name>/trials.csv; see search.runner.replay); with a "
                    "fidelity ladder one table per rung, cheapest first")
     p.add_argument("--max-node-losses", type=int, default=MAX_NODE_LOSSES, metavar="N",
                    help="stop the search after N trials lost with their Ray node in this run (each runs again "

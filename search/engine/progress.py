@@ -3,7 +3,7 @@
 Ray's own table is switched off (verbose=0); instead one short line is printed
 whenever the picture changes: trials done/running/pruned/failed, the best
 feasible `val_bpb`, the size of the feasible Pareto front and the device hours
-used and saved (`search.cost`), all read from the Optuna study (the source of
+used and saved (`search.core.cost`), all read from the Optuna study (the source of
 truth).
 """
 
@@ -38,7 +38,7 @@ class Snapshot:
     best_number: int | None
     front_size: int
     last_failure: str = ""  # "trial N <reason>: <the script's own message>" of the latest failure
-    cost: str = ""          # device hours used and saved (search.cost)
+    cost: str = ""          # device hours used and saved (search.core.cost)
     rungs: str = ""         # with a fidelity ladder: trainings finished per rung, e.g. "9+3"
 
     def line(self, elapsed: float) -> str:
@@ -83,7 +83,7 @@ class ProgressPrinter(Callback):
                  price: float | None = None, top: int | None = None):
         self.study = study
         self.device, self.price = device, price
-        self.top = top  # a fidelity ladder's top rung (search.ladder)
+        self.top = top  # a fidelity ladder's top rung (search.engine.ladder)
         self.out = out
         self.every = every
         self.clock = clock

@@ -103,7 +103,7 @@ class BudgetedOptunaSearcher(Searcher):
         self._exhausted_until_news = False  # so while trainings run: wait for one to end before asking again
         self.distributions = _probe(spec)
         sampler = innermost(study.sampler)
-        if hasattr(sampler, "judge"):  # proposes only what the predictor accepts (search.gp_sampler)
+        if hasattr(sampler, "judge"):  # proposes only what the predictor accepts (search.engine.gp_sampler)
             sampler.judge = self.judge
             sampler.distributions = self.distributions
 
@@ -370,7 +370,7 @@ class BudgetedOptunaSearcher(Searcher):
 
     def rejudge(self) -> tuple[int, int]:
         """Every proposal pruned before launch, judged by its rung's predictor as it is now
-        (`search.study.rejudge_pruned`: the sampler forgives a wrong early verdict)."""
+        (`search.engine.samplers.rejudge_pruned`: the sampler forgives a wrong early verdict)."""
         def prune_of(t):
             return self._predictor(fidelity_of(t)).prune(t.user_attrs[attrs.ENV], self.spec.budget_bytes)
         try:

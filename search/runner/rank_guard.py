@@ -1,6 +1,6 @@
 """Run a training script as one torchrun rank that dies with its torchrun.
 
-    python search/rank_guard.py SCRIPT [ARGS...]      (torchrun's entry point, per rank)
+    python search/runner/rank_guard.py SCRIPT [ARGS...]      (torchrun's entry point, per rank)
 
 Why: torchrun starts every rank in a session of its own and without a parent-death signal, so
 when the Ray worker running a trial dies (the driver is killed, a trial is cancelled), torchrun
@@ -22,7 +22,7 @@ _PR_SET_PDEATHSIG = 1
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: python search/rank_guard.py SCRIPT [ARGS...]")
+        sys.exit("usage: python search/runner/rank_guard.py SCRIPT [ARGS...]")
     parent = os.getppid()
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

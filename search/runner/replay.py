@@ -12,7 +12,7 @@ intermediate `{val_bpb, val_loss, step}` and then every metric of the row with
 folder as the runner does, so `--resume` and `search.pareto` work unchanged.
 
 Pre-launch pruning in a replay uses the same predictor as the real search
-(`search.predictors.make_predictor`: the space's `PREDICT_BYTES`, else a
+(`search.engine.predictors.make_predictor`: the space's `PREDICT_BYTES`, else a
 `pgolf.size.SizeLearner`), never the table's measured bytes unless the space
 asks for them (`PREDICT_BYTES = table_predictor(...)`): a replay measures the
 searcher as it would behave with real trainings.

@@ -30,7 +30,7 @@ module-level settings (all upper case):
 - `EXTRA_ENV_OK`      variable names the script reads in ways `search.knobs` cannot see; a
                       space setting any other name the script never reads stops before launch
 - `SAMPLER`           `"gp"` (default): a Gaussian process whose proposals are only those the
-                      byte predictor accepts (`search.gp_sampler`); `"tpe"`: multivariate TPE
+                      byte predictor accepts (`search.engine.gp_sampler`); `"tpe"`: multivariate TPE
 - `ALLOW_REPEATS`     True: a proposal equal to a configuration trained already is trained again
                       (deliberate replicates); default False: it is told the known result
 - `MAX_SAME_FAILURES` stop the search after this many failures in a row with the same
@@ -43,7 +43,7 @@ module-level settings (all upper case):
                       their intermediate `val_bpb`
 - `PREDICT_BYTES`     callable env → predicted artifact bytes, used as is
                       (no learning, no margin: for an exact or trusted
-                      predictor, e.g. `search.replay.table_predictor`)
+                      predictor, e.g. `search.runner.replay.table_predictor`)
 - `EXPORT_FORMAT`     with PARAM_COUNT: the script's export as its log names it
                       (`"int6+zstd"`); read from the script's defaults by
                       `search.knobs.export_format` when absent. It gives the

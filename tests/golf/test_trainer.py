@@ -126,7 +126,7 @@ def test_torchrun_two_processes_matches_single(single_run, smoke_env, tmp_path):
 
 
 def test_two_ranks_launched_by_the_search_runner(single_run, smoke_env, tmp_path):
-    """As a GPU trial launches it: torchrun with each rank under search/rank_guard.py."""
+    """As a GPU trial launches it: torchrun with each rank under search/runner/rank_guard.py."""
     from search.runner.trainable import run_training
 
     _, single, _ = single_run
