@@ -2,7 +2,7 @@
 per test, per module, or the session's), the integrity check every fault must leave, and a probe for
 fake trainings left running. Shared plain helpers live in tests/helpers.py.
 
-Markers (pyproject.toml): `ray` (starts or joins a Ray cluster), `slow` (over ~5 s on 2 cores:
+Markers (pyproject.toml): `ray` (this process starts or joins a Ray cluster), `slow` (over ~2.5 s on 2 cores:
 `pytest -m "not slow"` is the fast loop), `nodes` (a real two-node cluster: `ray start` twice, one node
 in its own mount namespace), `records` (reads ../shared/conformance/records, skipped without it)."""
 
@@ -85,7 +85,8 @@ def experiment_intact() -> Callable[[Path], list]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that asks for a Ray cluster fixture is a `ray` test."""
+    """A test that asks for a Ray cluster fixture is a `ray` test (two-node tests carry the mark
+    themselves)."""
     for item in items:
         if {"local_ray", "start_cluster"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ray)

@@ -62,7 +62,7 @@ def run_trials(opts: RunOptions, spec: SpaceSpec, searcher: BudgetedOptunaSearch
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_request(spec)),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
-                                    max_concurrent_trials=concurrent, reuse_actors=False),
+                                    max_concurrent_trials=concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
                                   callbacks=[progress, TrialTracker(searcher)],
                                   failure_config=tune.FailureConfig(max_failures=0)))

@@ -24,6 +24,7 @@ import re
 import sys
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -87,6 +88,24 @@ def _raw_lzma2(keywords: list[ast.keyword]) -> bool:
     return "FORMAT_RAW" in named.get("format", "") and "FILTER_LZMA2" in named.get("filters", "")
 
 
+@lru_cache(maxsize=8)
+def _lines(source: str) -> tuple[bytes, ...]:
+    return tuple(line.encode() for line in re.split(r"(?<=\r\n)|(?<=\r)(?!\n)|(?<=\n)", source))
+
+
+def _segment(source: str, node: ast.AST) -> str | None:
+    """`ast.get_source_segment`, the source split once (ast splits it again for every node: seconds
+    on a trainer)."""
+    end = getattr(node, "end_lineno", None)
+    if end is None or getattr(node, "end_col_offset", None) is None:
+        return None
+    lines, first = _lines(source), node.lineno - 1
+    if first == end - 1:
+        return lines[first][node.col_offset:node.end_col_offset].decode()
+    middle = b"".join(lines[first + 1:end - 1])
+    return (lines[first][node.col_offset:] + middle + lines[end - 1][:node.end_col_offset]).decode()
+
+
 def _is_environ(node: ast.AST) -> bool:
     return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
         isinstance(node, ast.Name) and node.id == "environ")
@@ -107,7 +126,7 @@ def _env_read(node: ast.AST, source: str) -> Knob | None:
                 return Knob(node.args[0].value, "")
             if isinstance(default, ast.Constant):
                 return Knob(node.args[0].value, "" if default.value is None else str(default.value))
-            return Knob(node.args[0].value, ast.get_source_segment(source, default) or "?")
+            return Knob(node.args[0].value, _segment(source, default) or "?")
     if isinstance(node, ast.Subscript) and _is_environ(node.value) and isinstance(node.slice, ast.Constant) \
             and isinstance(node.slice.value, str) and isinstance(node.ctx, ast.Load):
         return Knob(node.slice.value, None)
@@ -136,8 +155,8 @@ def _dataclass_fields(tree: ast.AST, source: str) -> list[Knob]:
                 if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
                     value = item.value
                     default = (str(value.value) if isinstance(value, ast.Constant)
-                               else ast.get_source_segment(source, value) or "?")
-                    kind = ast.get_source_segment(source, item.annotation) or ""
+                               else _segment(source, value) or "?")
+                    kind = _segment(source, item.annotation) or ""
                     knobs.append(Knob(item.target.id.upper(), default, kind if kind in ("int", "float", "bool") else ""))
     return knobs
 

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_its_pipeline_on_cpu(tmp_path: Path) -> None:
     import torch
 

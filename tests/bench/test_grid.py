@@ -56,6 +56,7 @@ def _same_row(row: dict, committed: dict) -> None:
     assert float(row["val_bpb"]) == pytest.approx(float(committed["val_bpb"]), abs=0.01)
 
 
+@pytest.mark.slow
 def test_regenerating_a_row_reproduces_its_bytes(tmp_path: Path) -> None:
     """Train one configuration of a one-row sub-grid with the real trainer: resumable, and the committed
     row's bytes (code bytes exactly, model bytes within the CPU kernels' spread, on any machine)."""
@@ -83,6 +84,7 @@ def test_grid_without_grid_dict_is_a_one_line_error(tmp_path: Path) -> None:
 LONG_TABLE = ROOT / "bench" / "grid_table_long.csv"
 
 
+@pytest.mark.slow
 def test_second_fidelity_table_is_the_same_grid_trained_longer(tmp_path: Path) -> None:
     """bench/grid_table_long.csv: the same 216 configurations at 100 steps; `--set` reproduces a row's bytes,
     `--shard` splits the grid between processes."""

@@ -23,6 +23,7 @@ def test_slot_gaps_follow_each_slot() -> None:
     assert overhead.slot_gaps([(0.0, 1.0)], 2) == []
 
 
+@pytest.mark.slow
 def test_measure_sleeping_trials_on_two_slots(tmp_path: Path) -> None:
     grid = small_grid()
     rows = write_subtable(tmp_path / "table.csv", grid)

@@ -61,6 +61,7 @@ def test_costs_count_steps_or_the_tables_measured_seconds(problem) -> None:
     assert ladder.rungs == ({"ITERATIONS": "20", "WARMDOWN_ITERS": "6"}, {"ITERATIONS": "100", "WARMDOWN_ITERS": "30"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", eff.METHODS)
 def test_each_method_runs_and_is_reproducible(problem, method) -> None:
     if method in eff.PEERS:

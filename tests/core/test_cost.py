@@ -53,6 +53,7 @@ def test_hours_used_and_saved_on_gpus_and_cpus() -> None:
     assert [hours_text(h) for h in (1234.5, 12.345, 0.15, 0.00853)] == ["1,234", "12.35", "0.15", "0.00853"]
 
 
+@pytest.mark.slow
 def test_a_smoke_search_shows_cost_and_pareto_hypervolume_against_cost(tmp_path: Path) -> None:
     results = tmp_path / "results"
     proc = subprocess.run(

@@ -3,6 +3,7 @@ smoke scale and checks every other command's flags against its --help (about a m
 
 from __future__ import annotations
 
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import check_docs  # noqa: E402
 
 
+@pytest.mark.slow
 def test_every_documented_command_works() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_docs.py")], cwd=ROOT,
                           capture_output=True, text=True, timeout=1500)

@@ -32,6 +32,7 @@ def test_set_constraint_alone_is_invisible_to_the_dashboard() -> None:
     assert _serialized(study)[0]["constraints"] == []
 
 
+@pytest.mark.slow
 def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: Path) -> None:
     space = tmp_path / "space.py"
     space.write_text(
@@ -60,6 +61,7 @@ def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: 
     assert any(t.state.name == "PRUNED" and t.constraints["bytes_over_budget"] > 0 for t in study.trials)
 
 
+@pytest.mark.slow
 def test_a_smoke_study_shows_its_budget_in_the_dashboard(tmp_path: Path) -> None:
     """A --smoke search of the bench grid (trainings replayed from its table of real ones): every trial the
     dashboard serializes carries the constraint the study holds, pruned ones over the budget included."""

@@ -3,6 +3,7 @@ on the shared data folder, and its trials train on them (real Ray, real Sentence
 
 from __future__ import annotations
 
+import pytest
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VOCABS = (512, 640, 768)
 
 
+@pytest.mark.slow
 def test_a_smoke_search_over_three_vocabs_prepares_each_once_from_docs(tmp_path: Path, experiment_intact) -> None:
     docs = tmp_path / "my_docs.jsonl"
     docs.write_text("".join(json.dumps({"text": d}) + "\n" for d in load_corpus().docs[:400]))

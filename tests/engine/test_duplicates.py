@@ -39,6 +39,7 @@ def _search(space: Path, results: Path, name: str, samples: int) -> subprocess.C
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_repeated_proposal_is_told_the_trained_result_and_costs_nothing(tmp_path: Path) -> None:
     log = tmp_path / "launches.txt"
     results = tmp_path / "results"
@@ -74,6 +75,7 @@ def test_a_repeated_proposal_is_told_the_trained_result_and_costs_nothing(tmp_pa
     assert "2 proposal(s) repeated a configuration trained already" in report.stdout + report.stderr
 
 
+@pytest.mark.slow
 def test_allow_repeats_trains_a_repeated_configuration_again(tmp_path: Path) -> None:
     log = tmp_path / "launches.txt"
     results = tmp_path / "results"

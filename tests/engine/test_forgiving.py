@@ -11,6 +11,7 @@ no longer sees the wrong verdicts) proposes them again: they are trained, feasib
 
 from __future__ import annotations
 
+import pytest
 import csv
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def space(trial):
     return space, table
 
 
+@pytest.mark.slow
 def test_a_region_pruned_by_the_prior_is_reopened_and_trained(tmp_path: Path, experiment_intact) -> None:
     space, table = _setup(tmp_path)
     results = tmp_path / "results"

@@ -115,6 +115,7 @@ def test_running_trials_push_the_next_proposal_elsewhere() -> None:
     assert a != b
 
 
+@pytest.mark.slow
 def test_gp_smoke_search_resumes_after_sigkill_and_never_launches_over_budget(tmp_path: Path) -> None:
     """SAMPLER = "gp" through Ray Tune: real tiny trainings of the benchmark grid (43 % of it over the budget),
     the driver SIGKILLed once two have finished, then --resume."""

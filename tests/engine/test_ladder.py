@@ -162,6 +162,7 @@ def _rows(folder: Path) -> list[dict[str, str]]:
         return []
 
 
+@pytest.mark.slow
 def test_smoke_ladder_promotes_survives_sigkill_and_fronts_only_the_top_rung(tmp_path: Path,
                                                                             experiment_intact) -> None:
     results = tmp_path / "results"
@@ -264,6 +265,7 @@ def test_a_cheap_rung_on_fewer_gpus_asks_ray_for_them(tmp_path: Path) -> None:
     assert resources({**config, "gpus": 8}).bundles == [{"CPU": 1, "GPU": 8}]
 
 
+@pytest.mark.slow
 def test_replay_of_a_ladder_search_reads_each_rungs_table(tmp_path: Path) -> None:
     """`--replay` with one table per rung: bench/grid_table.csv for rung 0, bench/grid_table_long.csv for rung 1."""
     from search.runner.replay import load_table

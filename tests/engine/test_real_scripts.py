@@ -39,6 +39,7 @@ def study_of(folder: Path) -> optuna.Study:
     return optuna.load_study(study_name=folder.name, storage=storage_url(folder))
 
 
+@pytest.mark.slow
 def test_concurrent_trials_each_score_their_own_model(cluster, tmp_path: Path) -> None:
     """Three trials at once, each writing final_model.int8.ptz where it runs and reading it back after
     a pause: with a shared working directory they would read each other's files."""
@@ -89,6 +90,7 @@ def test_over_eval_limit_is_infeasible_and_off_the_front(cluster, tmp_path: Path
     assert {t.number: t.status for t in report.trials}[0] == "infeasible"
 
 
+@pytest.mark.slow
 def test_two_rank_failure_root_cause_reaches_trials_csv(cluster, tmp_path: Path) -> None:
     space = space_file(tmp_path / "boom.py", GPUS_PER_TRIAL=2, POINTS_TO_EVALUATE=[{"X": 1.0}],
                        FIXED_ENV={"FAIL_WITH": "CUDA out of memory in rank code"}, MAX_SAME_FAILURES=0)
@@ -101,6 +103,7 @@ def test_two_rank_failure_root_cause_reaches_trials_csv(cluster, tmp_path: Path)
     assert "ChildFailedError" in (Path(row["trial_dir"]) / "stdout.log").read_text()  # torchrun's summary was there
 
 
+@pytest.mark.slow
 def test_missing_data_fails_before_launch_and_same_failures_stop(cluster, tmp_path: Path, capsys) -> None:
     space = space_file(tmp_path / "nodata.py", body=(
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0), 'VOCAB_SIZE': 4096}\n"),
@@ -122,6 +125,7 @@ def test_missing_data_fails_before_launch_and_same_failures_stop(cluster, tmp_pa
     assert summary.counts["complete"] == 2
 
 
+@pytest.mark.slow
 def test_identical_crashes_stop_the_search(cluster, tmp_path: Path) -> None:
     space = space_file(tmp_path / "crash.py", FIXED_ENV={"FAIL_WITH": "bad config"})
     with pytest.raises(RunError, match=r"3 trials in a row \(0, 1, 2\) failed with: RuntimeError: bad config"):

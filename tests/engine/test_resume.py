@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import signal
 import subprocess
@@ -27,6 +28,7 @@ def _complete_rows(folder: Path) -> list[dict[str, str]]:
         return []
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path, fake_trainings_alive) -> None:
     log = tmp_path / "launches.txt"
     space = tmp_path / "slow.py"

@@ -48,6 +48,7 @@ def launches(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+@pytest.mark.slow
 def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
     log = tmp_path / "launches.txt"
     space = write_space(
@@ -99,6 +100,7 @@ def test_over_budget_never_reaches_ray(ray_cluster, tmp_path: Path) -> None:
         assert Path(row["log_path"]).is_file()
 
 
+@pytest.mark.slow
 def test_crash_and_nan_fail_and_search_goes_on(ray_cluster, tmp_path: Path) -> None:
     body = (
         "def space(trial):\n"
@@ -133,6 +135,7 @@ def test_crash_and_nan_fail_and_search_goes_on(ray_cluster, tmp_path: Path) -> N
     assert rows["big"]["feasible"] == "false" and rows["ok"]["feasible"] == "true"
 
 
+@pytest.mark.slow
 def test_logical_gpus_two_trials_disjoint_devices(ray_cluster, tmp_path: Path) -> None:
     space = write_space(tmp_path / "gpus.py", "def space(trial):\n    return {'X': trial.suggest_float('X', 0, 2)}\n",
                         BUDGET_BYTES=100_000, GPUS_PER_TRIAL=8, CPUS_PER_TRIAL=1,
@@ -156,6 +159,7 @@ def test_logical_gpus_two_trials_disjoint_devices(ray_cluster, tmp_path: Path) -
     assert all(float(r["gpu_seconds"]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_early_stopped_trial_is_pruned(ray_cluster, tmp_path: Path) -> None:
     space = write_space(tmp_path / "asha.py", "def space(trial):\n    return {'X': trial.suggest_float('X', 0, 5)}\n",
                         BUDGET_BYTES=100_000, GPUS_PER_TRIAL=0, FIXED_ENV={"FAKE_STEPS": 12, "FAKE_SLEEP": 0.4},
@@ -177,6 +181,7 @@ def test_early_stopped_trial_is_pruned(ray_cluster, tmp_path: Path) -> None:
     assert row["state"] == "PRUNED" and row["reason"] == "early_stopped"
 
 
+@pytest.mark.slow
 def test_space_almost_entirely_over_budget_stops_with_one_line(ray_cluster, tmp_path: Path) -> None:
     space = write_space(tmp_path / "huge.py", "def space(trial):\n    return {'X': trial.suggest_float('X', 10, 20)}\n",
                         BUDGET_BYTES=7000, GPUS_PER_TRIAL=0)

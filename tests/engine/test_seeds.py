@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import csv
 import importlib.util
 import subprocess
@@ -32,6 +33,7 @@ def test_every_seed_point_is_a_point_of_its_space_with_its_recipe() -> None:
     assert mod.recipe_env("#1319", 11)["XSA_LAST_N"] == 11 and "SLOT" not in str(mod.RECIPES)
 
 
+@pytest.mark.slow
 def test_the_smoke_search_runs_all_five_seeds_to_complete(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "search.run", "spaces/seeds.py", "--smoke", "--num-samples", "5",
                            "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -103,6 +103,7 @@ def test_space_param_count_and_predict_bytes_exclusive(tmp_path: Path) -> None:
         load_space(bad)
 
 
+@pytest.mark.slow
 def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path, local_ray) -> None:
     """The real search (no PREDICT_BYTES): every completed trial is observed, the learner file is
     written, --resume reloads it, and no launched trial exceeds the budget by more than its margin."""
@@ -139,6 +140,7 @@ def test_replay_search_learns_saves_and_resumes(grid_sub, tmp_path: Path, local_
         assert t.user_attrs["predicted_bytes"] + t.user_attrs["margin_bytes"] > budget
 
 
+@pytest.mark.slow
 def test_external_script_param_count_fit_prunes_after_two_trials(tmp_path: Path, local_ray) -> None:
     """A space with PARAM_COUNT for a script pgolf.size cannot build (the fake trainer, whose
     artifact is 5000 + 1000 X bytes): no pruning until two trials completed, then the fit prunes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import math
 import subprocess
@@ -17,6 +18,7 @@ from search.store.trials_csv import read_trials_csv
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_smoke_search_end_to_end(tmp_path: Path) -> None:
     results = tmp_path / "results"
     proc = subprocess.run(

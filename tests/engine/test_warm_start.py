@@ -3,6 +3,7 @@ does not count them, and marks them in trials.csv (replayed trainings of the rea
 
 from __future__ import annotations
 
+import pytest
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ def _run(results: Path, name: str, samples: int, *extra: str) -> subprocess.Comp
                            str(samples), "--seed", "0", *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_warm_started_search_imports_and_does_not_retrain(tmp_path: Path, experiment_intact) -> None:
     results = tmp_path / "results"
     old = _run(results, "old", 10)
@@ -61,6 +63,7 @@ def test_warm_start_from_a_folder_that_is_no_experiment_is_one_line(tmp_path: Pa
     assert not (tmp_path / "results" / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_record_folder_is_one_point_at_the_scripts_defaults(tmp_path: Path) -> None:
     """A record (submission.json and its seed logs) warm-starts a space over the script it ran: one finished
     point at the script's defaults (fake_train.py reads X with default 1.0), its seeds' mean val_bpb."""

@@ -121,6 +121,7 @@ def unigram_val_bpb(env: dict[str, str]) -> float:
     return nats / math.log(2) / float(tg.count_target_bytes(prev, tgt, luts).sum())
 
 
+@pytest.mark.slow
 def test_300_iterations_beat_unigram(prepared_512, tmp_path):
     env = {**prepared_512.env(), **RUN}
     proc = subprocess.run([sys.executable, str(SCRIPT)], env={**os.environ, **env, "OUT_DIR": str(tmp_path)},

@@ -231,6 +231,7 @@ def test_prepare_custom_docs_and_val_docs(tmp_path):
     assert prepare(400, tmp_path / "out", path, val_docs=20, shard_tokens=50_000, quiet=True).cached
 
 
+@pytest.mark.slow
 def test_concurrent_prepare_gives_one_result(tmp_path):
     """Two processes preparing the largest searched vocab at once: one trains, the other waits and reuses it."""
     args = [sys.executable, "-m", "pgolf.data", "prepare", "--vocab", "8192", "--out", str(tmp_path), "--quiet",
@@ -309,6 +310,9 @@ def test_prepare_is_the_competition_exporter(tmp_path):
     assert (p.val_tokens, p.train_tokens) == (ref["stats"]["tokens_val"], ref["stats"]["tokens_train"])
 
 
+@pytest.mark.nodes
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_prepare_on_two_nodes_is_identical_and_resumes(tmp_path):
     """`prepare --address` on a real head + worker: killed midway, rerun, it reuses the finished parts and
     writes the same bytes as one process."""

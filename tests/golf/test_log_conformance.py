@@ -27,6 +27,7 @@ def documented_misses() -> set[str]:
     return set(re.findall(r"^- `([^`]+)`", block, flags=re.MULTILINE))
 
 
+@pytest.mark.records
 @needs_corpus
 def test_check_on_the_conformance_corpus() -> None:
     out = subprocess.run([sys.executable, "-m", "pgolf.logs", "check", str(RECORDS)], capture_output=True,
@@ -43,6 +44,7 @@ def test_check_on_the_conformance_corpus() -> None:
     assert f"records: {counted}, matching: {matching}" in (ROOT / "docs" / "log_conformance.md").read_text()
 
 
+@pytest.mark.records
 @needs_corpus
 def test_known_records_read_right() -> None:
     baseline = check_record(RECORDS / "track_10min_16mb" / "2026-03-17_NaiveBaseline")

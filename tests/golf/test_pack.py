@@ -36,6 +36,7 @@ def test_pack_round_trip_and_refusals(tmp_path: Path) -> None:
     assert not (tmp_path / "p.py").exists()
 
 
+@pytest.mark.slow
 def test_packed_trainer_trains_the_same_with_fewer_code_bytes(prepared_512, tmp_path: Path) -> None:
     packed = pack_file(SCRIPT, tmp_path / "packed" / "train_gpt.py")
     metrics = {}
@@ -55,6 +56,7 @@ def test_packed_trainer_trains_the_same_with_fewer_code_bytes(prepared_512, tmp_
         original["bytes_code"] - packed_m["bytes_code"]
 
 
+@pytest.mark.slow
 def test_a_space_with_pack_script_runs_counts_and_ships_the_packed_bytes(tmp_path: Path) -> None:
     space = tmp_path / "packed_space.py"
     space.write_text(

@@ -85,6 +85,7 @@ def test_predict_params_and_groups_are_exact():
     assert abs(sum(p.parts.values()) + p.container_bytes - p.model_bytes) <= 1
 
 
+@pytest.mark.slow
 def test_predicted_container_layout_is_the_real_one(tiny_runs):
     """The header the predictor rebuilds from shapes alone names the same tensors, parts, dtypes,
     shapes, frames and offsets as the trainer's real file, and its length differs only by digits."""
@@ -213,6 +214,7 @@ def test_tied_embedding_rate_is_interpolated_between_calibrated_vocabularies():
     assert entries["tok_emb.weight"].role == "tok_emb.weight@V4096"
 
 
+@pytest.mark.slow
 def test_calibration_runs_end_to_end_on_tiny_models(tmp_path):
     """`calibrate` + `calibrate_lr` on tiny real trainings (the shipped table takes ~25 minutes)."""
     shape = {"NUM_LAYERS": "1", "NUM_HEADS": "4", "NUM_KV_HEADS": "2", "MLP_MULT": "2"}
@@ -280,6 +282,7 @@ def test_keep_float_layers_change_the_predicted_layout():
     assert kept.parts["int6"] < plain.parts["int6"]
 
 
+@pytest.mark.slow
 def test_calibrate_forms_end_to_end_on_a_tiny_model(tmp_path):
     from pgolf.size.forms import calibrate_forms
 

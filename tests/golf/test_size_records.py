@@ -23,6 +23,7 @@ needs_records = pytest.mark.skipif(not RECORDS.is_dir(), reason=f"{RECORDS} is a
 BASELINE_MODEL_BYTES = 15_815_847  # records/track_10min_16mb/2026-03-17_NaiveBaseline/train.log
 
 
+@pytest.mark.records
 @needs_records
 def test_records_table_baseline_and_held_out(capsys):
     table = report_records([RECORDS])
@@ -37,6 +38,7 @@ def test_records_table_baseline_and_held_out(capsys):
     assert "held out: " in out and "not used: 2026-03-21_11L_XSA4_EMA_PartialRoPE_LateQAT_1.1248" in out
 
 
+@pytest.mark.records
 @needs_records
 def test_every_mapping_builds_the_logs_parameter_count():
     points, _ = rec.load_points([RECORDS])
@@ -45,6 +47,7 @@ def test_every_mapping_builds_the_logs_parameter_count():
         assert {r.model_params for r in p.runs} == {p.trainer_params}, p.shape.folder
 
 
+@pytest.mark.records
 @needs_records
 def test_a_wrong_mapping_is_refused_in_one_line(monkeypatch):
     wrong = dataclasses.replace(rec.RECORD_SHAPES[0], env={**rec.RECORD_SHAPES[0].env, "NUM_LAYERS": "10"})
@@ -53,6 +56,8 @@ def test_a_wrong_mapping_is_refused_in_one_line(monkeypatch):
         rec.load_points([RECORDS / "track_10min_16mb" / wrong.folder])
 
 
+@pytest.mark.slow
+@pytest.mark.records
 @needs_records
 def test_cli_records_table_and_bad_folder():
     proc = subprocess.run([sys.executable, "-m", "pgolf.size", "records", str(RECORDS)], cwd=REPO,
@@ -64,6 +69,8 @@ def test_cli_records_table_and_bad_folder():
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error:")
 
 
+@pytest.mark.slow
+@pytest.mark.records
 @needs_records
 def test_refit_reproduces_the_committed_regime(tmp_path):
     committed = load_trained()

@@ -96,6 +96,7 @@ def _train(prepared_512, out: Path, **extra: str) -> tuple[dict, str]:
     return json.loads((out / "metrics.json").read_text()), (out / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_ema_weights_are_exported_and_scored(prepared_512, tmp_path: Path) -> None:
     raw, raw_log = _train(prepared_512, tmp_path / "raw")
     ema, ema_log = _train(prepared_512, tmp_path / "ema", EMA_DECAY="0.8")
@@ -239,6 +240,7 @@ def test_bad_seed_technique_settings_are_refused(env, words) -> None:
         hp(**env)
 
 
+@pytest.mark.slow
 def test_gptq_qat_loops_and_brotli_in_a_real_training(prepared_512, tmp_path: Path) -> None:
     """One training with the seed techniques on, exported by rounding and by GPTQ: the loops and QAT
     switch on where their fractions say, the weights before quantization are the same, the exports

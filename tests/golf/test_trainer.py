@@ -56,6 +56,7 @@ def single_run(smoke_env, tmp_path_factory):
     return out, json.loads((out / "metrics.json").read_text()), elapsed
 
 
+@pytest.mark.slow
 def test_smoke_run_metrics_and_bytes(single_run):
     out, m, elapsed = single_run
     assert elapsed < 60, f"smoke run took {elapsed:.1f}s"
@@ -115,6 +116,7 @@ def test_reload_in_fresh_process_reproduces_score(single_run, smoke_env):
     assert abs(val_loss - m["val_loss"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_matches_single(single_run, smoke_env, tmp_path):
     _, single, _ = single_run
     proc = run_trainer(smoke_env, tmp_path, nproc=2)
@@ -125,6 +127,7 @@ def test_torchrun_two_processes_matches_single(single_run, smoke_env, tmp_path):
     assert abs(multi["val_bpb"] - single["val_bpb"]) / single["val_bpb"] < 0.01
 
 
+@pytest.mark.slow
 def test_two_ranks_launched_by_the_search_runner(single_run, smoke_env, tmp_path):
     """As a GPU trial launches it: torchrun with each rank under search/runner/rank_guard.py."""
     from search.runner.trainable import run_training
@@ -135,6 +138,7 @@ def test_two_ranks_launched_by_the_search_runner(single_run, smoke_env, tmp_path
     assert abs(multi["val_bpb"] - single["val_bpb"]) / single["val_bpb"] < 0.01
 
 
+@pytest.mark.slow
 def test_search_knobs_run_end_to_end(smoke_env, tmp_path):
     """Every explored knob on at once, for a few steps: the paths run and the export honours the bits."""
     env = {**smoke_env, "ITERATIONS": "8", "WARMDOWN_ITERS": "6", "TRAIN_LOG_EVERY": "0", "VAL_MAX_TOKENS": "4096",
@@ -191,6 +195,7 @@ def test_bad_setting_cli_exit_code(smoke_env, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_diverging_run_exits_3_without_metrics(smoke_env, tmp_path):
     env = {**smoke_env, "ITERATIONS": "10", "TRAIN_BATCH_TOKENS": "2048", "VAL_MAX_TOKENS": "2048",
            "TRAIN_LOG_EVERY": "1", "TIED_EMBED_LR": "1e30", "SCALAR_LR": "1e30"}
@@ -200,6 +205,7 @@ def test_diverging_run_exits_3_without_metrics(smoke_env, tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_wallclock_cap_stops_early(smoke_env, tmp_path):
     env = {**smoke_env, "ITERATIONS": "100000", "MAX_WALLCLOCK_SECONDS": "2", "WARMUP_STEPS": "0",
            "TRAIN_BATCH_TOKENS": "1024", "VAL_MAX_TOKENS": "2048", "TRAIN_LOG_EVERY": "0"}

@@ -67,6 +67,7 @@ def promoted(smoke_experiment, tmp_path_factory) -> tuple[subprocess.CompletedPr
     return proc, folders[0]
 
 
+@pytest.mark.slow
 def test_record_numbers_equal_the_seed_logs(promoted):
     _, folder = promoted
     sub = json.loads((folder / "submission.json").read_text())
@@ -165,6 +166,7 @@ def test_bad_trial_is_one_line(smoke_experiment, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_gpu_experiment_gets_one_logical_gpu_per_seed_under_torchrun(smoke_experiment, tmp_path):
     """A GPU experiment's rerun asks Ray for its gpus_per_trial and launches torchrun (logical GPUs on CPU)."""
     folder = tmp_path / "gpu_exp"
@@ -184,6 +186,7 @@ def test_gpu_experiment_gets_one_logical_gpu_per_seed_under_torchrun(smoke_exper
     assert sub["non_record_reason"] == "no --against given: nothing to test the gain against"
 
 
+@pytest.mark.slow
 def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_path):
     folder = tmp_path / "bad_exp"
     shutil.copytree(smoke_experiment, folder, ignore=shutil.ignore_patterns("promote"))
@@ -196,6 +199,7 @@ def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_pa
     assert not (tmp_path / "records").exists() or not any((tmp_path / "records").iterdir())
 
 
+@pytest.mark.slow
 def test_leaderboard_rule_against_a_record_of_three_logs(promoted, smoke_experiment, tmp_path):
     """--rule leaderboard --against-record: a folder of three seed logs; a reproduction log joins the new side;
     both rules checked against scipy computed here; every seed over the eval limit makes a non-record."""

@@ -22,6 +22,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.records
 @needs_corpus
 def test_the_leaderboards_p_value_of_a_real_record() -> None:
     """The competition's README states p=0.020 for this record against the one before it."""

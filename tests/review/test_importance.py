@@ -3,6 +3,7 @@ first, one the trainer's score ignores comes last; too few trials give the reaso
 
 from __future__ import annotations
 
+import pytest
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ def _search(tmp_path: Path, samples: int) -> Path:
     return tmp_path / "r" / "imp"
 
 
+@pytest.mark.slow
 def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path) -> None:
     folder = _search(tmp_path, 16)
     out = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
@@ -43,6 +45,7 @@ def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path) -> No
     assert "Parameter importance, imp" in (folder / "pareto.html").read_text()
 
 
+@pytest.mark.slow
 def test_too_few_trials_say_so(tmp_path: Path) -> None:
     folder = _search(tmp_path, 4)
     out = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,

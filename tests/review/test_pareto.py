@@ -206,6 +206,7 @@ def test_bad_input_is_one_line_naming_the_fix(capsys, tmp_path):
     assert code == 2 and "trials.csv" in err and "search.run" in err
 
 
+@pytest.mark.slow
 def test_cli_writes_plots(experiments, tmp_path):
     folder, _ = experiments["alpha"]
     proc = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--out", str(tmp_path),

@@ -59,6 +59,7 @@ def ray_head(tmp_path: Path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_search_joins_a_running_cluster_by_address(ray_head: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "search.run", "spaces/lowrank_q.py", "--smoke", "--num-samples", "2",
@@ -83,6 +84,7 @@ def test_an_address_nothing_answers_at_fails_at_once_with_one_line(tmp_path: Pat
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_without_address_a_stale_ray_start_record_is_ignored(tmp_path: Path) -> None:
     """A head stopped uncleanly leaves its address in /tmp/ray/ray_current_cluster, which a plain
     ray.init() would try to join: the search starts its own cluster instead."""
@@ -114,6 +116,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.nodes
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experiment_intact) -> None:
     """Head and worker `ray start` nodes on this machine (the worker joins with RAY_AUTH_MODE=token, as
     the README says); the worker's raylet is SIGKILLed while a training runs there."""
@@ -169,6 +174,9 @@ def _seen_by(proc: subprocess.Popen, path: Path) -> Path:
     return Path(f"/proc/{proc.pid}/root{path}")
 
 
+@pytest.mark.nodes
+@pytest.mark.ray
+@pytest.mark.slow
 def test_without_a_shared_disk_every_trial_file_reaches_the_head(tmp_path: Path) -> None:
     """The worker cannot see the head's results folder (its own tmpfs over it); the trials and the
     promoted seeds run there (RESOURCES_PER_TRIAL), and their files still end up in the head's folders."""
@@ -215,6 +223,7 @@ def test_without_a_shared_disk_every_trial_file_reaches_the_head(tmp_path: Path)
     assert (record / "train_gpt.py").is_file() and (record / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_a_search_that_keeps_losing_nodes_stops_with_one_line(tmp_path: Path) -> None:
     """Every training's Ray worker dies under it (as on nodes that keep going away): after
     --max-node-losses such trials the search stops with one line, and the lost parameters wait in the
@@ -243,6 +252,7 @@ def test_a_search_that_keeps_losing_nodes_stops_with_one_line(tmp_path: Path) ->
     assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == study.trials[0].params  # for --resume
 
 
+@pytest.mark.slow
 def test_a_resource_no_node_has_fails_before_any_trial(tmp_path: Path) -> None:
     """RESOURCES_PER_TRIAL naming a resource the cluster lacks would leave every trial pending forever."""
     space = tmp_path / "nowhere.py"

@@ -72,6 +72,7 @@ BREAKAGES = [
 ]
 
 
+@pytest.mark.slow
 def test_skypilot_task_parses_with_skypilots_own_parser_and_broken_copies_fail() -> None:
     text = (CLUSTERS / "skypilot.yaml").read_text()
     assert all(old in text for old, _ in BREAKAGES)

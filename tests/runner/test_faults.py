@@ -50,6 +50,7 @@ def fill(path: Path) -> None:
             assert exc.errno == errno.ENOSPC
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_with_one_line_and_resume_continues(small_disk: Path, tmp_path: Path,
                                                               experiment_intact) -> None:
     log = tmp_path / "launches.txt"  # off the small disk
@@ -91,6 +92,7 @@ def test_a_full_disk_stops_with_one_line_and_resume_continues(small_disk: Path, 
     assert len(lines) == len(set(lines))  # no trial folder trained twice
 
 
+@pytest.mark.slow
 def test_a_diverged_training_is_nan_loss_with_our_trainer(prepared_512, tmp_path: Path) -> None:
     """The trainer stops at the first non-finite train loss (exit 3, `error: non-finite train loss`),
     before any NaN reaches a log line: the runner still calls it nan_loss."""

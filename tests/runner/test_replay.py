@@ -87,6 +87,7 @@ def test_table_predictor_is_the_tables_bytes(sub) -> None:
         assert predict(env) == int(row["bytes_total"])
 
 
+@pytest.mark.slow
 def test_replay_search_through_ray_and_optuna_writes_the_tables_values(sub, tmp_path: Path, local_ray) -> None:
     """search.run --replay: real Ray Tune + Optuna study, the trainable looks rows up."""
     from search.store.trials_csv import read_trials_csv

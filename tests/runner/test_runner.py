@@ -53,6 +53,7 @@ def test_failures_carry_reason_and_log_tail(tmp_path: Path, knob: str, reason: s
         assert "step:50/50" not in (tmp_path / "f" / "stdout.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path, fake_trainings_alive) -> None:
     started = time.time()
     with pytest.raises(TrainingFailed) as info:  # two ranks under torchrun, 100 steps of 0.2 s

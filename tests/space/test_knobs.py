@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import base64
 import lzma
 import subprocess
@@ -40,6 +41,7 @@ def test_reads_a_packed_script(tmp_path: Path) -> None:
     assert {k.name: k.default for k in scan(packed)} == EXPECTED
 
 
+@pytest.mark.slow
 def test_cli_and_the_space_it_writes_runs(local_ray, tmp_path: Path) -> None:
     space = tmp_path / "starter.py"
     out = subprocess.run([sys.executable, "-m", "search.knobs", str(UPSTREAM), "--write-space", str(space)],

@@ -150,6 +150,7 @@ def _empty(db: Path) -> None:
     db.write_bytes(b"")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, words", [(_corrupt, "is damaged"), (_truncate, "is damaged"), (_empty, "is empty")])
 def test_damaged_study_db(damage, words, experiment, tmp_path: Path, capsys) -> None:
     space, results = copy_of(experiment, tmp_path)
@@ -196,6 +197,7 @@ def test_folder_without_study_gives_one_answer(resume, tmp_path: Path, capsys) -
 
 # ----------------------------------------------------------------------------- search.pareto
 
+@pytest.mark.slow
 def test_pareto_garbage_row_and_unwritable_out(experiment, tmp_path: Path) -> None:
     _, results = copy_of(experiment, tmp_path)
     folder = results / "exp"

@@ -78,6 +78,7 @@ def driver_mid_search(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Pat
     return driver, log, space, results, folder
 
 
+@pytest.mark.slow
 def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, experiment_intact) -> None:
     first, log, space, results, folder = driver_mid_search(tmp_path)
     try:
@@ -128,6 +129,7 @@ def test_a_dead_drivers_lock_is_taken_over_another_hosts_is_reported(tmp_path: P
         alive.wait()
 
 
+@pytest.mark.slow
 def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intact) -> None:
     log = tmp_path / "launches.txt"
     space = slow_space(tmp_path / "space.py", log, steps=2, sleep=0.05)
@@ -163,6 +165,7 @@ def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intac
     assert sum(t.state == TrialState.COMPLETE for t in experiment_intact(results / "first")) == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_resume_finishes(tmp_path: Path, experiment_intact, fake_trainings_alive) -> None:
     driver, _, space, results, folder = driver_mid_search(tmp_path)
     try:
