@@ -36,3 +36,25 @@ def test_the_check_fails_when_a_documented_command_breaks(tmp_path: Path) -> Non
     assert any("search.nosuchmodule --help` fails" in p for p in problems)
     run = check_docs.run_blocks(blocks)
     assert len(run) == 1 and "exit 2" in run[0] and "did you mean NUM_LAYERS?" in run[0]
+
+
+def test_the_readmes_example_space_loads_and_predicts_within_its_budget(tmp_path: Path) -> None:
+    """The README's ten-line space file is a real one: it loads, sets only knobs the trainer reads,
+    and the byte predictor prices its baseline-sized proposals."""
+    from pgolf.size import load_trained, predict
+    from search.space.knobs import check_space_variables
+    from search.space.load import load_space
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 12
+    spec = load_space(_write(tmp_path / "example.py", block))
+    check_space_variables(spec)
+    assert spec.budget_bytes == 16_000_000 and spec.script.name == "train_gpt.py"
+    env = {**spec.fixed_env, "NUM_LAYERS": 9, "MODEL_DIM": 512, "MLP_BITS": 6}
+    assert 10_000_000 < predict(env, regime=load_trained()).total_bytes < 17_000_000
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -76,6 +76,18 @@ def test_smoke_run_metrics_and_bytes(single_run):
     assert set(m) == expected_keys
 
 
+@pytest.mark.slow
+def test_a_rerun_on_the_same_machine_writes_the_same_bytes(single_run, smoke_env, tmp_path):
+    """Determinism where it holds: the same settings and seed on the same CPU give the same artifact,
+    byte for byte (across CPU types the kernels differ: tests/bench/test_grid.py's KERNEL_SPREAD)."""
+    out, m, _ = single_run
+    proc = run_trainer(smoke_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert Path(again["model_path"]).read_bytes() == Path(m["model_path"]).read_bytes()
+    assert (again["val_bpb"], again["bytes_total"]) == (m["val_bpb"], m["bytes_total"])
+
+
 def test_smoke_run_log_formats(single_run):
     out, m, _ = single_run
     lines = (out / "train.log").read_text().splitlines()
