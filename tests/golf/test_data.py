@@ -313,6 +313,7 @@ def test_prepare_is_the_competition_exporter(tmp_path):
 @pytest.mark.nodes
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray_start")
 def test_ray_prepare_on_two_nodes_is_identical_and_resumes(tmp_path):
     """`prepare --address` on a real head + worker: killed midway, rerun, it reuses the finished parts and
     writes the same bytes as one process."""

@@ -20,6 +20,9 @@ from helpers import free_port, two_nodes
 from search.store.trials_csv import read_trials_csv
 
 ROOT = Path(__file__).resolve().parents[2]
+# `ray start` clusters and the stale /tmp/ray/ray_current_cluster record they share: one xdist worker runs
+# them one after another (--dist loadgroup), as test_data's two-node test
+pytestmark = pytest.mark.xdist_group("ray_start")
 RAY = Path(sys.executable).with_name("ray")
 
 
