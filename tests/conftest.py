@@ -20,9 +20,14 @@ from pgolf.data import Prepared, prepare
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A session-wide output directory for prepared vocabularies (tokenizers/ and datasets/)."""
-    return tmp_path_factory.mktemp("pgolf_data")
+def data_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A session-wide output directory for prepared vocabularies (tokenizers/ and datasets/), one for
+    all xdist workers (`prepare` is locked and cached: the first worker prepares, the others read)."""
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker
+        return tmp_path_factory.mktemp("pgolf_data")
+    shared = tmp_path_factory.getbasetemp().parent / "pgolf_data"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture(scope="session")

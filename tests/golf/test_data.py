@@ -174,7 +174,7 @@ def test_prepare_is_cached(prepared_512, data_dir):
     model_mtime = prepared_512.tokenizer_path.stat().st_mtime_ns
     shard_mtime = (prepared_512.data_path / "fineweb_train_000000.bin").stat().st_mtime_ns
     again = prepare(512, data_dir, quiet=True)
-    assert again.cached and not prepared_512.cached
+    assert again.cached  # (the session's first preparation may be another xdist worker's)
     assert again.key == prepared_512.key and again.tokenizer_path == prepared_512.tokenizer_path
     assert prepared_512.tokenizer_path.stat().st_mtime_ns == model_mtime
     assert (prepared_512.data_path / "fineweb_train_000000.bin").stat().st_mtime_ns == shard_mtime
