@@ -14,8 +14,7 @@ partial result. This searcher drives the study with `ask`/`tell` itself:
   early is PRUNED; a trial whose Ray worker or node died is FAIL `node_lost` and runs again: the
   searcher, not Tune's num_samples, counts the trainings still to run;
 - a full results disk stops the search at once (`urgent`), leaving the study for `--resume` to settle;
-- with a fidelity ladder, a freed slot first goes to a promotion the ladder owes (`search.engine.ladder`),
-  and each rung has its own byte predictor;
+- with a ladder, a freed slot goes first to a promotion owed (`search.engine.ladder`); a byte predictor per rung;
 - a proposal repeating a configuration trained (or training) at its rung is never launched: it is told
   that training's result, marked `duplicate_of`, and costs nothing (`search.engine.history`; a space's
   ALLOW_REPEATS = True trains it again); a finite space ends once nothing in it is left to launch.
@@ -99,6 +98,7 @@ class BudgetedOptunaSearcher(Searcher):
         self.waiting: dict[int, list[optuna.Trial]] = {}  # duplicates of a running training, told when it ends
         self.duplicates = 0      # proposals this run told a training's result instead of being trained
         self._judged: dict[tuple, tuple[bool, int | None]] = {}  # judge()'s verdicts, until the predictor learns
+        self._asked_rung: int | None = None  # the rung the proposal being drawn starts on (judge)
         self.exhausted: str | None = None  # every configuration of a finite space trained or over budget
         self._exhausted_until_news = False  # so while trainings run: wait for one to end before asking again
         self.distributions = _probe(spec)
@@ -108,22 +108,22 @@ class BudgetedOptunaSearcher(Searcher):
             sampler.distributions = self.distributions
 
     def judge(self, params: Mapping[str, Any]) -> tuple[bool, int | None]:
-        """Would these parameters be launched at the rung new proposals start on, and their predicted bytes
-        (None: the predictor cannot tell yet)? Not if the space raises or prunes on them, the predictor puts
-        them over budget, or they were trained at that rung already. Kept until the next completed
-        training teaches the predictor (`observe`)."""
-        key = param_key(dict(params))
-        if key in self.history.trained_keys(self._new_rung) and not self.spec.allow_repeats:
+        """Would these parameters be launched at the rung the proposal being drawn starts on (0, or the top
+        for TOP_RUNG_FRACTION's share), and their predicted bytes (None: cannot tell yet)? Not if the space
+        raises on them, that rung's predictor prunes them, or they were trained at that rung; kept until
+        the next completed training teaches the predictor (`observe`)."""
+        key, rung = param_key(dict(params)), self._asked_rung if self._asked_rung is not None else self._new_rung
+        if key in self.history.trained_keys(rung) and not self.spec.allow_repeats:
             return False, None
-        if key not in self._judged:
+        if (key, rung) not in self._judged:
             try:
                 proposed = self.spec.space(optuna.trial.FixedTrial(dict(params)))
-                env = self.spec.trial_env(proposed, self._new_rung)
-                prune, predicted, _ = self._predictor(0).prune(env, self.spec.budget_bytes)
-                self._judged[key] = (not (prune and predicted is not None), predicted)
+                env = self.spec.trial_env(proposed, rung)
+                prune, predicted, _ = self._predictor(rung).prune(env, self.spec.budget_bytes)
+                self._judged[key, rung] = (not (prune and predicted is not None), predicted)
             except Exception:  # noqa: BLE001 - user code: such a candidate is simply not proposed
-                self._judged[key] = (False, None)
-        return self._judged[key]
+                self._judged[key, rung] = (False, None)
+        return self._judged[key, rung]
 
     def _exhaust(self) -> bool:
         """True when a finite space holds nothing left to launch (`History.coverage`). Once the last training
@@ -215,6 +215,7 @@ class BudgetedOptunaSearcher(Searcher):
             if attempt and self._exhaust():  # the last proposal was refused: is anything left to launch?
                 return self._wait_or_finish()
             trial, rung = self._ask()
+            self._asked_rung = rung
             try:
                 env = self._propose(trial, rung)
                 prune, predicted, margin = self._predictor(rung).prune(env, self.spec.budget_bytes)

@@ -161,3 +161,20 @@ def _complete(folder: Path) -> list[dict[str, str]]:
         return [r for r in read_trials_csv(folder) if r["state"] == "COMPLETE"]
     except (OSError, KeyError):
         return []
+
+
+@pytest.mark.slow
+def test_a_top_rung_proposal_is_judged_at_the_top_rung() -> None:
+    """TOP_RUNG_FRACTION sends every fourth new proposal straight to the top rung, whose own byte predictor
+    judges it: the GP must draw it from what that predictor accepts. (Judged at rung 0, a configuration
+    the top rung's predictor puts over budget was proposed again and again, 200 times in a row, until the
+    search stopped.) Replayed on the committed tables, through the benchmark's driver of the searcher."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import search_efficiency as eff
+    from efficiency_model import make_problem
+
+    problem = make_problem(ROOT / "spaces" / "bench_grid.py", ROOT / "bench" / "grid_table_long.csv", None,
+                           ROOT / "bench" / "grid_table.csv")
+    run = eff.run_method("ours-ladder-top", problem, 0, 60, {})
+    assert not run.stopped and run.spent() >= 60
+    assert run.pruned_before_launch <= 2 and not any(infeasible for _, _, infeasible in run.log)
