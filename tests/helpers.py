@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pgolf.data import load_corpus
 from search.runner.replay import PARAM_PREFIX
@@ -125,6 +125,18 @@ def check_experiment_intact(folder: Path) -> list:
         assert trial.state == TrialState.COMPLETE, (number, trial.state, trial.user_attrs.get("reason"))
         assert trial.values == [metrics["val_bpb"], metrics["bytes_total"]]
     return trials
+
+
+def kill_search_when(cmd: list[str], cwd: Path, ready: Callable[[], bool], timeout_s: float = 300) -> None:
+    """Run a search driver (`python -m search.run ...`) and SIGKILL it as soon as `ready()` holds, as a
+    crash or an OOM kill would; fails if the search ends (or the timeout passes) before that."""
+    driver = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while not ready() and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert driver.poll() is None, "the search ended before it could be killed"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
 
 
 def free_port() -> int:

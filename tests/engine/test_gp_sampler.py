@@ -4,10 +4,8 @@ inside what the judge (the byte predictor) accepts."""
 from __future__ import annotations
 
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from search.engine.gp_sampler import Encoder, KnownBudgetGPSampler
 from search.core.layout import storage_url
 from search.store.trials_csv import read_trials_csv
 from search.engine.study import count_trainings
+from helpers import kill_search_when
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,13 +125,7 @@ def test_gp_smoke_search_resumes_after_sigkill_and_never_launches_over_budget(tm
     folder = results / "gp"
     cmd = [sys.executable, "-m", "search.run", str(space), "--smoke", "--results-dir", str(results), "--name", "gp",
            "--num-samples", "6", "--max-concurrent", "2", "--num-cpus", "2", "--seed", "11"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(_complete(folder)) < 2 and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-    assert driver.poll() is None, "the search ended before it could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    kill_search_when(cmd, ROOT, lambda: len(_complete(folder)) >= 2)
     study = optuna.load_study(study_name="gp", storage=storage_url(folder))
     before = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert len(before) >= 2

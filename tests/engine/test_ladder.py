@@ -4,10 +4,8 @@ and a real --smoke search on a two-rung ladder that is SIGKILLed and resumed."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -25,6 +23,7 @@ from search.space.load import load_space
 from search.space.spec import SpaceError
 from search.engine.constraints import constraint_attrs
 from search.engine.study import count_trainings
+from helpers import kill_search_when
 
 ROOT = Path(__file__).resolve().parents[2]
 LADDER = Ladder(rungs=({"ITERATIONS": "10"}, {"ITERATIONS": "30"}, {"ITERATIONS": "90"}), gpus=(None,) * 3,
@@ -169,14 +168,7 @@ def test_smoke_ladder_promotes_survives_sigkill_and_fronts_only_the_top_rung(tmp
     folder = results / "lad"
     cmd = [sys.executable, "-m", "search.run", "spaces/fidelity_ladder.py", "--smoke", "--results-dir",
            str(results), "--name", "lad", "--num-samples", "12", "--num-cpus", "2", "--seed", "5"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and driver.poll() is None and not any(
-            r["state"] == "COMPLETE" and r["fidelity"] == "1" for r in _rows(folder)):
-        time.sleep(0.5)
-    assert driver.poll() is None, "the search ended before it could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    kill_search_when(cmd, ROOT, lambda: any(r["state"] == "COMPLETE" and r["fidelity"] == "1" for r in _rows(folder)))
     study = optuna.load_study(study_name="lad", storage=storage_url(folder))
     before = {t.number: (t.values, t.user_attrs["fidelity"]) for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert {rung for _, rung in before.values()} == {0, 1}  # both rungs had finished trainings

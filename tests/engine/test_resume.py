@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 from search.core.layout import storage_url
 from search.store.trials_csv import read_trials_csv
 from search.engine.study import count_trainings, open_study, settle_running_trials
+from helpers import kill_search_when
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
@@ -41,13 +41,7 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path: Path
     folder = results / "slow"
     cmd = [sys.executable, "-m", "search.run", str(space), "--results-dir", str(results), "--name", "slow",
            "--num-samples", "5", "--max-concurrent", "2", "--num-cpus", "2", "--seed", "7"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while len(_complete_rows(folder)) < 2 and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-    assert driver.poll() is None, "the search ended before it could be killed"
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    kill_search_when(cmd, ROOT, lambda: len(_complete_rows(folder)) >= 2, timeout_s=240)
     before = {r["number"]: r for r in _complete_rows(folder)}
     assert len(before) >= 2
 
