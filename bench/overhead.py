@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", type=Path, default=ROOT / "spaces/bench_grid.py")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     parser.add_argument("--fresh-workers", action="store_true",
-                        help="a fresh Ray worker process per trial (reuse_actors=False; search.run reuses them)")
+                        help="a fresh Ray worker process per trial (reuse_actors=False), as search.run runs them")
     args = parser.parse_args(argv)
     try:
         slots = [int(s) for s in args.slots.split(",") if s.strip()]
