@@ -13,7 +13,7 @@ For each number of concurrent slots (Ray logical CPUs), prints:
 - driver CPU seconds per trial (user + system of this process),
 - overhead fraction = mean idle per trial / trial seconds.
 
-    .venv/bin/python bench/overhead.py [--slots 2,8] [--trials-per-slot 4] [--trial-seconds 2] [--fresh-workers]
+    .venv/bin/python bench/overhead.py [--slots 2,8] [--trials-per-slot 4] [--trial-seconds 2] [--reuse-actors]
 
 It prints figures; it never passes or fails on them.
 """
@@ -77,8 +77,9 @@ def _cpu() -> float:
 
 
 def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: Path,
-            work: Path, reuse_actors: bool = True) -> OverheadResult:
-    """One Tune run of `trials` sleeping trials on `slots` logical CPUs."""
+            work: Path, reuse_actors: bool | None = None) -> OverheadResult:
+    """One Tune run of `trials` sleeping trials on `slots` logical CPUs; workers reused as `search.run`
+    reuses them (`REUSE_ACTORS`) unless `reuse_actors` says otherwise."""
     import optuna
     import ray
     from ray import tune
@@ -86,6 +87,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     from search.core.layout import LEARNER_FILE
     from search.engine.predictors import make_predictor
     from search.engine.searcher import BudgetedOptunaSearcher
+    from search.engine.tuning import REUSE_ACTORS
     from search.engine.study import enqueue_seed_points, open_study
     from search.runner.cluster import start_ray, trial_resources
     from search.runner.launch import TrialLaunch
@@ -107,7 +109,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
         tuner = tune.Tuner(
             tune.with_resources(make_replay_trainable(table, seconds=trial_seconds), trial_resources(0, 1)),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=trials, max_concurrent_trials=slots,
-                                        reuse_actors=reuse_actors),
+                                        reuse_actors=REUSE_ACTORS if reuse_actors is None else reuse_actors),
             run_config=tune.RunConfig(name="overhead", storage_path=str(folder.resolve()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)))
         cpu0, t0 = _cpu(), time.time()
@@ -147,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, default=ROOT / "bench/grid_table.csv")
     parser.add_argument("--space", type=Path, default=ROOT / "spaces/bench_grid.py")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    parser.add_argument("--fresh-workers", action="store_true",
-                        help="a fresh Ray worker process per trial (reuse_actors=False), as search.run runs them")
+    parser.add_argument("--reuse-actors", action="store_true",
+                        help="let Tune reuse trial workers (search.run does not: a fresh process per trial)")
     args = parser.parse_args(argv)
     try:
         slots = [int(s) for s in args.slots.split(",") if s.strip()]
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pgolf_overhead_") as tmp:
         for n in slots:
             r = measure(n, n * args.trials_per_slot, args.trial_seconds, args.table, args.space, Path(tmp),
-                        reuse_actors=not args.fresh_workers)
+                        reuse_actors=args.reuse_actors)
             print(f"{n} slots: {r.trials} trials of {r.trial_seconds:g}s, idle {r.idle_per_trial:.2f}s per trial "
                   f"between trials in a slot ({r.fraction:.1%} of trial time), driver CPU "
                   f"{r.cpu_per_trial:.3f}s per trial", flush=True)
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "overhead_fresh_workers.md" if args.fresh_workers else "overhead.md"
+    name = "overhead_reuse_actors.md" if args.reuse_actors else "overhead.md"
     (args.out / name).write_text(
         "# Scheduling overhead\n\nSleeping replay trials through real Ray Tune + BudgetedOptunaSearcher "
         "(SQLite study) on this machine.\n\n" + table + "\n\nCommand: `python bench/overhead.py "

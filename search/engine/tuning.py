@@ -24,6 +24,10 @@ from search.runner.replay import make_replay_trainable
 from search.runner.trainable import train_trial
 from search.space.spec import SpaceSpec
 
+# A fresh Ray worker per trial, as long tested; reused workers halve the idle time between trials
+# (bench/overhead.py --reuse-actors), a change left for a run of the whole suite to back.
+REUSE_ACTORS = False
+
 
 def device_of(spec: SpaceSpec) -> Device:
     """What one trial of the space holds: the unit its cost is counted in."""
@@ -59,12 +63,10 @@ def run_trials(opts: RunOptions, spec: SpaceSpec, searcher: BudgetedOptunaSearch
     # Ctrl-C raises KeyboardInterrupt here (not Tune's graceful stop, which returns as if done):
     # run_search's callers settle the study and exit 130
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    # a fresh Ray worker per trial, as long tested; reused workers (reuse_actors=True) halve the idle time
-    # between trials in bench/overhead.py, a change left for a run of the whole suite to back
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_request(spec)),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
-                                    max_concurrent_trials=concurrent, reuse_actors=False),
+                                    max_concurrent_trials=concurrent, reuse_actors=REUSE_ACTORS),
         run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
                                   callbacks=[progress, TrialTracker(searcher)],
                                   failure_config=tune.FailureConfig(max_failures=0)))
