@@ -51,6 +51,10 @@ class TrainingFailed(RuntimeError):
 
 
 def _fail(trial_dir: Path, reason: str, tail: str, message: str = "") -> TrainingFailed:
+    """Record a failed training (its process is dead by now). A metrics.json it wrote before it was
+    killed goes: the folder must not say a NaN or timed-out training finished (the driver keeps a
+    metrics.json as proof when a worker dies)."""
+    (trial_dir / METRICS_FILE).unlink(missing_ok=True)
     try:
         cause = root_cause((trial_dir / STDOUT_LOG).read_text(errors="replace").splitlines())
     except OSError:

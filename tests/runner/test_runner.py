@@ -53,6 +53,23 @@ def test_failures_carry_reason_and_log_tail(tmp_path: Path, knob: str, reason: s
         assert "step:50/50" not in (tmp_path / "f" / "stdout.log").read_text()
 
 
+def test_a_nan_training_that_wrote_metrics_before_its_kill_leaves_none(tmp_path: Path) -> None:
+    """A training judged diverged may still write metrics.json between its NaN line and its kill (it
+    happened under load: the driver then kept it as a finished result). Here the script writes it first."""
+    script = tmp_path / "nan_after_metrics.py"
+    script.write_text(
+        "import json, os, time\n"
+        "json.dump({'val_bpb': 5.25, 'val_loss': 3.7, 'bytes_total': 7000},"
+        " open(os.path.join(os.environ['OUT_DIR'], 'metrics.json'), 'w'))\n"
+        "print('step:2/4 train_loss:nan train_time:20ms step_avg:10.00ms', flush=True)\n"
+        "time.sleep(30)\n")
+    with pytest.raises(TrainingFailed) as info:
+        run_training({}, script, tmp_path / "n")
+    assert info.value.reason == "nan_loss"
+    assert not (tmp_path / "n" / "metrics.json").exists()
+    assert load_finished_metrics(tmp_path / "n") is None
+
+
 @pytest.mark.slow
 def test_a_training_past_its_timeout_is_killed_with_every_rank(tmp_path: Path, fake_trainings_alive) -> None:
     started = time.time()
