@@ -13,7 +13,7 @@ For each number of concurrent slots (Ray logical CPUs), prints:
 - driver CPU seconds per trial (user + system of this process),
 - overhead fraction = mean idle per trial / trial seconds.
 
-    .venv/bin/python bench/overhead.py [--slots 2,8] [--trials-per-slot 4] [--trial-seconds 2] [--reuse-actors]
+    .venv/bin/python bench/overhead.py [--slots 2,8] [--trials-per-slot 4] [--trial-seconds 2] [--fresh-workers]
 
 It prints figures; it never passes or fails on them.
 """
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, default=ROOT / "bench/grid_table.csv")
     parser.add_argument("--space", type=Path, default=ROOT / "spaces/bench_grid.py")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
-    parser.add_argument("--reuse-actors", action="store_true",
-                        help="let Tune reuse trial workers (search.run does not: a fresh process per trial)")
+    parser.add_argument("--fresh-workers", action="store_true",
+                        help="a fresh Ray worker process per trial (search.run reuses a trial's worker for the next)")
     args = parser.parse_args(argv)
     try:
         slots = [int(s) for s in args.slots.split(",") if s.strip()]
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pgolf_overhead_") as tmp:
         for n in slots:
             r = measure(n, n * args.trials_per_slot, args.trial_seconds, args.table, args.space, Path(tmp),
-                        reuse_actors=args.reuse_actors)
+                        reuse_actors=False if args.fresh_workers else None)
             print(f"{n} slots: {r.trials} trials of {r.trial_seconds:g}s, idle {r.idle_per_trial:.2f}s per trial "
                   f"between trials in a slot ({r.fraction:.1%} of trial time), driver CPU "
                   f"{r.cpu_per_trial:.3f}s per trial", flush=True)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "overhead_reuse_actors.md" if args.reuse_actors else "overhead.md"
+    name = "overhead_fresh_workers.md" if args.fresh_workers else "overhead.md"
     (args.out / name).write_text(
         "# Scheduling overhead\n\nSleeping replay trials through real Ray Tune + BudgetedOptunaSearcher "
         "(SQLite study) on this machine.\n\n" + table + "\n\nCommand: `python bench/overhead.py "
