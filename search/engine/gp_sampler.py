@@ -185,23 +185,29 @@ class KnownBudgetGPSampler(optuna.samplers.BaseSampler):
                 if t.user_attrs.get(attrs.REASON) != attrs.OVER_BUDGET_PREDICTED}
         anchors = [{k: front[i].params[k] for k in search_space}
                    for i in non_dominated([(t.values[0], t.values[1]) for t in front])]
-        accepted: list[tuple[dict[str, Any], float | None]] = []
+        candidates: list[dict[str, Any]] = []
         keys = set()
         for params in self._candidates(encoder, anchors):
             k = _key(params)
-            if k in seen or k in keys:
-                continue
-            keys.add(k)
-            ok, predicted = self._judge(trial, params)
-            if ok:
-                accepted.append((params, predicted))
+            if k not in seen and k not in keys:
+                keys.add(k)
+                candidates.append(params)
+        if not candidates:
+            return {}
+        tried = np.array([encoder.encode({k: t.params[k] for k in search_space}) for t in trials]) \
+            if trials else np.zeros((0, len(encoder.encode(candidates[0]))))
+        if len(done) < self.n_startup or len(done) < 2:
+            # the accepted candidate farthest from every point tried: judged farthest first, so the first
+            # accepted is the answer (a search's first proposals need not judge the whole space)
+            xall = np.array([encoder.encode(p) for p in candidates])
+            for i in np.argsort(-self._min_distance(xall, tried), kind="stable"):
+                if self._judge(trial, candidates[i])[0]:
+                    return candidates[i]
+            return {}  # every candidate is over budget: independent draws, the searcher prunes them
+        accepted = [(p, judged[1]) for p in candidates if (judged := self._judge(trial, p))[0]]
         if not accepted:
             return {}  # every candidate is over budget or tried: independent draws, the searcher prunes them
         xc = np.array([encoder.encode(p) for p, _ in accepted])
-        tried = np.array([encoder.encode({k: t.params[k] for k in search_space}) for t in trials]) \
-            if trials else np.zeros((0, xc.shape[1]))
-        if len(done) < self.n_startup or len(done) < 2:
-            return accepted[self._maximin(xc, tried)][0]
         score = self._acquisition(encoder, done, pending, front, accepted, xc)
         return accepted[int(np.argmax(score))][0]
 
@@ -211,11 +217,11 @@ class KnownBudgetGPSampler(optuna.samplers.BaseSampler):
         return self.judge(params)
 
     @staticmethod
-    def _maximin(xc: np.ndarray, tried: np.ndarray) -> int:
+    def _min_distance(xc: np.ndarray, tried: np.ndarray) -> np.ndarray:
+        """Each candidate's distance to the nearest point tried (all equal when none was)."""
         if not len(tried):
-            return 0
-        dist = np.sqrt(((xc[:, None, :] - tried[None, :, :]) ** 2).sum(-1)).min(1)
-        return int(np.argmax(dist))
+            return np.zeros(len(xc))
+        return np.sqrt(((xc[:, None, :] - tried[None, :, :]) ** 2).sum(-1)).min(1)
 
     def _fit(self, name: str, x: np.ndarray, y: np.ndarray) -> GP:
         gp = GP(x, y, self._theta.get(name))
