@@ -1,5 +1,5 @@
-"""Fixtures every test folder shares: one real data preparation per session, Ray clusters (a fresh one
-per test, per module, or the session's), the integrity check every fault must leave, and a probe for
+"""Fixtures every test folder shares: one real data preparation per session, one real smoke search per
+session for the tests that only read one, Ray clusters (a fresh one per test, per module, or the session's), the integrity check every fault must leave, and a probe for
 fake trainings left running. Shared plain helpers live in tests/helpers.py.
 
 Markers (pyproject.toml): `ray` (this process starts or joins a Ray cluster), `slow` (over ~2.5 s on 2 cores:
@@ -9,25 +9,66 @@ in its own mount namespace), `records` (reads ../shared/conformance/records, ski
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from helpers import check_experiment_intact
+from helpers import ROOT, check_experiment_intact
 from pgolf.data import Prepared, prepare
+
+
+def _session_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, name: str) -> Path:
+    """A folder for the whole run: one per session, shared by all xdist workers."""
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker
+        return tmp_path_factory.mktemp(name)
+    shared = tmp_path_factory.getbasetemp().parent / name
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """A session-wide output directory for prepared vocabularies (tokenizers/ and datasets/), one for
     all xdist workers (`prepare` is locked and cached: the first worker prepares, the others read)."""
-    if not hasattr(request.config, "workerinput"):  # not an xdist worker
-        return tmp_path_factory.mktemp("pgolf_data")
-    shared = tmp_path_factory.getbasetemp().parent / "pgolf_data"
-    shared.mkdir(exist_ok=True)
-    return shared
+    return _session_dir(tmp_path_factory, request, "pgolf_data")
+
+
+@dataclass(frozen=True)
+class FinishedSearch:
+    """A `python -m search.run` that has ended: its experiment folder and what it printed."""
+
+    folder: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def smoke_search(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> FinishedSearch:
+    """The README's smoke search, shrunk: `spaces/tokenizer_width_depth.py --smoke`, 2 real trainings, seed 0,
+    $3 per CPU-hour, run once for every test that reads a finished smoke experiment (xdist workers: the
+    first runs it under a lock, the others read what it left). Tests copy the folder before writing to it."""
+    shared = _session_dir(tmp_path_factory, request, "smoke_search")
+    with open(shared / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "done.json"
+        if not done.is_file():
+            proc = subprocess.run(
+                [sys.executable, "-m", "search.run", "spaces/tokenizer_width_depth.py", "--smoke", "--num-samples",
+                 "2", "--name", "smoke", "--results-dir", str(shared / "results"), "--num-cpus", "2", "--seed", "0",
+                 "--gpu-hour-price", "3"], cwd=ROOT, capture_output=True, text=True, timeout=540)
+            done.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}))
+        ran = json.loads(done.read_text())
+    search = FinishedSearch(shared / "results" / "smoke", ran["returncode"], ran["stdout"], ran["stderr"])
+    assert search.returncode == 0, search.stderr[-3000:]
+    return search
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,19 +55,17 @@ def test_hours_used_and_saved_on_gpus_and_cpus() -> None:
 
 
 @pytest.mark.slow
-def test_a_smoke_search_shows_cost_and_pareto_hypervolume_against_cost(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "search.run", "spaces/bench_grid.py", "--smoke", "--num-samples", "4",
-         "--name", "cost", "--results-dir", str(results), "--seed", "3", "--gpu-hour-price", "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    progress = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+def test_a_smoke_search_shows_cost_and_pareto_hypervolume_against_cost(smoke_search, tmp_path: Path) -> None:
+    """The session's real --smoke search (at $3 per CPU-hour): its progress, its summary, then search.pareto on
+    a copy of its folder (the report writes pareto.html and .png there)."""
+    progress = [line for line in smoke_search.stdout.splitlines() if line.startswith("[")]
     assert progress and all(re.search(r"\| \S+ CPU-h used \(\$\S+\), \S+ CPU-h saved", p) for p in progress)
-    summary = next(line for line in proc.stdout.splitlines() if line.startswith("cost: "))
+    summary = next(line for line in smoke_search.stdout.splitlines() if line.startswith("cost: "))
     assert "CPU-hours (no GPUs: a --smoke or CPU run) used" in summary
+    results = tmp_path / "results"
+    shutil.copytree(smoke_search.folder, results / "smoke")
 
-    rows = read_trials_csv(results / "cost")
+    rows = read_trials_csv(results / "smoke")
     walls = [float(r["wall_seconds"]) for r in rows if r["state"] == "COMPLETE"]
     pruned = sum(r["reason"] == "over_budget_predicted" for r in rows)
     used, median = sum(walls) / 3600, statistics.median(walls) / 3600
@@ -74,19 +73,19 @@ def test_a_smoke_search_shows_cost_and_pareto_hypervolume_against_cost(tmp_path:
     assert f"median {hours_text(median)} h each; {hours_text(pruned * median)} saved" in summary
     assert f"by pruning {pruned} proposal(s) before launch at $3 per CPU-hour" in summary
 
-    report = subprocess.run([sys.executable, "-m", "search.pareto", str(results / "cost"), "--format", "csv"],
+    report = subprocess.run([sys.executable, "-m", "search.pareto", str(results / "smoke"), "--format", "csv"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
     table = list(csv.DictReader(io.StringIO(report.stdout)))
     by_number = sorted(table, key=lambda r: int(r["trial"]))
     cumulative = [float(r["cumulative_hours"]) for r in by_number]
     assert cumulative == sorted(cumulative) and cumulative[-1] == pytest.approx(used)
-    text = subprocess.run([sys.executable, "-m", "search.pareto", str(results / "cost")], cwd=ROOT,
+    text = subprocess.run([sys.executable, "-m", "search.pareto", str(results / "smoke")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120).stdout
     assert f"cost: {hours_text(used)} CPU-h over {len(walls)} training(s); 90 % of the final hypervolume after" in text
-    data = json.loads(subprocess.run([sys.executable, "-m", "search.pareto", str(results / "cost"), "--format",
+    data = json.loads(subprocess.run([sys.executable, "-m", "search.pareto", str(results / "smoke"), "--format",
                                       "json"], cwd=ROOT, capture_output=True, text=True, timeout=120).stdout)
     assert data["cost_unit"] == "CPU-h" and data["hours"] == pytest.approx(used)
     assert [h["cumulative_hours"] for h in data["history"]] == pytest.approx(cumulative)
-    html = (results / "cost" / "pareto.html").read_text()
-    assert "Hypervolume against cost" in html and (results / "cost" / "pareto.png").stat().st_size > 0
+    html = (results / "smoke" / "pareto.html").read_text()
+    assert "Hypervolume against cost" in html and (results / "smoke" / "pareto.png").stat().st_size > 0

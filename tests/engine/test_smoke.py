@@ -1,12 +1,11 @@
-"""The done-when command, shrunk: a real --smoke search with the real trainer, corpus and tokenizer."""
+"""The done-when command, shrunk: a real --smoke search with the real trainer, corpus and tokenizer (the
+session's `smoke_search`, which other tests read too)."""
 
 from __future__ import annotations
 
 import pytest
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -15,19 +14,11 @@ from search.core.layout import storage_url
 from search.core.limits import BUDGET_CONSTRAINT
 from search.store.trials_csv import read_trials_csv
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.slow
-def test_smoke_search_end_to_end(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    proc = subprocess.run(
-        [sys.executable, "-m", "search.run", "spaces/tokenizer_width_depth.py", "--smoke", "--num-samples", "2",
-         "--name", "smoke", "--results-dir", str(results), "--num-cpus", "2", "--seed", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=540)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "best feasible val_bpb" in proc.stdout and "Pareto front" in proc.stdout
-    folder = results / "smoke"
+def test_smoke_search_end_to_end(smoke_search) -> None:
+    assert "best feasible val_bpb" in smoke_search.stdout and "Pareto front" in smoke_search.stdout
+    folder = smoke_search.folder
     experiment = json.loads((folder / "experiment.json").read_text())
     assert experiment["smoke"] is True and experiment["objectives"] == ["val_bpb", "bytes_total"]
     budget = experiment["budget_bytes"]
