@@ -3,6 +3,7 @@ Ray cluster do: a real head started by `ray start --head` from another folder, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -124,7 +125,7 @@ def _cmdline(pid: int) -> str:
 @pytest.mark.slow
 def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experiment_intact) -> None:
     """Head and worker `ray start` nodes on this machine (the worker joins with RAY_AUTH_MODE=token, as
-    the README says); the worker's raylet is SIGKILLed while a training runs there."""
+    the README says); the worker node's raylet and its workers are SIGKILLed while a training runs there."""
     with two_nodes(tmp_path) as (address, _, worker):
         deadline = time.time()
         log = tmp_path / "launches.txt"
@@ -150,7 +151,11 @@ def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experimen
                 if raylet:
                     victim = next((p for p in _descendants(raylet) if "fake_train.py" in _cmdline(p)), None)
                 time.sleep(0.3)
-            os.kill(raylet, signal.SIGKILL)
+            # the node goes away whole, as a machine does: its raylet and every worker process under it (a
+            # worker left alive a moment after its raylet could still finish the training and report it)
+            for pid in [raylet, *_descendants(raylet)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             out, err = driver.communicate(timeout=400)
         finally:
             if driver.poll() is None:
