@@ -43,8 +43,12 @@ class History:
         self.imported = {param_key(t.params) for t in imported(study.get_trials(deepcopy=False))}
         self._trained: tuple[Any, set[tuple]] = (None, set())
 
-    def trained_keys(self, rung: int | None) -> set[tuple]:
-        """The configurations launched at `rung` (training, trained or failed there)."""
+    def trained_keys(self, rung: int | None, cached: bool = False) -> set[tuple]:
+        """The configurations launched at `rung` (training, trained or failed there). `cached`: as last read
+        for that rung, without reading the study (~11 ms with SQLite): the searcher reads it once per
+        proposal, and its judge asks it for every candidate while nothing launches."""
+        if cached and self._trained[0] is not None and self._trained[0][1] == rung:
+            return self._trained[1]
         trials = self.study.get_trials(deepcopy=False)
         if self._trained[0] != (len(trials), rung):  # a launch adds a trial first: the count tells a change
             self._trained = ((len(trials), rung), {param_key(t.params) for t in trials

@@ -101,7 +101,7 @@ class BudgetedOptunaSearcher(Searcher):
         self._asked_rung: int | None = None  # the rung the proposal being drawn starts on (judge)
         self.exhausted: str | None = None  # every configuration of a finite space trained or over budget
         self._exhausted_until_news = False  # so while trainings run: wait for one to end before asking again
-        self.distributions = _probe(spec)
+        self.distributions = distributions(spec, quiet=True)
         sampler = innermost(study.sampler)
         if hasattr(sampler, "judge"):  # proposes only what the predictor accepts (search.engine.gp_sampler)
             sampler.judge = self.judge
@@ -113,7 +113,7 @@ class BudgetedOptunaSearcher(Searcher):
         raises on them, that rung's predictor prunes them, or they were trained at that rung; kept until
         the next completed training teaches the predictor (`observe`)."""
         key, rung = param_key(dict(params)), self._asked_rung if self._asked_rung is not None else self._new_rung
-        if key in self.history.trained_keys(rung) and not self.spec.allow_repeats:
+        if key in self.history.trained_keys(rung, cached=True) and not self.spec.allow_repeats:
             return False, None
         if (key, rung) not in self._judged:
             try:
@@ -180,8 +180,11 @@ class BudgetedOptunaSearcher(Searcher):
         return True  # the space comes from the space file, objectives are fixed
 
     def _ask(self) -> tuple[optuna.Trial, int | None]:
-        """The next trial and its rung (`search.engine.ladder.ask`; rung None without a ladder)."""
-        return (self.study.ask(), None) if self.ladder is None else ask(self.study, self.ladder)
+        """The next trial and its rung (`search.engine.ladder.ask`; rung None without a ladder), with what was
+        launched at that rung read once: `judge` asks the history's copy per candidate as the proposal is drawn."""
+        trial, rung = (self.study.ask(), None) if self.ladder is None else ask(self.study, self.ladder)
+        self.history.trained_keys(rung)
+        return trial, rung
 
     def _propose(self, trial: optuna.Trial, rung: int | None = None) -> dict[str, str]:
         try:
@@ -390,11 +393,3 @@ class BudgetedOptunaSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: `--resume` reloads the study (see settle_running_trials)."""
 
-
-def _probe(spec: SpaceSpec) -> dict[str, Any]:
-    """The space's distributions before any trial (none for a space function that raises: the first real
-    proposal reports it in one line)."""
-    try:
-        return distributions(spec)
-    except Exception:  # noqa: BLE001 - user code
-        return {}

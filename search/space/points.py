@@ -58,12 +58,18 @@ def check_points(spec: SpaceSpec) -> None:
         spec.trial_env(proposed)
 
 
-def distributions(spec: SpaceSpec) -> dict[str, BaseDistribution]:
+def distributions(spec: SpaceSpec, quiet: bool = False) -> dict[str, BaseDistribution]:
     """The space's distributions, from one draw of `space(trial)` on a throwaway study (a sampler's view
-    of the space before any trial exists). A space function that raises is the caller's to report."""
+    of the space before any trial exists). A space function that raises is the caller's to report, or
+    with `quiet` gives none (the searcher's first real proposal then reports it in one line)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     probe = optuna.create_study(directions=["minimize", "minimize"]).ask()
-    spec.space(probe)
+    try:
+        spec.space(probe)
+    except Exception:  # noqa: BLE001 - user code
+        if not quiet:
+            raise
+        return {}
     return dict(probe.distributions)
 
 
