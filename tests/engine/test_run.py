@@ -23,6 +23,9 @@ from search.engine.options import RunError, RunOptions
 from search.space.spec import SpaceError
 
 ROOT = Path(__file__).resolve().parents[2]
+# one xdist worker runs this module (its module fixture starts a Ray cluster,
+# once per worker that runs any of its tests)
+pytestmark = pytest.mark.xdist_group("run")
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 

@@ -24,6 +24,9 @@ from search.records import config as record
 from search.records.stats import significance
 
 REPO = Path(__file__).resolve().parents[2]
+# one xdist worker runs this module (its module fixtures promote a real smoke trial with two seed trainings,
+# once per worker that runs any of its tests)
+pytestmark = pytest.mark.xdist_group("promote")
 SCRIPT = REPO / "pgolf" / "train_gpt.py"
 TINY_ENV = {
     "ITERATIONS": "20", "WARMUP_STEPS": "0", "WARMDOWN_ITERS": "5", "TRAIN_BATCH_TOKENS": "1024",

@@ -23,6 +23,9 @@ from search.engine.driver import run_search
 from search.engine.options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[2]
+# one xdist worker runs this module (its module fixture runs a real search on a Ray cluster,
+# once per worker that runs any of its tests)
+pytestmark = pytest.mark.xdist_group("bad_input")
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 SPACE = ("SCRIPT = {script!r}\nBUDGET_BYTES = 100_000\nGPUS_PER_TRIAL = 0\n"
          "def PREDICT_BYTES(env):\n    return int(5000 + 1000 * float(env['X']))\n"
