@@ -26,9 +26,15 @@ from search.space.spec import SpaceSpec
 
 # A trial's Ray worker runs the next trial of the same resources: it more than halves the idle time
 # between trials (bench/overhead.py, against --fresh-workers) and saves ~1.5 CPU-s of imports per trial.
-# A stopped trial's training still dies: Tune reuses a worker only once its trial's thread has ended
-# (else it kills the worker, and the training with it), and the runner kills its training on leaving.
+# Not with EARLY_STOPPING: a trial ASHA stops is cached for reuse while its training may still run until
+# its next validation line (and Tune fails the next trial when the worker is not free within 2 s); a
+# fresh worker per trial lets Tune kill the stopped one, and the training dies with it.
 REUSE_ACTORS = True
+
+
+def reuse_workers(spec: SpaceSpec) -> bool:
+    """Whether Tune may run a trial in the worker of a finished one (`REUSE_ACTORS`)."""
+    return REUSE_ACTORS and not spec.early_stopping
 
 
 def device_of(spec: SpaceSpec) -> Device:
@@ -68,7 +74,7 @@ def run_trials(opts: RunOptions, spec: SpaceSpec, searcher: BudgetedOptunaSearch
     tuner = tune.Tuner(
         tune.with_resources(trainable, trial_request(spec)),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
-                                    max_concurrent_trials=concurrent, reuse_actors=REUSE_ACTORS),
+                                    max_concurrent_trials=concurrent, reuse_actors=reuse_workers(spec)),
         run_config=tune.RunConfig(name="tune", storage_path=tune_dir, verbose=0, stop=StopAll(searcher),
                                   callbacks=[progress, TrialTracker(searcher)],
                                   failure_config=tune.FailureConfig(max_failures=0)))

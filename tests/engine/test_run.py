@@ -20,6 +20,8 @@ from search.core.limits import BUDGET_CONSTRAINT
 from search.store.trials_csv import read_trials_csv
 from search.engine.driver import run_search
 from search.engine.options import RunError, RunOptions
+from search.engine.tuning import reuse_workers
+from search.space.load import load_space
 from search.space.spec import SpaceError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +170,11 @@ def test_early_stopped_trial_is_pruned(ray_cluster, tmp_path: Path) -> None:
                         BUDGET_BYTES=100_000, GPUS_PER_TRIAL=0, FIXED_ENV={"FAKE_STEPS": 12, "FAKE_SLEEP": 0.4},
                         EARLY_STOPPING={"grace_period": 1, "reduction_factor": 2},
                         POINTS_TO_EVALUATE=[{"X": 3.0}, {"X": 0.0}])
+    # a worker per trial: Tune kills a stopped trial's worker, and its training with it (a reused one would
+    # keep training until its next validation line, minutes away on a real training)
+    assert reuse_workers(load_space(space)) is False
+    assert reuse_workers(load_space(write_space(tmp_path / "plain.py", "def space(trial):\n    return {}\n",
+                                                BUDGET_BYTES=100_000, GPUS_PER_TRIAL=0))) is True
     summary = run_search(RunOptions(space=space, name="asha", num_samples=2, max_concurrent=1,
                                     results_dir=tmp_path / "results"))
     study = load(summary.folder, "asha")
