@@ -37,8 +37,10 @@ CKEYS = ("zlib:9", "zstd:22", "lzma:9", "brotli:11")
 ROW_STD = 0.02                 # fp16 values' scale (their exponent pattern, not their bytes, depends on it)
 
 
+@lru_cache(maxsize=len(ROW_LENGTHS))
 def _synthetic(nu: float, row_len: int, seed: int):
-    """SIM_VALUES values in rows of row_len, Student-t(nu) (Gaussian from 1000 on)."""
+    """SIM_VALUES values in rows of row_len, Student-t(nu) (Gaussian from 1000 on); cached for the other
+    storages and compressors of one nu (read only: quantized and cast into new tensors)."""
     import numpy as np
     import torch
 
