@@ -1,6 +1,7 @@
 """Fixtures every test folder shares: one real data preparation per session, one real smoke search per
-session for the tests that only read one, Ray clusters (a fresh one per test, per module, or the session's), the integrity check every fault must leave, and a probe for
-fake trainings left running. Shared plain helpers live in tests/helpers.py.
+session for the tests that only read one, Ray clusters (a fresh one per test, per module, or the
+session's), the integrity check every fault must leave, and a probe for fake trainings left running.
+Shared plain helpers live in tests/helpers.py.
 
 Markers (pyproject.toml): `ray` (this process starts or joins a Ray cluster), `slow` (over ~2.5 s on 2 cores:
 `pytest -m "not slow"` is the fast loop), `nodes` (a real two-node cluster: `ray start` twice, one node
