@@ -77,9 +77,9 @@ def _cpu() -> float:
 
 
 def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: Path,
-            work: Path, reuse_actors: bool | None = None) -> OverheadResult:
+            work: Path, fresh_workers: bool = False) -> OverheadResult:
     """One Tune run of `trials` sleeping trials on `slots` logical CPUs; workers reused as `search.run`
-    reuses them (`REUSE_ACTORS`) unless `reuse_actors` says otherwise."""
+    reuses them for the space (`search.engine.tuning.reuse_workers`), or a fresh one per trial."""
     import optuna
     import ray
     from ray import tune
@@ -87,7 +87,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
     from search.core.layout import LEARNER_FILE
     from search.engine.predictors import make_predictor
     from search.engine.searcher import BudgetedOptunaSearcher
-    from search.engine.tuning import REUSE_ACTORS
+    from search.engine.tuning import reuse_workers
     from search.engine.study import enqueue_seed_points, open_study
     from search.runner.cluster import start_ray, trial_resources
     from search.runner.launch import TrialLaunch
@@ -109,7 +109,7 @@ def measure(slots: int, trials: int, trial_seconds: float, table: Path, space: P
         tuner = tune.Tuner(
             tune.with_resources(make_replay_trainable(table, seconds=trial_seconds), trial_resources(0, 1)),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=trials, max_concurrent_trials=slots,
-                                        reuse_actors=REUSE_ACTORS if reuse_actors is None else reuse_actors),
+                                        reuse_actors=reuse_workers(spec) and not fresh_workers),
             run_config=tune.RunConfig(name="overhead", storage_path=str(folder.resolve()), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)))
         cpu0, t0 = _cpu(), time.time()
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pgolf_overhead_") as tmp:
         for n in slots:
             r = measure(n, n * args.trials_per_slot, args.trial_seconds, args.table, args.space, Path(tmp),
-                        reuse_actors=False if args.fresh_workers else None)
+                        fresh_workers=args.fresh_workers)
             print(f"{n} slots: {r.trials} trials of {r.trial_seconds:g}s, idle {r.idle_per_trial:.2f}s per trial "
                   f"between trials in a slot ({r.fraction:.1%} of trial time), driver CPU "
                   f"{r.cpu_per_trial:.3f}s per trial", flush=True)

@@ -24,17 +24,13 @@ from search.runner.replay import make_replay_trainable
 from search.runner.trainable import train_trial
 from search.space.spec import SpaceSpec
 
-# A trial's Ray worker runs the next trial of the same resources: it more than halves the idle time
-# between trials (bench/overhead.py, against --fresh-workers) and saves ~1.5 CPU-s of imports per trial.
-# Not with EARLY_STOPPING: a trial ASHA stops is cached for reuse while its training may still run until
-# its next validation line (and Tune fails the next trial when the worker is not free within 2 s); a
-# fresh worker per trial lets Tune kill the stopped one, and the training dies with it.
-REUSE_ACTORS = True
-
-
 def reuse_workers(spec: SpaceSpec) -> bool:
-    """Whether Tune may run a trial in the worker of a finished one (`REUSE_ACTORS`)."""
-    return REUSE_ACTORS and not spec.early_stopping
+    """Whether Tune may run a trial in the worker of a finished one (`reuse_actors`): it cuts the idle time
+    between trials (bench/overhead.py, against --fresh-workers) and saves ~1.5 CPU-s of imports per trial.
+    Not with EARLY_STOPPING: a trial ASHA stops is cached for reuse while its training may still run until
+    its next validation line (and Tune fails the next trial when the worker is not free within 2 s); a
+    fresh worker per trial lets Tune kill the stopped one, and the training dies with it."""
+    return not spec.early_stopping
 
 
 def device_of(spec: SpaceSpec) -> Device:
