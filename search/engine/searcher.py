@@ -180,9 +180,10 @@ class BudgetedOptunaSearcher(Searcher):
         return True  # the space comes from the space file, objectives are fixed
 
     def _ask(self) -> tuple[optuna.Trial, int | None]:
-        """The next trial and its rung (`search.engine.ladder.ask`; rung None without a ladder), with what was
-        launched at that rung read once: `judge` asks the history's copy per candidate as the proposal is drawn."""
+        """The next trial and its rung (`search.engine.ladder.ask`; rung None without a ladder), kept for `judge`
+        with what was launched at that rung, read once: `judge` asks it per candidate as the proposal is drawn."""
         trial, rung = (self.study.ask(), None) if self.ladder is None else ask(self.study, self.ladder)
+        self._asked_rung = rung
         self.history.trained_keys(rung)
         return trial, rung
 
@@ -218,7 +219,6 @@ class BudgetedOptunaSearcher(Searcher):
             if attempt and self._exhaust():  # the last proposal was refused: is anything left to launch?
                 return self._wait_or_finish()
             trial, rung = self._ask()
-            self._asked_rung = rung
             try:
                 env = self._propose(trial, rung)
                 prune, predicted, margin = self._predictor(rung).prune(env, self.spec.budget_bytes)
