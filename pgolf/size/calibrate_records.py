@@ -67,7 +67,7 @@ def fit_nu(points: list[RecordPoint], progress=print) -> float:
     ckeys = sorted({TrainedRegime.ckey_of(p.shape.env) for p in fitted})
 
     def loss(log_nu: float) -> float:
-        regime = TrainedRegime.build(math.exp(log_nu), ckeys=ckeys)
+        regime = TrainedRegime.on_demand(math.exp(log_nu), ckeys=ckeys)
         errs = [math.log(predicted_bytes(p, regime) / p.model_bytes) for p in fitted]
         value = sum(e * e for e in errs)
         progress(f"  nu {math.exp(log_nu):8.2f}: rms error {math.sqrt(value / len(errs)):.3%}")

@@ -65,6 +65,24 @@ def simulated_rate(nu: float, storage: str, ckey: str, row_len: int) -> float:
     return len(tg.compress(data, compressor, int(level))) / w.numel()
 
 
+def _rate_points(nu: float, storage: str, ckey: str) -> list[list[float]]:
+    """[log2(row length), bytes per value] of `storage` under `ckey` at every ROW_LENGTHS."""
+    return [[math.log2(n), simulated_rate(nu, storage, ckey, n)] for n in ROW_LENGTHS]
+
+
+class _OnDemandRates(dict):
+    """storage -> rate points of one compressor at one nu, simulated on first `get`."""
+
+    def __init__(self, nu: float, ckey: str):
+        super().__init__()
+        self.nu, self.ckey = nu, ckey
+
+    def get(self, storage, default=None):
+        if storage not in self and storage in STORAGES:
+            self[storage] = _rate_points(self.nu, storage, self.ckey)
+        return super().get(storage, default)
+
+
 @dataclass
 class TrainedRegime:
     """rates[ckey][storage] = sorted [log2(row length), bytes per value] points at the fitted nu."""
@@ -76,7 +94,9 @@ class TrainedRegime:
     meta: dict = field(default_factory=dict)
 
     def value_bytes(self, ckey: str, storage: str, row_len: int) -> float:
-        by_storage = self.rates.get(ckey) or self.rates[_nearest_ckey(self.rates, ckey)]
+        by_storage = self.rates.get(ckey)
+        if by_storage is None:
+            by_storage = self.rates[_nearest_ckey(self.rates, ckey)]
         points = by_storage.get(storage)
         if points is None:
             raise ValueError(f"storage {storage} is not in the trained-weights table {TRAINED_PATH.name}; "
@@ -93,9 +113,13 @@ class TrainedRegime:
 
     @classmethod
     def build(cls, nu: float, ckeys=CKEYS, storages=STORAGES, **kw) -> "TrainedRegime":
-        rates = {c: {s: [[math.log2(n), simulated_rate(nu, s, c, n)] for n in ROW_LENGTHS] for s in storages}
-                 for c in ckeys}
-        return cls(nu=nu, rates=rates, **kw)
+        return cls(nu=nu, rates={c: {s: _rate_points(nu, s, c) for s in storages} for c in ckeys}, **kw)
+
+    @classmethod
+    def on_demand(cls, nu: float, ckeys=CKEYS) -> "TrainedRegime":
+        """The regime at nu with each storage's rates simulated when a prediction first asks for them: the
+        fit of nu predicts a few records, which read a few storages (`build` tabulates them all)."""
+        return cls(nu=nu, rates={c: _OnDemandRates(nu, c) for c in ckeys})
 
     def save(self, path: str | Path = TRAINED_PATH) -> None:
         Path(path).write_text(json.dumps({"meta": self.meta, "nu": self.nu, "margin": self.margin,

@@ -17,7 +17,6 @@ from typing import Sequence
 
 from search.core.errors import OneLineError
 from search.core.layout import PREP_LOG
-from search.engine.driver import run_search
 from search.engine.options import (DEFAULT_NUM_SAMPLES, DEFAULT_RESULTS, MAX_NODE_LOSSES, SMOKE_NUM_SAMPLES,
                                    RunOptions, RunSummary)
 
@@ -117,6 +116,8 @@ def print_summary(summary: RunSummary, out=sys.stdout) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
+    from search.engine.driver import run_search  # after parsing: --help and usage errors answer at once
+
     try:
         summary = run_search(opts)
     except OneLineError as exc:
