@@ -81,6 +81,22 @@ def test_refit_reproduces_the_committed_regime(tmp_path):
     assert set(regime.meta["held_out"]) == set(rec.HELD_OUT)
 
 
+def test_the_fit_reads_the_tabulated_rates_simulating_only_what_it_asks():
+    """The regime the fit of nu predicts with (`on_demand`) gives the numbers `build` tabulates, and
+    simulates a storage only when a prediction asks for it."""
+    from pgolf.size.trained import TrainedRegime
+
+    lazy, full = TrainedRegime.on_demand(40.0, ckeys=("zlib:9",)), TrainedRegime.build(40.0, ckeys=("zlib:9",))
+    assert not lazy.rates["zlib:9"]
+    for row_len in (128, 700, 4096):
+        assert lazy.value_bytes("zlib:9", "int6", row_len) == full.value_bytes("zlib:9", "int6", row_len)
+    assert set(lazy.rates["zlib:9"]) == {"int6"}
+    assert lazy.value_bytes("zlib:7", "fp16", 512) == full.value_bytes("zlib:7", "fp16", 512)  # nearest level
+    assert set(lazy.rates["zlib:9"]) == {"int6", "fp16"}
+    with pytest.raises(ValueError, match="storage int3 is not in the trained-weights table"):
+        lazy.value_bytes("zlib:9", "int3", 512)
+
+
 def test_trained_weights_compress_better_than_cpu_calibration():
     """What the records show: the CPU calibration over-predicts trained weights (+4 % on the baseline)."""
     from pgolf.size import predict

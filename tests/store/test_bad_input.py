@@ -91,6 +91,18 @@ def test_bad_command_line_is_one_line_exit_2(args, words, tmp_path: Path, capsys
     assert not (tmp_path / "results").exists()
 
 
+def test_help_and_usage_errors_start_neither_ray_nor_optuna(tmp_path: Path) -> None:
+    """`search.run --help` and a usage error answer from argparse alone: the driver (Ray Tune, Optuna) is
+    imported only once the arguments are good."""
+    probe = ("import sys\nfrom search.engine.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    heavy = sorted({'ray', 'optuna', 'torch'} & set(sys.modules))\n"
+             "    print('exit', e.code, 'imported', heavy, file=sys.stderr)\n")
+    for args in (["--help"], [str(space_file(tmp_path / "space.py")), "--num-samples", "0"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert f"exit {0 if args == ['--help'] else 2} imported []" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_results_dir_that_is_a_file(tmp_path: Path, capsys) -> None:
     space = space_file(tmp_path / "space.py")
     (tmp_path / "file").write_text("x")
