@@ -6,7 +6,7 @@
     python -m pgolf.size calibrate                   rebuild the CPU calibration table (about 25 min)
     python -m pgolf.size calibrate-forms             re-measure the GPTQ / clip / pruning / brotli ratios
     python -m pgolf.size calibrate-records DIR ...   refit the trained regime on record folders (about
-                                                     a minute) and print each record's predicted bytes
+                                                     half a minute) and print each record's predicted bytes
     python -m pgolf.size records DIR ...             that table with the committed fit (nothing written)
 """
 
