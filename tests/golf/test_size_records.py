@@ -86,7 +86,8 @@ def test_the_fit_reads_the_tabulated_rates_simulating_only_what_it_asks():
     simulates a storage only when a prediction asks for it."""
     from pgolf.size.trained import TrainedRegime
 
-    lazy, full = TrainedRegime.on_demand(40.0, ckeys=("zlib:9",)), TrainedRegime.build(40.0, ckeys=("zlib:9",))
+    lazy = TrainedRegime.on_demand(40.0, ckeys=("zlib:9",))
+    full = TrainedRegime.build(40.0, ckeys=("zlib:9",), storages=("int6", "fp16"))
     assert not lazy.rates["zlib:9"]
     for row_len in (128, 700, 4096):
         assert lazy.value_bytes("zlib:9", "int6", row_len) == full.value_bytes("zlib:9", "int6", row_len)
