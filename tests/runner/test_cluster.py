@@ -3,9 +3,7 @@ Ray cluster do: a real head started by `ray start --head` from another folder, t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port, two_nodes
+from search.runner.process import descendants, kill_tree
 from search.store.trials_csv import read_trials_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,12 +106,6 @@ def test_without_address_a_stale_ray_start_record_is_ignored(tmp_path: Path) -> 
     assert [r["state"] for r in read_trials_csv(tmp_path / "own")].count("COMPLETE") == 1
 
 
-def _descendants(pid: int) -> list[int]:
-    from search.runner.process import descendants as below
-
-    return below(pid)
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -146,16 +139,14 @@ def test_a_lost_node_is_run_again_on_the_surviving_one(tmp_path: Path, experimen
             victim = None
             while victim is None:
                 assert time.time() < deadline + 120 and driver.poll() is None, "no training started on the worker"
-                raylets = [p for p in _descendants(worker.pid) if "raylet" in _cmdline(p).split(" ")[0]]
+                raylets = [p for p in descendants(worker.pid) if "raylet" in _cmdline(p).split(" ")[0]]
                 raylet = raylets[0] if raylets else None
                 if raylet:
-                    victim = next((p for p in _descendants(raylet) if "fake_train.py" in _cmdline(p)), None)
+                    victim = next((p for p in descendants(raylet) if "fake_train.py" in _cmdline(p)), None)
                 time.sleep(0.3)
             # the node goes away whole, as a machine does: its raylet and every worker process under it (a
             # worker left alive a moment after its raylet could still finish the training and report it)
-            for pid in [raylet, *_descendants(raylet)]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_tree(raylet)
             out, err = driver.communicate(timeout=400)
         finally:
             if driver.poll() is None:
