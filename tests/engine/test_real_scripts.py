@@ -19,6 +19,7 @@ from search.engine.options import RunError, RunOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = ROOT / "tests" / "scripts" / "upstream_style.py"
+pytestmark = pytest.mark.xdist_group("real_scripts")  # one xdist worker, so the module's cluster starts once
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,10 @@ TINY = {"NUM_LAYERS": "2", "MODEL_DIM": "64", "NUM_HEADS": "4", "NUM_KV_HEADS": 
 TOLERANCE = 0.03  # tiny models: a few KB, where a few hundred bytes of container noise are ~1 %
 
 
+# the tests that read the two tiny runs share one xdist worker (--dist loadgroup), so they train once
+ON_THE_TINY_RUNS = pytest.mark.xdist_group("size_tiny_runs")
+
+
 @pytest.fixture(scope="module")
 def tiny_runs(prepared_512, tmp_path_factory):
     """Two real short trainings (zstd int8, lzma mixed widths) with their envs and metrics."""
@@ -86,6 +90,7 @@ def test_predict_params_and_groups_are_exact():
 
 
 @pytest.mark.slow
+@ON_THE_TINY_RUNS
 def test_predicted_container_layout_is_the_real_one(tiny_runs):
     """The header the predictor rebuilds from shapes alone names the same tensors, parts, dtypes,
     shapes, frames and offsets as the trainer's real file, and its length differs only by digits."""
@@ -102,6 +107,7 @@ def test_predicted_container_layout_is_the_real_one(tiny_runs):
         assert abs(predicted_header - real_header) <= len(frames), (predicted_header, real_header)
 
 
+@ON_THE_TINY_RUNS
 def test_predict_matches_real_training(tiny_runs):
     for env, m in tiny_runs:
         p = size.predict(env)
@@ -115,6 +121,7 @@ def test_fewer_bits_predict_fewer_bytes():
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
 
+@ON_THE_TINY_RUNS
 def test_learner_moves_toward_measurement_and_margin_reacts(tiny_runs, tmp_path):
     learner = size.SizeLearner()
     env, m = tiny_runs[0]

@@ -46,6 +46,10 @@ def smoke_env(prepared_512) -> dict[str, str]:
     return {**prepared_512.env(), **SMOKE}
 
 
+# the tests that read the one smoke run share one xdist worker (--dist loadgroup), so it trains once
+ON_THE_SINGLE_RUN = pytest.mark.xdist_group("trainer_single_run")
+
+
 @pytest.fixture(scope="module")
 def single_run(smoke_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
@@ -57,6 +61,7 @@ def single_run(smoke_env, tmp_path_factory):
 
 
 @pytest.mark.slow
+@ON_THE_SINGLE_RUN
 def test_smoke_run_metrics_and_bytes(single_run):
     out, m, elapsed = single_run
     assert elapsed < 60, f"smoke run took {elapsed:.1f}s"
@@ -77,6 +82,7 @@ def test_smoke_run_metrics_and_bytes(single_run):
 
 
 @pytest.mark.slow
+@ON_THE_SINGLE_RUN
 def test_a_rerun_on_the_same_machine_writes_the_same_bytes(single_run, smoke_env, tmp_path):
     """Determinism where it holds: the same settings and seed on the same CPU give the same artifact,
     byte for byte (across CPU types the kernels differ: tests/bench/test_grid.py's KERNEL_SPREAD)."""
@@ -88,6 +94,7 @@ def test_a_rerun_on_the_same_machine_writes_the_same_bytes(single_run, smoke_env
     assert (again["val_bpb"], again["bytes_total"]) == (m["val_bpb"], m["bytes_total"])
 
 
+@ON_THE_SINGLE_RUN
 def test_smoke_run_log_formats(single_run):
     out, m, _ = single_run
     lines = (out / "train.log").read_text().splitlines()
@@ -106,6 +113,7 @@ def test_smoke_run_log_formats(single_run):
     assert float(final[0].group(2)) == pytest.approx(m["val_bpb"], abs=1e-8)
 
 
+@ON_THE_SINGLE_RUN
 def test_reload_in_fresh_process_reproduces_score(single_run, smoke_env):
     _, m, _ = single_run
     code = (
@@ -129,6 +137,7 @@ def test_reload_in_fresh_process_reproduces_score(single_run, smoke_env):
 
 
 @pytest.mark.slow
+@ON_THE_SINGLE_RUN
 def test_torchrun_two_processes_matches_single(single_run, smoke_env, tmp_path):
     _, single, _ = single_run
     proc = run_trainer(smoke_env, tmp_path, nproc=2)
@@ -140,6 +149,7 @@ def test_torchrun_two_processes_matches_single(single_run, smoke_env, tmp_path):
 
 
 @pytest.mark.slow
+@ON_THE_SINGLE_RUN
 def test_two_ranks_launched_by_the_search_runner(single_run, smoke_env, tmp_path):
     """As a GPU trial launches it: torchrun with each rank under search/runner/rank_guard.py."""
     from search.runner.trainable import run_training
