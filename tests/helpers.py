@@ -154,48 +154,74 @@ def _stop(proc: subprocess.Popen | None) -> None:
             proc.kill()
 
 
+def _wait_for_block(proc: subprocess.Popen, log: Path, deadline: float) -> None:
+    """Until `ray start --block` says it is up (it then blocks forever); its log's tail if it never does."""
+    while "block forever" not in log.read_text() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert "block forever" in log.read_text(), f"{log.name}: ray start did not come up:\n{log.read_text()[-2000:]}"
+
+
+@contextlib.contextmanager
+def head_node(log_dir: Path, num_cpus: int = 2, object_store_bytes: int = 200_000_000
+              ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real head node, `ray start --head --block` on 127.0.0.1, as a user's cluster runs: its own short
+    temp dir (socket paths are limited to ~100 bytes), so its record of the cluster is written there, not
+    in /tmp/ray, and nothing of it outlives the block. Logs to log_dir/head.log. Yields (address, its
+    process); on leaving it is stopped with SIGTERM and waited for until nothing answers at its port."""
+    port = free_port()
+    log = log_dir / "head.log"
+    temp_dir = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}",
+           "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--include-dashboard=false",
+           "--disable-usage-stats", f"--object-store-memory={object_store_bytes}", f"--temp-dir={temp_dir}",
+           "--block"]
+    head = None
+    try:
+        with log.open("w") as out:
+            head = subprocess.Popen(cmd, cwd=log_dir, stdout=out, stderr=subprocess.STDOUT)
+        _wait_for_block(head, log, time.time() + 120)
+        yield f"127.0.0.1:{port}", head
+    finally:
+        _stop(head)
+        deadline = time.time() + 30  # gone for good before the caller starts a cluster of its own
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.5)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def two_nodes(log_dir: Path, cpus_per_node: int = 1, worker_resources: dict[str, float] | None = None,
               worker_hides: Path | None = None) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
-    """A real two-node Ray cluster on this machine: `ray start --head` and a worker `ray start --address`
-    (joining with RAY_AUTH_MODE=token, as the README says), both `--block`, in a private temp dir.
-    `worker_resources`: the worker's custom resources (`ray start --resources`); `worker_hides`: a
-    folder the worker cannot see, as on a machine without a shared disk (the worker runs in its own
-    mount namespace, `unshare -m`, with an empty tmpfs mounted over it; the worker's view of a path P
-    is /proc/<worker pid>/root/P). Yields (address, head process, worker process); stops both on leaving."""
-    ray = Path(sys.executable).with_name("ray")
-    port = free_port()
-    temp_dir = tempfile.mkdtemp(prefix="raynodes", dir="/tmp")  # socket paths are limited to ~100 bytes
-    common = [f"--num-cpus={cpus_per_node}", "--disable-usage-stats", "--object-store-memory=100000000", "--block"]
-    head_log, worker_log = log_dir / "head.log", log_dir / "worker.log"
-    head = worker = None
-    try:
-        with head_log.open("w") as out:
-            head = subprocess.Popen([str(ray), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                                     "--include-dashboard=false", f"--temp-dir={temp_dir}", *common],
-                                    cwd=log_dir, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while "block forever" not in head_log.read_text() and time.time() < deadline and head.poll() is None:
-            time.sleep(0.5)
-        assert "block forever" in head_log.read_text(), head_log.read_text()[-2000:]
-        cmd = [str(ray), "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", *common]
+    """A real two-node Ray cluster on this machine: `head_node` and a worker `ray start --address`
+    (joining with RAY_AUTH_MODE=token, as the README says), `--block`. `worker_resources`: the worker's
+    custom resources (`ray start --resources`); `worker_hides`: a folder the worker cannot see, as on a
+    machine without a shared disk (the worker runs in its own mount namespace, `unshare -m`, with an empty
+    tmpfs mounted over it; the worker's view of a path P is /proc/<worker pid>/root/P). Yields (address,
+    head process, worker process); stops both on leaving (logs: log_dir/head.log and worker.log)."""
+    with head_node(log_dir, cpus_per_node, object_store_bytes=100_000_000) as (address, head):
+        cmd = [str(Path(sys.executable).with_name("ray")), "start", f"--address={address}",
+               "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_node}", "--disable-usage-stats",
+               "--object-store-memory=100000000", "--block"]
         if worker_resources:
             cmd.append(f"--resources={json.dumps(worker_resources)}")
         if worker_hides is not None:
             worker_hides.mkdir(parents=True, exist_ok=True)
             cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"',
                    str(worker_hides), *cmd]
-        with worker_log.open("w") as out:
-            worker = subprocess.Popen(cmd, cwd=log_dir, stdout=out, stderr=subprocess.STDOUT,
-                                      env={**os.environ, "RAY_AUTH_MODE": "token"})
-        while "block forever" not in worker_log.read_text() and time.time() < deadline and worker.poll() is None:
-            time.sleep(0.5)
-        assert "block forever" in worker_log.read_text(), worker_log.read_text()[-2000:]
-        yield f"127.0.0.1:{port}", head, worker
-    finally:
-        _stop(worker)
-        _stop(head)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        worker_log = log_dir / "worker.log"
+        worker = None
+        try:
+            with worker_log.open("w") as out:
+                worker = subprocess.Popen(cmd, cwd=log_dir, stdout=out, stderr=subprocess.STDOUT,
+                                          env={**os.environ, "RAY_AUTH_MODE": "token"})
+            _wait_for_block(worker, worker_log, time.time() + 120)
+            yield address, head, worker
+        finally:
+            _stop(worker)
 
 
 # ----------------------------------------------------------------------------- the exporter's documents

@@ -4,18 +4,14 @@ Ray cluster do: a real head started by `ray start --head` from another folder, t
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port, two_nodes
+from helpers import free_port, head_node, two_nodes
 from search.runner.process import descendants, kill_tree
 from search.store.trials_csv import read_trials_csv
 
@@ -23,43 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # `ray start` clusters and the stale /tmp/ray/ray_current_cluster record they share: one xdist worker runs
 # them one after another (--dist loadgroup), as test_data's two-node test
 pytestmark = pytest.mark.xdist_group("ray_start")
-RAY = Path(sys.executable).with_name("ray")
 
 
 @pytest.fixture
 def ray_head(tmp_path: Path):
-    """A head node started with `ray start --head --block` (stopped with SIGTERM afterwards)."""
-    port = free_port()
-    log = tmp_path / "head.log"
-    # its own short temp dir (socket paths are limited to ~100 bytes): `ray start` records the
-    # cluster there, not in /tmp/ray, so nothing of it outlives the test
-    temp_dir = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")
-    cmd = [str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-           "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000",
-           f"--temp-dir={temp_dir}", "--block"]
-    with log.open("w") as out:
-        head = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 120
-        while "block forever" not in log.read_text() and time.time() < deadline and head.poll() is None:
-            time.sleep(0.5)
-        assert "block forever" in log.read_text(), f"ray start --head did not come up:\n{log.read_text()[-2000:]}"
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        # gone for good before the next test starts a cluster of its own
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                break
-            time.sleep(0.5)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    """A head node of its own, started with `ray start --head --block` (helpers.head_node)."""
+    with head_node(tmp_path) as (address, _):
+        yield address
 
 
 @pytest.mark.slow
