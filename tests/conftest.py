@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from helpers import ROOT, check_experiment_intact
+from helpers import ROOT, check_experiment_intact, head_node
 from pgolf.data import Prepared, prepare
 
 
@@ -52,10 +52,12 @@ class FinishedSearch:
 
 
 @pytest.fixture(scope="session")
-def smoke_search(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> FinishedSearch:
+def smoke_search(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+                 ray_address: str) -> FinishedSearch:
     """The README's smoke search, shrunk: `spaces/tokenizer_width_depth.py --smoke`, 2 real trainings, seed 0,
-    $3 per CPU-hour, run once for every test that reads a finished smoke experiment (xdist workers: the
-    first runs it under a lock, the others read what it left). Tests copy the folder before writing to it."""
+    $3 per CPU-hour, on the session's head, run once for every test that reads a finished smoke experiment
+    (xdist workers: the first runs it under a lock, the others read what it left). Tests copy the folder
+    before writing to it. (The README's own command, which starts its cluster, runs in tests/docs.)"""
     shared = _session_dir(tmp_path_factory, request, "smoke_search")
     with open(shared / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -63,8 +65,8 @@ def smoke_search(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
         if not done.is_file():
             proc = subprocess.run(
                 [sys.executable, "-m", "search.run", "spaces/tokenizer_width_depth.py", "--smoke", "--num-samples",
-                 "2", "--name", "smoke", "--results-dir", str(shared / "results"), "--num-cpus", "2", "--seed", "0",
-                 "--gpu-hour-price", "3"], cwd=ROOT, capture_output=True, text=True, timeout=540)
+                 "2", "--name", "smoke", "--results-dir", str(shared / "results"), "--address", ray_address,
+                 "--seed", "0", "--gpu-hour-price", "3"], cwd=ROOT, capture_output=True, text=True, timeout=540)
             done.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}))
         ran = json.loads(done.read_text())
     search = FinishedSearch(shared / "results" / "smoke", ran["returncode"], ran["stdout"], ran["stderr"])
@@ -108,6 +110,16 @@ def local_ray():
         yield
 
 
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """HOST:PORT of a 2-CPU `ray start --head` kept for the session (one per xdist worker), for searches
+    that only need a cluster to run on (`search.run --address`): joining one spares each search the
+    start and stop of its own (~3.5 CPU-s and as many seconds on 2 cores, measured). A test about
+    starting a cluster, a lost node or a killed driver starts its own."""
+    with head_node(tmp_path_factory.mktemp("ray_head")) as (address, _):
+        yield address
+
+
 @pytest.fixture
 def fake_trainings_alive() -> Callable[[str], list[int]]:
     """alive(marker): PIDs of tests/scripts/fake_train.py processes (torchrun launching it included)
@@ -135,5 +147,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A test that asks for a Ray cluster fixture is a `ray` test (two-node tests carry the mark
     themselves)."""
     for item in items:
-        if {"local_ray", "start_cluster"} & set(getattr(item, "fixturenames", ())):
+        if {"local_ray", "start_cluster", "ray_address"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ray)

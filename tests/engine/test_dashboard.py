@@ -33,7 +33,7 @@ def test_set_constraint_alone_is_invisible_to_the_dashboard() -> None:
 
 
 @pytest.mark.slow
-def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: Path) -> None:
+def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: Path, ray_address: str) -> None:
     space = tmp_path / "space.py"
     space.write_text(
         f"SCRIPT = {str(ROOT / 'tests' / 'scripts' / 'fake_train.py')!r}\nBUDGET_BYTES = 7_500\nGPUS_PER_TRIAL = 0\n"
@@ -43,8 +43,8 @@ def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: 
         "def PREDICT_BYTES(env):\n    return 5000 if float(env['X']) < 4.5 else 10_000\n"
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n")
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--results-dir", str(tmp_path / "r"),
-                           "--name", "dash", "--num-samples", "12", "--seed", "1"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+                           "--name", "dash", "--num-samples", "12", "--seed", "1", "--address", ray_address], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = optuna.load_study(study_name="dash", storage=f"sqlite:///{tmp_path / 'r' / 'dash' / 'study.db'}")
     by_number = {t.number: t for t in study.trials}
@@ -62,7 +62,7 @@ def test_a_search_study_shows_each_trials_constraint_in_the_dashboard(tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_smoke_study_shows_its_budget_in_the_dashboard(tmp_path: Path) -> None:
+def test_a_smoke_study_shows_its_budget_in_the_dashboard(tmp_path: Path, ray_address: str) -> None:
     """A --smoke search of the bench grid (trainings replayed from its table of real ones): every trial the
     dashboard serializes carries the constraint the study holds, pruned ones over the budget included."""
     grid = ROOT / "spaces" / "bench_grid.py"
@@ -70,8 +70,8 @@ def test_a_smoke_study_shows_its_budget_in_the_dashboard(tmp_path: Path) -> None
     space.write_text(f"exec(compile(open({str(grid)!r}).read(), {str(grid)!r}, 'exec'))\nSAMPLER = 'tpe'\n")
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--replay",
                            "bench/grid_table.csv", "--results-dir", str(tmp_path), "--name", "smoke",
-                           "--num-samples", "12", "--seed", "1"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                           "--num-samples", "12", "--seed", "1", "--address", ray_address], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'smoke' / 'study.db'}")
     by_number = {t.number: t for t in study.trials}

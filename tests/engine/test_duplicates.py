@@ -33,17 +33,17 @@ def _space(path: Path, log: Path, extra: str = "") -> Path:
     return path
 
 
-def _search(space: Path, results: Path, name: str, samples: int) -> subprocess.CompletedProcess:
+def _search(space: Path, results: Path, name: str, samples: int, address: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "search.run", str(space), "--results-dir", str(results), "--name", name,
-           "--num-samples", str(samples), "--max-concurrent", "2", "--num-cpus", "2", "--seed", "3"]
+           "--num-samples", str(samples), "--max-concurrent", "2", "--address", address, "--seed", "3"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-def test_a_repeated_proposal_is_told_the_trained_result_and_costs_nothing(tmp_path: Path) -> None:
+def test_a_repeated_proposal_is_told_the_trained_result_and_costs_nothing(tmp_path: Path, ray_address: str) -> None:
     log = tmp_path / "launches.txt"
     results = tmp_path / "results"
-    proc = _search(_space(tmp_path / "rep.py", log), results, "rep", 4)
+    proc = _search(_space(tmp_path / "rep.py", log), results, "rep", 4, ray_address)
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = results / "rep"
     rows = {int(r["number"]): r for r in read_trials_csv(folder)}
@@ -76,10 +76,10 @@ def test_a_repeated_proposal_is_told_the_trained_result_and_costs_nothing(tmp_pa
 
 
 @pytest.mark.slow
-def test_allow_repeats_trains_a_repeated_configuration_again(tmp_path: Path) -> None:
+def test_allow_repeats_trains_a_repeated_configuration_again(tmp_path: Path, ray_address: str) -> None:
     log = tmp_path / "launches.txt"
     results = tmp_path / "results"
-    proc = _search(_space(tmp_path / "again.py", log, "ALLOW_REPEATS = True\n"), results, "again", 2)
+    proc = _search(_space(tmp_path / "again.py", log, "ALLOW_REPEATS = True\n"), results, "again", 2, ray_address)
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = optuna.load_study(study_name="again", storage=storage_url(results / "again"))
     trained = [t for t in study.get_trials() if t.user_attrs.get("launched")]

@@ -56,12 +56,13 @@ def space(trial):
 
 
 @pytest.mark.slow
-def test_a_region_pruned_by_the_prior_is_reopened_and_trained(tmp_path: Path, experiment_intact) -> None:
+def test_a_region_pruned_by_the_prior_is_reopened_and_trained(tmp_path: Path, experiment_intact,
+                                                              ray_address: str) -> None:
     space, table = _setup(tmp_path)
     results = tmp_path / "results"
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--replay", str(table), "--results-dir",
                            str(results), "--name", "ext", "--num-samples", "8", "--seed", "0", "--max-concurrent", "1",
-                           "--num-cpus", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--address", ray_address], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "the records' prior for int8+zlib" in proc.stdout
     # 8 trainings asked of 4 configurations: the search ends when each is trained, with one line, exit 0

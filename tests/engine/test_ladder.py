@@ -258,17 +258,17 @@ def test_a_cheap_rung_on_fewer_gpus_asks_ray_for_them(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_replay_of_a_ladder_search_reads_each_rungs_table(tmp_path: Path) -> None:
+def test_replay_of_a_ladder_search_reads_each_rungs_table(tmp_path: Path, ray_address: str) -> None:
     """`--replay` with one table per rung: bench/grid_table.csv for rung 0, bench/grid_table_long.csv for rung 1."""
     from search.runner.replay import load_table
 
     tables = [ROOT / "bench" / "grid_table.csv", ROOT / "bench" / "grid_table_long.csv"]
     base = [sys.executable, "-m", "search.run", "spaces/bench_grid_ladder.py", "--smoke", "--results-dir",
-            str(tmp_path), "--num-cpus", "2"]
+            str(tmp_path)]
     one = subprocess.run(base + ["--replay", str(tables[0])], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert one.returncode == 2 and "one table per rung" in one.stderr and one.stderr.strip().count("\n") == 0
-    proc = subprocess.run(base + ["--replay", *map(str, tables), "--num-samples", "12", "--seed", "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(base + ["--replay", *map(str, tables), "--num-samples", "12", "--seed", "2", "--address",
+                                  ray_address], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [r for r in read_trials_csv(tmp_path / "bench_grid_ladder-smoke") if r["state"] == "COMPLETE"]
     assert {r["fidelity"] for r in rows} == {"0", "1"}

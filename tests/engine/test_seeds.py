@@ -34,9 +34,10 @@ def test_every_seed_point_is_a_point_of_its_space_with_its_recipe() -> None:
 
 
 @pytest.mark.slow
-def test_the_smoke_search_runs_all_five_seeds_to_complete(tmp_path: Path) -> None:
+def test_the_smoke_search_runs_all_five_seeds_to_complete(tmp_path: Path, ray_address: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "search.run", "spaces/seeds.py", "--smoke", "--num-samples", "5",
-                           "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                           "--results-dir", str(tmp_path), "--address", ray_address], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "seeds-smoke" / "trials.csv").open()))
     assert sorted(r["param_RECIPE"] for r in rows) == sorted(["#465", "#215", "#212", "#333", "#1319"])

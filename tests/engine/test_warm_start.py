@@ -21,14 +21,15 @@ def _run(results: Path, name: str, samples: int, *extra: str) -> subprocess.Comp
 
 
 @pytest.mark.slow
-def test_a_warm_started_search_imports_and_does_not_retrain(tmp_path: Path, experiment_intact) -> None:
+def test_a_warm_started_search_imports_and_does_not_retrain(tmp_path: Path, experiment_intact,
+                                                            ray_address: str) -> None:
     results = tmp_path / "results"
-    old = _run(results, "old", 10)
+    old = _run(results, "old", 10, "--address", ray_address)
     assert old.returncode == 0, old.stderr[-2000:]
     old_rows = [r for r in read_trials_csv(results / "old") if r["state"] == "COMPLETE"]
     old_points = {tuple(sorted((k, v) for k, v in r.items() if k.startswith("param_"))) for r in old_rows}
 
-    new = _run(results, "new", 5, "--warm-start", str(results / "old"))  # the same seed: TPE would repeat them
+    new = _run(results, "new", 5, "--warm-start", str(results / "old"), "--address", ray_address)  # the same seed: TPE would repeat them
     assert new.returncode == 0, new.stderr[-2000:]
     assert f"warm start: {len(old_rows)} finished trial(s) imported from {results / 'old'}" in new.stdout
     assert "5 trainings in total" in new.stdout
@@ -64,7 +65,7 @@ def test_warm_start_from_a_folder_that_is_no_experiment_is_one_line(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_a_record_folder_is_one_point_at_the_scripts_defaults(tmp_path: Path) -> None:
+def test_a_record_folder_is_one_point_at_the_scripts_defaults(tmp_path: Path, ray_address: str) -> None:
     """A record (submission.json and its seed logs) warm-starts a space over the script it ran: one finished
     point at the script's defaults (fake_train.py reads X with default 1.0), its seeds' mean val_bpb."""
     record = tmp_path / "2026-04-01_MyRecord"
@@ -79,7 +80,8 @@ def test_a_record_folder_is_one_point_at_the_scripts_defaults(tmp_path: Path) ->
         "def PREDICT_BYTES(env):\n    return 15_000_000\n"
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n")
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--results-dir", str(tmp_path / "r"),
-                           "--name", "rec", "--num-samples", "2", "--seed", "0", "--warm-start", str(record)],
+                           "--name", "rec", "--num-samples", "2", "--seed", "0", "--warm-start", str(record),
+                           "--address", ray_address],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "warm start: 1 finished trial(s) imported" in proc.stdout and "2 trainings in total" in proc.stdout

@@ -57,7 +57,7 @@ def test_packed_trainer_trains_the_same_with_fewer_code_bytes(prepared_512, tmp_
 
 
 @pytest.mark.slow
-def test_a_space_with_pack_script_runs_counts_and_ships_the_packed_bytes(tmp_path: Path) -> None:
+def test_a_space_with_pack_script_runs_counts_and_ships_the_packed_bytes(tmp_path: Path, ray_address: str) -> None:
     space = tmp_path / "packed_space.py"
     space.write_text(
         "PACK_SCRIPT = True\nGPUS_PER_TRIAL = 0\nBUDGET_BYTES = 16_000_000\nSMOKE_BUDGET_BYTES = 400_000\n"
@@ -66,8 +66,8 @@ def test_a_space_with_pack_script_runs_counts_and_ships_the_packed_bytes(tmp_pat
         "def space(trial):\n    return {'VOCAB_SIZE': trial.suggest_categorical('VOCAB_SIZE', [512])}\n")
     results = tmp_path / "results"
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--smoke", "--num-samples", "1",
-                           "--results-dir", str(results), "--name", "packed"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                           "--results-dir", str(results), "--name", "packed", "--address", ray_address], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = results / "packed"
     packed = folder / "train_gpt.py"

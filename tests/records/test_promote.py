@@ -54,16 +54,18 @@ def smoke_experiment(tmp_path_factory, prepared_512) -> Path:
     return folder
 
 
-def _promote(experiment: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _promote(experiment: Path, out: Path, *extra: str, address: str | None = None) -> subprocess.CompletedProcess:
+    """search.promote of trial 0 with two seeds, on its own cluster or joining the one at `address`."""
     cmd = [sys.executable, "-m", "search.promote", str(experiment), "--trial", "0", "--smoke", "--seeds", "2",
-           "--out", str(out), "--name", "SmokePromo", "--author", "Test Author", "--github-id", "tester", *extra]
+           "--out", str(out), "--name", "SmokePromo", "--author", "Test Author", "--github-id", "tester", *extra,
+           *(["--address", address] if address else [])]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
 
 
 @pytest.fixture(scope="module")
-def promoted(smoke_experiment, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+def promoted(smoke_experiment, tmp_path_factory, ray_address) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("records") / "track_10min_16mb"
-    proc = _promote(smoke_experiment, out)
+    proc = _promote(smoke_experiment, out, address=ray_address)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folders = list(out.iterdir())
     assert len(folders) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d_SmokePromo", folders[0].name), folders
@@ -190,12 +192,12 @@ def test_gpu_experiment_gets_one_logical_gpu_per_seed_under_torchrun(smoke_exper
 
 
 @pytest.mark.slow
-def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_path):
+def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_path, ray_address):
     folder = tmp_path / "bad_exp"
     shutil.copytree(smoke_experiment, folder, ignore=shutil.ignore_patterns("promote"))
     env_path = folder / "trials" / "0" / "env.json"
     env_path.write_text(json.dumps({**json.loads(env_path.read_text()), "NUM_HEADS": "3"}))  # 64 % 3 != 0
-    proc = _promote(folder, tmp_path / "records")
+    proc = _promote(folder, tmp_path / "records", address=ray_address)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: seed ") and "NUM_HEADS=3" in last and "stdout.log" in last
@@ -203,7 +205,7 @@ def test_a_failed_seed_is_one_line_and_writes_no_record(smoke_experiment, tmp_pa
 
 
 @pytest.mark.slow
-def test_leaderboard_rule_against_a_record_of_three_logs(promoted, smoke_experiment, tmp_path):
+def test_leaderboard_rule_against_a_record_of_three_logs(promoted, smoke_experiment, tmp_path, ray_address):
     """--rule leaderboard --against-record: a folder of three seed logs; a reproduction log joins the new side;
     both rules checked against scipy computed here; every seed over the eval limit makes a non-record."""
     _, first = promoted
@@ -227,7 +229,7 @@ def test_leaderboard_rule_against_a_record_of_three_logs(promoted, smoke_experim
     (experiment / "experiment.json").write_text(json.dumps({**meta, "limits": {"eval_seconds": 0.001}}))
 
     proc = _promote(experiment, tmp_path / "out", "--rule", "leaderboard", "--against-record", str(old),
-                    "--reproductions", str(repro))
+                    "--reproductions", str(repro), address=ray_address)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = next((tmp_path / "out").iterdir())
     sub = json.loads((folder / "submission.json").read_text())

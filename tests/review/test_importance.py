@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _search(tmp_path: Path, samples: int) -> Path:
+def _search(tmp_path: Path, samples: int, address: str) -> Path:
     space = tmp_path / "space.py"
     space.write_text(  # the fake trainer's val_bpb and bytes follow X; FAKE_SLEEP only changes its speed
         f"SCRIPT = {str(ROOT / 'tests' / 'scripts' / 'fake_train.py')!r}\nBUDGET_BYTES = 20_000\nGPUS_PER_TRIAL = 0\n"
@@ -22,15 +22,15 @@ def _search(tmp_path: Path, samples: int) -> Path:
         "    return {'X': trial.suggest_float('X', 0.0, 5.0),\n"
         "            'FAKE_SLEEP': trial.suggest_categorical('FAKE_SLEEP', [0.0, 0.01, 0.02])}\n")
     proc = subprocess.run([sys.executable, "-m", "search.run", str(space), "--results-dir", str(tmp_path / "r"),
-                           "--name", "imp", "--num-samples", str(samples), "--seed", "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                           "--name", "imp", "--num-samples", str(samples), "--seed", "2", "--address", address],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return tmp_path / "r" / "imp"
 
 
 @pytest.mark.slow
-def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path) -> None:
-    folder = _search(tmp_path, 16)
+def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path, ray_address: str) -> None:
+    folder = _search(tmp_path, 16, ray_address)
     out = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120).stdout
     assert "parameter importance (PED-ANOVA" in out and "16 complete trials" in out
@@ -46,8 +46,8 @@ def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_too_few_trials_say_so(tmp_path: Path) -> None:
-    folder = _search(tmp_path, 4)
+def test_too_few_trials_say_so(tmp_path: Path, ray_address: str) -> None:
+    folder = _search(tmp_path, 4, ray_address)
     out = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120).stdout
     assert "parameter importance: needs at least 10 complete trials, has 4" in out

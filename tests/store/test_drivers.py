@@ -35,9 +35,12 @@ def slow_space(path: Path, log: Path, steps: int = 6, sleep: float = 0.5, extra:
     return path
 
 
-def command(space: Path, results: Path, name: str, *extra: str, samples: int = 4) -> list[str]:
+def command(space: Path, results: Path, name: str, *extra: str, samples: int = 4, address: str | None = None
+            ) -> list[str]:
+    """A driver of its own 2-CPU cluster, or joining the one at `address`."""
+    cluster = ["--address", address] if address else ["--num-cpus", "2"]
     return [sys.executable, "-m", "search.run", str(space), "--results-dir", str(results), "--name", name,
-            "--num-samples", str(samples), "--max-concurrent", "2", "--num-cpus", "2", "--seed", "3", *extra]
+            "--num-samples", str(samples), "--max-concurrent", "2", *cluster, "--seed", "3", *extra]
 
 
 def wait_for(predicate, timeout: float = 240, proc: subprocess.Popen | None = None) -> None:
@@ -130,18 +133,18 @@ def test_a_dead_drivers_lock_is_taken_over_another_hosts_is_reported(tmp_path: P
 
 
 @pytest.mark.slow
-def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intact) -> None:
+def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intact, ray_address: str) -> None:
     log = tmp_path / "launches.txt"
     space = slow_space(tmp_path / "space.py", log, steps=2, sleep=0.05)
     results = tmp_path / "results"
-    done = subprocess.run(command(space, results, "first", samples=2), cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(command(space, results, "first", samples=2, address=ray_address), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
     # copied and renamed: resumes under its new name, its study found in its own study.db
     shutil.copytree(results / "first", results / "copy")
-    proc = subprocess.run(command(space, results, "copy", "--resume", samples=3), cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(command(space, results, "copy", "--resume", samples=3, address=ray_address), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = experiment_intact(results / "copy")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
@@ -153,8 +156,8 @@ def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intac
     proc = subprocess.run(command(changed, results, "copy", "--resume", samples=4), cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--force-space" in proc.stderr
-    proc = subprocess.run(command(changed, results, "copy", "--resume", "--force-space", samples=4), cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command(changed, results, "copy", "--resume", "--force-space", samples=4,
+                                  address=ray_address), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     settings = json.loads((results / "copy" / "experiment.json").read_text())
     assert settings["budget_bytes"] == 90_000 and settings["space"] == str(changed)
