@@ -9,7 +9,7 @@ tokens/s, the peak GPU memory seen by `nvidia-smi`, the round-trip `val_bpb`, an
 bytes `pgolf.size` predicted against those measured.
 
 On a machine without CUDA it says so in one line and runs the same pipeline as a 2-step CPU
-training of a tiny model, so the script itself stays tested (`tests/test_bench_gpu_check.py`).
+training of a tiny model, so the script itself stays tested (`tests/bench/test_gpu_check.py`).
 """
 
 from __future__ import annotations

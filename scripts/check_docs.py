@@ -5,6 +5,8 @@
 - Every `python -m MODULE …` command in a fenced ```sh block of README.md and docs/**/*.md:
   the module must import and each `--flag` it uses must appear in its `--help` (or its
   subcommand's, e.g. `pgolf.data prepare --help`).
+- Every file of the repository the docs name in backticks (`tests/golf/test_data.py`, `bench/grid_table.csv`,
+  optionally with `::test_name`) must exist: files move, and the docs that point at them must follow.
 - Blocks fenced as ```sh run are run with bash, in order (README.md, docs/guide/running.md,
   then the other files by name), in one scratch folder that links to the repository's folders:
   what they write (results/, data/, records/) stays out of the repository. They are written at
@@ -31,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITTEN = {"results", "data", "records", "logs", ".git"}  # made fresh in the scratch folder, never linked
 _FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", re.M | re.S)
 _MODULE = re.compile(r"(?:^|\s)(?:\S*/)?python3?\s+-m\s+([\w.]+)(.*)$")
+# a repository file named in backticks: a top-level folder of ours, a path, an extension, maybe ::test_name
+_PATH = re.compile(r"`((?:tests|bench|spaces|scripts|pgolf|search|docs|clusters)/[\w./-]+"
+                   r"\.(?:py|md|csv|json|sh|yaml|png|html))(?:::[\w\[\]-]+)?`")
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,19 @@ def check_flags(all_blocks: list[Block]) -> list[str]:
     return problems
 
 
+def check_paths(paths: list[Path], root: Path = ROOT) -> list[str]:
+    """The repository files the docs name in backticks that do not exist (under `root`)."""
+    problems = []
+    for path in paths:
+        text = path.read_text()
+        for match in _PATH.finditer(text):
+            if not (root / match.group(1)).exists():
+                line = text[:match.start()].count("\n") + 1
+                where = path.relative_to(root) if path.is_relative_to(root) else path
+                problems.append(f"{where}:{line}: names {match.group(1)}, which does not exist (moved? fix the path)")
+    return problems
+
+
 def scratch_folder() -> Path:
     """A folder that looks like the repository (links to its folders) but keeps what commands write."""
     folder = Path(tempfile.mkdtemp(prefix="pgolf-docs-"))
@@ -168,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             for command in commands(block):
                 print(f"{'run  ' if block.runnable else 'check'} {block.where}: {command}")
         return 0
-    problems = check_flags(all_blocks)
+    problems = check_paths(doc_files()) + check_flags(all_blocks)
     if not args.no_run:
         problems += run_blocks(all_blocks)
     for problem in problems:

@@ -5,7 +5,7 @@ The recipe of openai/parameter-golf `data/download_hf_docs_and_tokenize.py`
 one SentencePiece sentence after NUL bytes become spaces and the text is
 stripped; empty ones are skipped, and so (by SentencePiece's default
 `max_sentence_length` of 4,192 bytes) are longer ones; every sentence is used
-(no sampling) and the vocabulary limit is soft. `tests/test_data.py` checks the
+(no sampling) and the vocabulary limit is soft. `tests/golf/test_data.py` checks the
 pieces and scores against that exporter's output. The settings live in one
 dataclass that is part of the preparation cache key.
 """

@@ -38,6 +38,19 @@ def test_the_check_fails_when_a_documented_command_breaks(tmp_path: Path) -> Non
     assert len(run) == 1 and "exit 2" in run[0] and "did you mean NUM_LAYERS?" in run[0]
 
 
+def test_the_check_names_a_file_the_docs_point_at_that_is_not_there(tmp_path: Path) -> None:
+    """Test files moved into folders by package; docs that still named tests/test_data.py pointed nowhere."""
+    doc = tmp_path / "guide.md"
+    doc.write_text("`tests/golf/test_data.py::test_prepare_is_the_competition_exporter` checks it, as\n"
+                   "`tests/test_data.py` did; `bench/grid_table.csv` is the table, `results/<name>/trials.csv` a\n"
+                   "placeholder and `tests/golf/test_nothing.py::test_x` a typo.\n")
+    problems = check_docs.check_paths([doc])
+    assert len(problems) == 2, problems
+    assert problems[0].endswith(":2: names tests/test_data.py, which does not exist (moved? fix the path)")
+    assert ":3: names tests/golf/test_nothing.py" in problems[1]
+    assert check_docs.check_paths(check_docs.doc_files()) == []  # and every file our docs name is there
+
+
 def test_the_readmes_example_space_loads_and_predicts_within_its_budget(tmp_path: Path) -> None:
     """The README's ten-line space file is a real one: it loads, sets only knobs the trainer reads,
     and the byte predictor prices its baseline-sized proposals."""
