@@ -1,4 +1,4 @@
-"""What several test files share: spaces and tables written for a test, a real two-node Ray cluster,
+"""What several test files share: spaces and tables written for a test, a real Ray head and two-node cluster,
 the integrity every fault must leave, and the documents our exporter is compared on. One place; no test
 file imports another (tests/ is on sys.path: `from helpers import ...`)."""
 
