@@ -5,8 +5,9 @@
 - Every `python -m MODULE …` command in a fenced ```sh block of README.md and docs/**/*.md:
   the module must import and each `--flag` it uses must appear in its `--help` (or its
   subcommand's, e.g. `pgolf.data prepare --help`).
-- Every file of the repository the docs name in backticks (`tests/golf/test_data.py`, `bench/grid_table.csv`,
-  optionally with `::test_name`) must exist: files move, and the docs that point at them must follow.
+- Every file of the repository the docs name in backticks (`tests/golf/test_data.py`, `bench/grid_table.csv`)
+  must exist, and a test named as `FILE::test_name` must be defined there: files move and tests are
+  renamed, and the docs that point at them must follow.
 - Blocks fenced as ```sh run are run with bash, in order (README.md, docs/guide/running.md,
   then the other files by name), in one scratch folder that links to the repository's folders:
   what they write (results/, data/, records/) stays out of the repository. They are written at
@@ -35,7 +36,7 @@ _FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```", re.M | re.S)
 _MODULE = re.compile(r"(?:^|\s)(?:\S*/)?python3?\s+-m\s+([\w.]+)(.*)$")
 # a repository file named in backticks: a top-level folder of ours, a path, an extension, maybe ::test_name
 _PATH = re.compile(r"`((?:tests|bench|spaces|scripts|pgolf|search|docs|clusters)/[\w./-]+"
-                   r"\.(?:py|md|csv|json|sh|yaml|png|html))(?:::[\w\[\]-]+)?`")
+                   r"\.(?:py|md|csv|json|sh|yaml|png|html))(?:::(\w+)[\w\[\]-]*)?`")
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,20 @@ def check_flags(all_blocks: list[Block]) -> list[str]:
 
 
 def check_paths(paths: list[Path], root: Path = ROOT) -> list[str]:
-    """The repository files the docs name in backticks that do not exist (under `root`)."""
+    """The repository files the docs name in backticks that do not exist (under `root`), and the tests
+    named as FILE::test_name that their file does not define."""
     problems = []
     for path in paths:
         text = path.read_text()
         for match in _PATH.finditer(text):
-            if not (root / match.group(1)).exists():
-                line = text[:match.start()].count("\n") + 1
-                where = path.relative_to(root) if path.is_relative_to(root) else path
-                problems.append(f"{where}:{line}: names {match.group(1)}, which does not exist (moved? fix the path)")
+            named, test = root / match.group(1), match.group(2)
+            line = text[:match.start()].count("\n") + 1
+            where = f"{path.relative_to(root) if path.is_relative_to(root) else path}:{line}"
+            if not named.exists():
+                problems.append(f"{where}: names {match.group(1)}, which does not exist (moved? fix the path)")
+            elif test and not re.search(rf"^\s*def {test}\(", named.read_text(), re.M):
+                problems.append(f"{where}: names {match.group(1)}::{test}, which that file does not define "
+                                "(renamed? fix the name)")
     return problems
 
 

@@ -43,11 +43,14 @@ def test_the_check_names_a_file_the_docs_point_at_that_is_not_there(tmp_path: Pa
     doc = tmp_path / "guide.md"
     doc.write_text("`tests/golf/test_data.py::test_prepare_is_the_competition_exporter` checks it, as\n"
                    "`tests/test_data.py` did; `bench/grid_table.csv` is the table, `results/<name>/trials.csv` a\n"
-                   "placeholder and `tests/golf/test_nothing.py::test_x` a typo.\n")
+                   "placeholder, `tests/golf/test_nothing.py::test_x` a typo and\n"
+                   "`tests/golf/test_data.py::test_prepare_is_the_exporter` a test's old name.\n")
     problems = check_docs.check_paths([doc])
-    assert len(problems) == 2, problems
+    assert len(problems) == 3, problems
     assert problems[0].endswith(":2: names tests/test_data.py, which does not exist (moved? fix the path)")
-    assert ":3: names tests/golf/test_nothing.py" in problems[1]
+    assert ":3: names tests/golf/test_nothing.py, which does not exist" in problems[1]
+    assert problems[2].endswith(":4: names tests/golf/test_data.py::test_prepare_is_the_exporter, which that "
+                                "file does not define (renamed? fix the name)")
     assert check_docs.check_paths(check_docs.doc_files()) == []  # and every file our docs name is there
 
 
