@@ -29,7 +29,8 @@ def test_a_warm_started_search_imports_and_does_not_retrain(tmp_path: Path, expe
     old_rows = [r for r in read_trials_csv(results / "old") if r["state"] == "COMPLETE"]
     old_points = {tuple(sorted((k, v) for k, v in r.items() if k.startswith("param_"))) for r in old_rows}
 
-    new = _run(results, "new", 5, "--warm-start", str(results / "old"), "--address", ray_address)  # the same seed: TPE would repeat them
+    # the same seed: TPE would repeat them
+    new = _run(results, "new", 5, "--warm-start", str(results / "old"), "--address", ray_address)
     assert new.returncode == 0, new.stderr[-2000:]
     assert f"warm start: {len(old_rows)} finished trial(s) imported from {results / 'old'}" in new.stdout
     assert "5 trainings in total" in new.stdout
