@@ -39,6 +39,11 @@ _PATH = re.compile(r"`((?:tests|bench|spaces|scripts|pgolf|search|docs|clusters)
                    r"\.(?:py|md|csv|json|sh|yaml|png|html))(?:::(\w+)[\w\[\]-]*)?`")
 
 
+def _place(path: Path, line: int, root: Path = ROOT) -> str:
+    """PATH:LINE of a place in the docs, the path relative to the repository where it is inside."""
+    return f"{path.relative_to(root) if path.is_relative_to(root) else path}:{line}"
+
+
 @dataclass(frozen=True)
 class Block:
     path: Path
@@ -48,8 +53,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        path = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
-        return f"{path}:{self.line}"
+        return _place(self.path, self.line)
 
 
 def doc_files(root: Path = ROOT) -> list[Path]:
@@ -141,12 +145,11 @@ def check_paths(paths: list[Path], root: Path = ROOT) -> list[str]:
         text = path.read_text()
         for match in _PATH.finditer(text):
             named, test = root / match.group(1), match.group(2)
-            line = text[:match.start()].count("\n") + 1
-            where = f"{path.relative_to(root) if path.is_relative_to(root) else path}:{line}"
+            at = _place(path, text[:match.start()].count("\n") + 1, root)
             if not named.exists():
-                problems.append(f"{where}: names {match.group(1)}, which does not exist (moved? fix the path)")
+                problems.append(f"{at}: names {match.group(1)}, which does not exist (moved? fix the path)")
             elif test and not re.search(rf"^\s*def {test}\(", named.read_text(), re.M):
-                problems.append(f"{where}: names {match.group(1)}::{test}, which that file does not define "
+                problems.append(f"{at}: names {match.group(1)}::{test}, which that file does not define "
                                 "(renamed? fix the name)")
     return problems
 
