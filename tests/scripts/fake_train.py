@@ -9,7 +9,9 @@ and records what the search service gave it:
 Knobs: X (float, the "quality" parameter), FAKE_STEPS, FAKE_SLEEP (seconds per
 step), FAKE_BYTES (artifact bytes, default from X), FAKE_CRASH=1, FAKE_NAN=1,
 FAKE_NO_METRICS=1 (log only, like an upstream script), FAKE_KILL_WORKER=1 (SIGKILL the
-process that launched it at step 2: a Ray worker dying under a healthy training, as on a lost node).
+process that launched it at step 2: a Ray worker dying under a healthy training, as on a lost node),
+FAKE_HOLD (a path: while that file exists, every step waits, so a test can keep a search mid-way
+for as long as its checks take, however slow the machine).
 """
 
 import json
@@ -42,8 +44,11 @@ def emit(line: str) -> None:
     log.flush()
 
 
+hold = os.environ.get("FAKE_HOLD")
 for step in range(1, steps + 1):
     time.sleep(pause)
+    while hold and os.path.exists(hold):
+        time.sleep(0.05)
     loss = float("nan") if os.environ.get("FAKE_NAN") == "1" and step >= 2 else 3.0 / step + x
     emit(f"step:{step}/{steps} train_loss:{loss:.4f} train_time:{step * 10}ms step_avg:10.00ms")
     if os.environ.get("FAKE_KILL_WORKER") == "1" and step == 2:

@@ -27,9 +27,11 @@ FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 
 def slow_space(path: Path, log: Path, steps: int = 6, sleep: float = 0.5, extra: str = "") -> Path:
+    """A space of the fake script whose trainings wait while `hold.flag` beside it exists."""
     path.write_text(
         f"SCRIPT = {str(FAKE)!r}\nBUDGET_BYTES = 100_000\nGPUS_PER_TRIAL = 0\n"
-        f"FIXED_ENV = {{'FAKE_LAUNCH_LOG': {str(log)!r}, 'FAKE_STEPS': {steps}, 'FAKE_SLEEP': {sleep}}}\n"
+        f"FIXED_ENV = {{'FAKE_LAUNCH_LOG': {str(log)!r}, 'FAKE_STEPS': {steps}, 'FAKE_SLEEP': {sleep}, "
+        f"'FAKE_HOLD': {str(path.parent / 'hold.flag')!r}}}\n"
         "def PREDICT_BYTES(env):\n    return int(5000 + 1000 * float(env['X']))\n"
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n" + extra)
     return path
@@ -84,6 +86,8 @@ def driver_mid_search(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Pat
 @pytest.mark.slow
 def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, experiment_intact) -> None:
     first, log, space, results, folder = driver_mid_search(tmp_path)
+    hold = tmp_path / "hold.flag"
+    hold.touch()   # the first driver's trainings wait until both refusals are seen, however slow the machine
     try:
         for extra in (["--resume"], []):
             second = subprocess.run(command(space, results, "exp", *extra), cwd=ROOT, capture_output=True,
@@ -92,6 +96,8 @@ def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, 
             assert second.returncode == 1 and len(lines) == 1, second.stderr
             assert "in use by another driver" in lines[0] and f"pid {first.pid}" in lines[0]
             assert socket.gethostname() in lines[0]
+        assert first.poll() is None   # still mid-search: the refusals came from the lock, not a finished run
+        hold.unlink()
         out, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
