@@ -9,10 +9,11 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # torch through pip, which honours the machine's pip configuration (a local wheel, a CPU index); uv beside it.
-# torch's files are compiled below on every core (pip compiles one by one); as with pip, a file written for a
-# newer Python (torch ships a few) stays source, hence `|| true`.
+# What pip installed (torch, sympy, networkx, ...) is compiled below on every core, as pip would one file at a
+# time: with PYTHONDONTWRITEBYTECODE set, a package left as source is compiled again by every training
+# process. As with pip, a file written for a newer Python (torch ships a few) stays source, hence `|| true`.
 .venv/bin/python -m pip install -q --no-warn-conflicts --no-compile "$TORCH_SPEC" 'uv>=0.9'
-.venv/bin/python -m compileall -qq -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch" \
+.venv/bin/python -m compileall -qq -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     || true
 # The rest in one resolution by uv (a consistent set; pip, one step at a time, took twice as long and left
 # conflicts it only warned about), compiled to bytecode as pip would. The torch installed above is kept.
