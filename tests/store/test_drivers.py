@@ -177,10 +177,13 @@ def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intac
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_resume_finishes(tmp_path: Path, experiment_intact, fake_trainings_alive) -> None:
     driver, _, space, results, folder = driver_mid_search(tmp_path)
+    hold = tmp_path / "hold.flag"
+    hold.touch()   # a training is still running when Ctrl-C comes, however slow the machine
     try:
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=120)
     finally:
+        hold.unlink()
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 130, err[-3000:]
