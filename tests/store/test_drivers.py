@@ -26,12 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "tests" / "scripts" / "fake_train.py"
 
 
+def hold_flag(space: Path) -> Path:
+    """The file beside a `slow_space` whose presence pauses every one of its trainings (FAKE_HOLD)."""
+    return space.parent / "hold.flag"
+
+
 def slow_space(path: Path, log: Path, steps: int = 6, sleep: float = 0.5, extra: str = "") -> Path:
-    """A space of the fake script whose trainings wait while `hold.flag` beside it exists."""
+    """A space of the fake script whose trainings wait while `hold_flag(path)` exists."""
     path.write_text(
         f"SCRIPT = {str(FAKE)!r}\nBUDGET_BYTES = 100_000\nGPUS_PER_TRIAL = 0\n"
         f"FIXED_ENV = {{'FAKE_LAUNCH_LOG': {str(log)!r}, 'FAKE_STEPS': {steps}, 'FAKE_SLEEP': {sleep}, "
-        f"'FAKE_HOLD': {str(path.parent / 'hold.flag')!r}}}\n"
+        f"'FAKE_HOLD': {str(hold_flag(path))!r}}}\n"
         "def PREDICT_BYTES(env):\n    return int(5000 + 1000 * float(env['X']))\n"
         "def space(trial):\n    return {'X': trial.suggest_float('X', 0.0, 5.0)}\n" + extra)
     return path
@@ -69,7 +74,8 @@ def launches(log: Path) -> list[str]:
 
 def driver_mid_search(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Path, Path]:
     """A `search.run` driver of 4 slow trainings (experiment `exp`), returned once one training has
-    finished and another is running: (driver, launch log, space file, results dir, experiment folder)."""
+    finished and another is running, and held there however slow the machine: its trainings wait until the
+    caller removes `hold_flag(space)`. Returns (driver, launch log, space file, results dir, experiment folder)."""
     log = tmp_path / "launches.txt"
     space = slow_space(tmp_path / "slow.py", log)
     results, folder = tmp_path / "results", tmp_path / "results" / "exp"
@@ -80,14 +86,13 @@ def driver_mid_search(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Pat
     except BaseException:
         driver.kill()
         raise
+    hold_flag(space).touch()
     return driver, log, space, results, folder
 
 
 @pytest.mark.slow
 def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, experiment_intact) -> None:
     first, log, space, results, folder = driver_mid_search(tmp_path)
-    hold = tmp_path / "hold.flag"
-    hold.touch()   # the first driver's trainings wait until both refusals are seen, however slow the machine
     try:
         for extra in (["--resume"], []):
             second = subprocess.run(command(space, results, "exp", *extra), cwd=ROOT, capture_output=True,
@@ -97,7 +102,7 @@ def test_a_second_driver_is_refused_and_the_first_loses_nothing(tmp_path: Path, 
             assert "in use by another driver" in lines[0] and f"pid {first.pid}" in lines[0]
             assert socket.gethostname() in lines[0]
         assert first.poll() is None   # still mid-search: the refusals came from the lock, not a finished run
-        hold.unlink()
+        hold_flag(space).unlink()
         out, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -177,13 +182,11 @@ def test_force_space_and_a_copied_folder_resume(tmp_path: Path, experiment_intac
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_resume_finishes(tmp_path: Path, experiment_intact, fake_trainings_alive) -> None:
     driver, _, space, results, folder = driver_mid_search(tmp_path)
-    hold = tmp_path / "hold.flag"
-    hold.touch()   # a training is still running when Ctrl-C comes, however slow the machine
     try:
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=120)
     finally:
-        hold.unlink()
+        hold_flag(space).unlink()   # the resume below trains
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 130, err[-3000:]
