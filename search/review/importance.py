@@ -4,10 +4,11 @@ Optuna's PED-ANOVA evaluator (`optuna.importance.PedAnovaImportanceEvaluator`,
 Watanabe et al. 2023): for each parameter, how far its distribution among the
 best 10 % of complete trials (lowest `val_bpb`, or fewest bytes) departs from
 its distribution among all of them, normalised to sum to 1. Optuna's default,
-fANOVA, needs scikit-learn, which this project does not install; PED-ANOVA
-also reads few trials well. A parameter that never varied is left out. Below
-`MIN_TRIALS` complete trials nothing is computed and the reason says so. With a
-fidelity ladder only the rung with most trainings is read (rung values differ in scale).
+fANOVA, needs scikit-learn, which the service does not require (the bench
+peers' extras bring it); PED-ANOVA also reads few trials well. A parameter
+that never varied is left out. Below `MIN_TRIALS` complete trials nothing is
+computed (nor imported) and the reason says so. With a fidelity ladder only the
+rung with most trainings is read (rung values differ in scale).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class Importance:
 def experiment_importance(folder: Path, study_name: str) -> Importance:
     """The importance of each parameter for each objective over the study's complete trials."""
     import optuna
-    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
     from optuna.trial import TrialState
 
     if not (folder / STUDY_FILE).is_file():
@@ -65,6 +65,9 @@ def experiment_importance(folder: Path, study_name: str) -> Importance:
     if len(complete) < MIN_TRIALS:
         return Importance(trials=len(complete),
                           reason=f"needs at least {MIN_TRIALS} complete trials, has {len(complete)}")
+    # only now: optuna.importance imports scikit-learn where it is installed (~1 CPU-s), for fANOVA
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
     result = Importance(trials=len(complete), evaluator=evaluator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PED-ANOVA is marked experimental

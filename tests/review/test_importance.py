@@ -31,9 +31,11 @@ def _search(tmp_path: Path, samples: int, address: str) -> Path:
 @pytest.mark.slow
 def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path, ray_address: str) -> None:
     folder = _search(tmp_path, 16, ray_address)
-    out = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120).stdout
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "search.pareto", str(folder), "--no-plots"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = proc.stdout
     assert "parameter importance (PED-ANOVA" in out and "16 complete trials" in out
+    assert "optuna.importance" in _imported(proc.stderr)
     data = json.loads(subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--format", "json"],
                                      cwd=ROOT, capture_output=True, text=True, timeout=120).stdout)
     imp = data["importance"]["imp"]
@@ -48,6 +50,13 @@ def test_importance_ranks_the_parameter_that_matters_first(tmp_path: Path, ray_a
 @pytest.mark.slow
 def test_too_few_trials_say_so(tmp_path: Path, ray_address: str) -> None:
     folder = _search(tmp_path, 4, ray_address)
-    out = subprocess.run([sys.executable, "-m", "search.pareto", str(folder), "--no-plots"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120).stdout
-    assert "parameter importance: needs at least 10 complete trials, has 4" in out
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "search.pareto", str(folder), "--no-plots"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "parameter importance: needs at least 10 complete trials, has 4" in proc.stdout
+    # nor imported: optuna.importance brings scikit-learn where it is installed, ~1 CPU-s of a 2 s report
+    assert not {"optuna.importance", "sklearn"} & _imported(proc.stderr)
+
+
+def _imported(importtime: str) -> set[str]:
+    """The modules a `python -X importtime` run imported, from what it wrote to stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime.splitlines() if line.startswith("import time:")}
